@@ -1,0 +1,161 @@
+"""Facts about an interpreter that installing for it needs: key, markers, wheel tags, paths.
+
+For the running interpreter they are read in-process; for another one a short
+subprocess prints them as JSON (stdlib only, plus ``packaging.tags`` loaded from
+our own installation for the supported tags).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+from omnipkg_hook.errors import InterpreterError
+
+__all__ = ["Interpreter", "current", "inspect"]
+
+# Runs inside the target interpreter with -I -S: stdlib only until the tags part.
+_PROBE = r"""
+import json, os, platform, sys, sysconfig
+def key():
+    machine = os.uname().machine if hasattr(os, "uname") else os.environ.get("PROCESSOR_ARCHITECTURE", "unknown")
+    abiflags = getattr(sys, "abiflags", "").replace("m", "")
+    return f"{sys.implementation.cache_tag}{abiflags}-{sys.platform}-{machine.lower()}"
+def fmt(info):
+    v = "{0.major}.{0.minor}.{0.micro}".format(info)
+    if info.releaselevel != "final":
+        v += info.releaselevel[0] + str(info.serial)
+    return v
+iv = sys.implementation.version
+markers = {
+    "implementation_name": sys.implementation.name,
+    "implementation_version": fmt(iv),
+    "os_name": os.name,
+    "platform_machine": platform.machine(),
+    "platform_release": platform.release(),
+    "platform_system": platform.system(),
+    "platform_version": platform.version(),
+    "python_full_version": platform.python_version(),
+    "platform_python_implementation": platform.python_implementation(),
+    "python_version": ".".join(platform.python_version_tuple()[:2]),
+    "sys_platform": sys.platform,
+}
+tags = None
+if len(sys.argv) > 1:
+    sys.path.append(sys.argv[1])
+    from packaging import tags as _tags
+    tags = [str(t) for t in _tags.sys_tags()]
+print(json.dumps({
+    "executable": sys.executable,
+    "version": platform.python_version(),
+    "version_info": list(sys.version_info[:2]),
+    "cache_tag": sys.implementation.cache_tag,
+    "key": key(),
+    "markers": markers,
+    "tags": tags,
+    "purelib": sysconfig.get_paths()["purelib"],
+    "prefix": sys.prefix,
+}))
+"""
+
+
+@dataclass
+class Interpreter:
+    executable: str
+    version: str
+    version_info: tuple
+    cache_tag: str
+    key: str
+    markers: dict
+    tags: list[str] = field(repr=False)
+    purelib: str = ""
+    prefix: str = ""
+
+    @property
+    def is_current(self) -> bool:
+        return os.path.realpath(self.executable) == os.path.realpath(sys.executable) and (
+            self.prefix == sys.prefix
+        )
+
+    @functools.cached_property
+    def tag_rank(self) -> dict[str, int]:
+        """Wheel tag -> preference (lower is better), as pip ranks them."""
+        return {t: i for i, t in enumerate(self.tags)}
+
+    def supports(self, wheel_tag: str) -> bool:
+        """Whether a (possibly compressed) wheel tag like ``py2.py3-none-any`` installs here."""
+        return self.rank(wheel_tag) is not None
+
+    def rank(self, wheel_tag: str) -> int | None:
+        pys, abis, plats = wheel_tag.split("-")
+        best = None
+        for py in pys.split("."):
+            for abi in abis.split("."):
+                for plat in plats.split("."):
+                    r = self.tag_rank.get(f"{py}-{abi}-{plat}")
+                    if r is not None and (best is None or r < best):
+                        best = r
+        return best
+
+
+@functools.lru_cache(maxsize=None)
+def current() -> Interpreter:
+    from packaging import markers, tags
+
+    from omnipkg_hook.store import interpreter_key
+
+    import sysconfig
+
+    return Interpreter(
+        executable=sys.executable,
+        version=".".join(map(str, sys.version_info[:3])),
+        version_info=tuple(sys.version_info[:2]),
+        cache_tag=sys.implementation.cache_tag,
+        key=interpreter_key(),
+        markers=dict(markers.default_environment()),
+        tags=[str(t) for t in tags.sys_tags()],
+        purelib=sysconfig.get_paths()["purelib"],
+        prefix=sys.prefix,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def inspect(executable: str) -> Interpreter:
+    """Facts about the interpreter at ``executable`` (the running one is read in-process)."""
+    if os.path.realpath(executable) == os.path.realpath(sys.executable) and os.path.abspath(
+        executable
+    ) == os.path.abspath(sys.executable):
+        return current()
+    import packaging
+
+    packaging_parent = os.path.dirname(os.path.dirname(packaging.__file__))
+    try:
+        out = subprocess.run(
+            [executable, "-I", "-S", "-c", _PROBE, packaging_parent],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        data = json.loads(out)
+    except FileNotFoundError:
+        raise InterpreterError(
+            f"interpreter {executable!r} does not exist",
+            "run `pip-omni python list` to see the interpreters pip-omni knows",
+        ) from None
+    except (subprocess.SubprocessError, ValueError, OSError) as e:
+        raise InterpreterError(
+            f"cannot run interpreter {executable!r}: {e}",
+            "check that it is a working Python 3.9+",
+        ) from None
+    data["version_info"] = tuple(data["version_info"])
+    if data["version_info"] < (3, 9):
+        raise InterpreterError(
+            f"Python {data['version']} at {executable!r} is not supported",
+            "pip-omni supports Python 3.9 to 3.13",
+        )
+    return Interpreter(**data)

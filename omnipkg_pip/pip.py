@@ -1,0 +1,157 @@
+"""The one door to pip: every pip run goes through :func:`run_pip`.
+
+pip is always a subprocess (``python -m pip``; pip forbids in-process use), with
+``--no-input``, a cleaned environment (no ``PYTHONPATH``, ``PIP_TARGET``, pins...),
+and the user's own pip configuration (index, auth, certificates) left intact.
+The full output goes to a log file; on failure the user gets pip's ``ERROR:``
+lines, shortened, and the log's path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from omnipkg_hook.errors import PipError
+
+from . import progress
+
+__all__ = ["PipResult", "run_pip", "dry_run_report", "target_python", "log_dir"]
+
+# Variables that would make pip install somewhere else or change what Python runs.
+_STRIP_ENV = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "PIP_TARGET",
+    "PIP_PREFIX",
+    "PIP_ROOT",
+    "PIP_USER",
+    "PIP_REQUIRE_VIRTUALENV",
+    "PIP_PYTHON",
+    "OMNIPKG_PINS",
+    "__PYVENV_LAUNCHER__",
+)
+
+
+def target_python() -> str:
+    """The interpreter pip-omni acts on by default: the one running it."""
+    return sys.executable
+
+
+def log_dir() -> str:
+    import platformdirs
+
+    return platformdirs.user_log_dir("pip-omni", appauthor=False)
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _STRIP_ENV}
+    env["PIP_NO_INPUT"] = "1"
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+@dataclass
+class PipResult:
+    returncode: int
+    output: str
+    log: str
+
+
+def _new_log(what: str) -> str:
+    directory = log_dir()
+    os.makedirs(directory, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    slug = "".join(c if c.isalnum() else "-" for c in what)[:40]
+    path = os.path.join(directory, f"pip-{stamp}-{os.getpid()}-{slug}.log")
+    _prune_logs(directory)
+    return path
+
+
+def _prune_logs(directory: str, keep: int = 50) -> None:
+    try:
+        logs = sorted(
+            (os.path.join(directory, n) for n in os.listdir(directory) if n.startswith("pip-")),
+            key=os.path.getmtime,
+        )
+    except OSError:
+        return
+    for old in logs[:-keep]:
+        try:
+            os.unlink(old)
+        except OSError:
+            pass
+
+
+def run_pip(python: str, args: list[str], *, what: str, verbose: int = 0, check: bool = True) -> PipResult:
+    """Run ``python -m pip <args>``; ``what`` names the step for progress and errors.
+
+    With ``check`` a non-zero exit raises :class:`PipError` with pip's own reason.
+    """
+    cmd = [python, "-m", "pip", "--no-input", "--disable-pip-version-check", *args]
+    log = _new_log(what)
+    lines: list[str] = []
+    with open(log, "w", encoding="utf-8") as logf, progress.step(what, verbose=verbose):
+        logf.write("$ " + " ".join(cmd) + "\n")
+        logf.flush()
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=_clean_env(),
+            text=True,
+            errors="replace",
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            logf.write(line)
+            lines.append(line)
+            if verbose:
+                sys.stderr.write(line)
+        returncode = proc.wait()
+        logf.write(f"[exit {returncode}]\n")
+    result = PipResult(returncode, "".join(lines), log)
+    if check and returncode != 0:
+        raise PipError(f"pip could not {what}: {_reason(lines)}", f"full pip output: {log}", log=log)
+    return result
+
+
+def _reason(lines: list[str]) -> str:
+    """pip's own explanation, shortened to one line."""
+    errors = [ln.strip()[len("ERROR:"):].strip() for ln in lines if ln.startswith("ERROR:")]
+    errors = [e for e in errors if e]
+    if not errors:
+        tail = [ln.strip() for ln in lines if ln.strip()]
+        errors = tail[-1:] or ["no output"]
+    text = " ".join(errors[:2])
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def dry_run_report(python: str, args: list[str], *, what: str, ignore_installed: bool = False,
+                   verbose: int = 0) -> dict:
+    """What ``pip install`` would do: pip's installation report (``--dry-run --report``)."""
+    import tempfile
+
+    fd, report_path = tempfile.mkstemp(prefix="pip-omni-report-", suffix=".json")
+    os.close(fd)
+    try:
+        extra = ["--ignore-installed"] if ignore_installed else []
+        run_pip(
+            python,
+            ["install", "--dry-run", "--report", report_path, *extra, *args],
+            what=what,
+            verbose=verbose,
+        )
+        with open(report_path, encoding="utf-8") as f:
+            return json.load(f)
+    finally:
+        try:
+            os.unlink(report_path)
+        except OSError:
+            pass
