@@ -1,0 +1,243 @@
+"""Bubbles: a root requirement and its whole dependency closure, for one interpreter.
+
+A bubble manifest (``bubbles/<name>/<version>/<interpreter-key>.json``) lists the
+dists of the closure with each one's requirements already evaluated for that
+interpreter (markers, extras), so the hook never needs ``packaging``::
+
+    {"format": 1, "root": "rich", "version": "13.4.2", "requirement": "rich==13.4.2",
+     "interpreter": {"key": ..., "version": ..., "executable": ...}, "created": ...,
+     "dists": {"rich": {"version": "13.4.2", "path": "dists/rich/13.4.2/py3-none-any",
+                        "top_level": ["rich"], "namespaces": [],
+                        "requires": {"markdown-it-py": ">=2.2.0", ...}}, ...},
+     "scripts": {"name": "module:attr"}}
+
+Two ways to make one: from wheels pip fetched (:func:`bubble_from_wheels`), or
+from dists already in the store, with no pip and no network
+(:func:`bubble_from_store`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from omnipkg_hook.errors import InvalidPinError, OmnipkgError
+from omnipkg_hook.store import DIST_MANIFEST, FORMAT, Store, WriteLock, read_manifest, write_json_atomic
+
+from . import bytecode, interp
+from .ingest import ingest_wheel
+
+__all__ = [
+    "parse_requirement",
+    "resolve_closure",
+    "bubble_from_wheels",
+    "bubble_from_store",
+    "write_bubble",
+    "ClosureError",
+]
+
+
+class ClosureError(OmnipkgError, LookupError):
+    """The dists at hand do not make a consistent closure for the requirement."""
+
+
+def parse_requirement(text: str) -> Requirement:
+    try:
+        return Requirement(text)
+    except InvalidRequirement as e:
+        raise InvalidPinError(
+            f"invalid requirement {text!r}: {str(e).splitlines()[0]}",
+            "write it as pip would take it, e.g. 'rich==13.4.2'",
+        ) from None
+
+
+@dataclass
+class _Picked:
+    manifest: dict
+    extras: set
+    requires: dict
+
+
+def _applies(req: Requirement, env: dict, extras: set) -> bool:
+    if req.marker is None:
+        return True
+    return any(req.marker.evaluate({**env, "extra": e}) for e in (extras or {""}) | {""})
+
+
+def _version(manifest: dict) -> Version:
+    try:
+        return Version(manifest["version"])
+    except InvalidVersion:
+        return Version("0")
+
+
+def resolve_closure(root: Requirement, available, interpreter) -> dict[str, _Picked]:
+    """Walk ``root``'s requirements through ``available(name) -> [dist manifest]``.
+
+    Picks, per name, the best dist that satisfies every requirement met so far
+    (highest version; among equal versions the best wheel tag). Raises
+    :class:`ClosureError` naming what is missing or inconsistent.
+    """
+    env = interpreter.markers
+    picked: dict[str, _Picked] = {}
+    specs: dict[str, list[tuple[SpecifierSet, str]]] = {}
+    queue: list[tuple[str, set, SpecifierSet, str]] = [
+        (canonicalize_name(root.name), set(root.extras), root.specifier, str(root))
+    ]
+    while queue:
+        name, extras, spec, why = queue.pop(0)
+        specs.setdefault(name, []).append((spec, why))
+        current = picked.get(name)
+        if current is not None:
+            if not spec.contains(current.manifest["version"], prereleases=True):
+                raise ClosureError(
+                    f"{why!r} conflicts with {name} {current.manifest['version']} already in the closure"
+                )
+            if extras <= current.extras:
+                continue
+            current.extras |= extras
+            manifest = current.manifest
+        else:
+            candidates = [
+                m
+                for m in available(name)
+                if interpreter.supports(m["tag"])
+                and all(s.contains(m["version"], prereleases=True) for s, _ in specs[name])
+            ]
+            if not candidates:
+                raise ClosureError(f"no {name} matching {why!r} is available for Python {interpreter.version}")
+            manifest = max(candidates, key=lambda m: (_version(m), -(interpreter.rank(m["tag"]) or 0)))
+            current = picked[name] = _Picked(manifest, set(extras), {})
+        for line in manifest.get("requires_dist", []):
+            req = Requirement(line)
+            if not _applies(req, env, current.extras):
+                continue
+            dep = canonicalize_name(req.name)
+            old = current.requires.get(dep)
+            text = str(req.specifier)
+            current.requires[dep] = ",".join(x for x in (old, text) if x) if old is not None else text
+            queue.append((dep, set(req.extras), req.specifier, f"{manifest['name']} -> {req}"))
+    return picked
+
+
+def write_bubble(store: Store, root: Requirement, picked: dict[str, _Picked], interpreter) -> dict:
+    """Publish the bubble manifest (the last step of making a bubble)."""
+    name = canonicalize_name(root.name)
+    root_manifest = picked[name].manifest
+    dists = {}
+    for dep, p in sorted(picked.items()):
+        m = p.manifest
+        dists[dep] = {
+            "version": m["version"],
+            "path": store.dist_relpath(m["name"], m["version"], m["tag"]),
+            "top_level": m["top_level"],
+            "namespaces": m["namespaces"],
+            "requires": dict(sorted(p.requires.items())),
+        }
+    eps = root_manifest.get("entry_points", {})
+    manifest = {
+        "format": FORMAT,
+        "root": name,
+        "version": root_manifest["version"],
+        "requirement": str(root),
+        "extras": sorted(root.extras),
+        "interpreter": {
+            "key": interpreter.key,
+            "version": interpreter.version,
+            "executable": interpreter.executable,
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dists": dists,
+        "scripts": {**eps.get("console_scripts", {}), **eps.get("gui_scripts", {})},
+    }
+    _write_scripts(store, manifest, interpreter)
+    write_json_atomic(store, store.bubble_path(name, manifest["version"], interpreter.key), manifest)
+    return manifest
+
+
+def _write_scripts(store: Store, manifest: dict, interpreter) -> None:
+    if not manifest["scripts"]:
+        return
+    try:
+        from omnipkg_hook.scripts import write_bubble_scripts
+    except ModuleNotFoundError as e:  # the hook's launcher generator lands with the hook
+        if e.name != "omnipkg_hook.scripts":
+            raise
+        return
+    write_bubble_scripts(store, manifest, interpreter.executable)
+
+
+def bubble_from_wheels(store: Store, wheels, requirement, interpreter=None) -> dict:
+    """Ingest ``wheels`` (local files) and publish the bubble of ``requirement`` from them."""
+    interpreter = interpreter or interp.current()
+    root = requirement if isinstance(requirement, Requirement) else parse_requirement(requirement)
+    with WriteLock(store):
+        by_name: dict[str, list[dict]] = {}
+        for wheel in wheels:
+            m = ingest_wheel(store, os.fspath(wheel), interpreter)
+            by_name.setdefault(m["name"], []).append(m)
+        picked = resolve_closure(root, lambda n: by_name.get(n, []), interpreter)
+        return write_bubble(store, root, picked, interpreter)
+
+
+class StoreIndex:
+    """Dists in the store, read lazily by name."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[str, list[dict]] = {}
+
+    def __call__(self, name: str) -> list[dict]:
+        if name not in self._cache:
+            found = []
+            base = os.path.join(self.store.dists, name)
+            for version in _listdir(base):
+                for tag in _listdir(os.path.join(base, version)):
+                    path = os.path.join(base, version, tag, DIST_MANIFEST)
+                    if os.path.exists(path):
+                        found.append(read_manifest(path))
+            self._cache[name] = found
+        return self._cache[name]
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def bubble_from_store(store: Store, requirement, interpreter=None) -> dict | None:
+    """Make the bubble from stored dists only (no pip, no network), or None if they do not suffice."""
+    interpreter = interpreter or interp.current()
+    root = requirement if isinstance(requirement, Requirement) else parse_requirement(requirement)
+    index = StoreIndex(store)
+    try:
+        picked = resolve_closure(root, index, interpreter)
+    except ClosureError:
+        return None
+    with WriteLock(store):
+        for p in picked.values():
+            m = p.manifest
+            bytecode.ensure_compiled(store, m, store.dist_path(m["name"], m["version"], m["tag"]), interpreter)
+        return write_bubble(store, root, picked, interpreter)
+
+
+def find_bubble(store: Store, requirement, interpreter) -> dict | None:
+    """An existing bubble of ``requirement`` for ``interpreter`` (best version), or None."""
+    root = requirement if isinstance(requirement, Requirement) else parse_requirement(requirement)
+    name = canonicalize_name(root.name)
+    versions = [v for v in store.bubble_versions(name, interpreter.key) if root.specifier.contains(v, prereleases=True)]
+    if not versions:
+        return None
+    best = max(versions, key=lambda v: Version(v))
+    manifest = store.load_bubble(name, best, interpreter.key)
+    if root.extras and not set(root.extras) <= set(manifest.get("extras", [])):
+        return None
+    return manifest

@@ -1,0 +1,340 @@
+"""Wheel -> objects + one dist directory, published atomically.
+
+pypa/installer walks the wheel (schemes, entry points, RECORD); our
+:class:`StoreDestination` turns each file into an object (by sha256) and a hard
+link in a staging copy of the dist under ``<store>/tmp``. Nothing reaches the
+visible store until the whole wheel has been read and checked:
+
+1. every member is read once, checked against its RECORD line (hash and size),
+   its path checked (no ``..``, no absolute path, no symlink, no duplicate);
+2. any problem -> :class:`WheelRejectedError` naming the wheel and every bad
+   file; the staging directory is removed; the store is unchanged;
+3. otherwise ``.pyc`` files are compiled for the target interpreter
+   (hash-based, ``bytecode.py``), the manifest is written, new objects are
+   renamed into ``objects/`` and the dist directory is renamed into ``dists/``.
+
+The caller holds the store's write lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import os
+import shutil
+import stat
+import zipfile
+
+from installer import install
+from installer.destinations import WheelDestination
+from installer.records import Hash, RecordEntry
+from installer.sources import WheelFile
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from omnipkg_hook.errors import WheelRejectedError
+from omnipkg_hook.store import DIST_MANIFEST, FORMAT, Store, make_tmpdir, normalize, read_manifest
+
+from . import bytecode
+
+__all__ = ["ingest_wheel", "MAX_MEMBER_BYTES", "MAX_WHEEL_BYTES", "DATA_DIR"]
+
+MAX_MEMBER_BYTES = 1 << 30  # one file of a wheel, uncompressed
+MAX_WHEEL_BYTES = 4 << 30  # a whole wheel, uncompressed
+MAX_RATIO = 1000  # uncompressed / compressed, above 1 MiB: a zip bomb
+DATA_DIR = "_omnipkg_data"  # where a wheel's .data/{scripts,data,headers} go inside a dist
+_RESERVED = {DIST_MANIFEST, DATA_DIR, "__pycache__"}
+
+
+def _b64(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+class _CheckedWheel(WheelFile):
+    """A WheelFile whose contents are checked against RECORD while they stream by."""
+
+    def __init__(self, f: zipfile.ZipFile) -> None:
+        super().__init__(f)
+        self.problems: list[str] = []
+
+    def get_contents(self):
+        seen = set()
+        total = 0
+        record_path = f"{self.dist_info_dir}/RECORD"
+        for record, stream, is_executable in super().get_contents():
+            path, hash_text, size_text = record
+            info = self._zipfile.getinfo(path)
+            if path in seen:
+                self.problems.append(f"{path}: duplicate entry in the archive")
+                continue
+            seen.add(path)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                self.problems.append(f"{path}: is a symbolic link")
+                continue
+            total += info.file_size
+            if info.file_size > MAX_MEMBER_BYTES or total > MAX_WHEEL_BYTES:
+                self.problems.append(f"{path}: too large ({info.file_size} bytes uncompressed)")
+                continue
+            if info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+                self.problems.append(f"{path}: compression ratio is that of a zip bomb")
+                continue
+            data = stream.read(MAX_MEMBER_BYTES + 1)
+            if path != record_path:
+                problem = _check_record(path, data, hash_text, size_text)
+                if problem:
+                    self.problems.append(problem)
+            yield record, io.BytesIO(data), is_executable
+
+
+def _check_record(path: str, data: bytes, hash_text: str, size_text: str) -> str | None:
+    if not hash_text:
+        return f"{path}: no hash in RECORD"
+    algo, _, expected = hash_text.partition("=")
+    if algo not in hashlib.algorithms_guaranteed or algo in ("md5", "sha1"):
+        return f"{path}: RECORD uses an unacceptable hash {algo!r}"
+    if _b64(hashlib.new(algo, data).digest()) != expected:
+        return f"{path}: contents do not match the hash in RECORD"
+    if size_text and size_text != str(len(data)):
+        return f"{path}: size {len(data)} does not match RECORD ({size_text})"
+    return None
+
+
+def _safe_relpath(path: str) -> str | None:
+    """``path`` if it stays inside the dist directory, else None."""
+    if not path or path.startswith(("/", "\\")) or "\\" in path or ":" in path.split("/")[0]:
+        return None
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return None
+    return path
+
+
+class StoreDestination(WheelDestination):
+    """Writes each file as an object (staged) and a hard link into the staging dist."""
+
+    def __init__(self, store: Store, staging: str, wheel: _CheckedWheel) -> None:
+        self.store = store
+        self.dist_dir = os.path.join(staging, "dist")
+        self.new_objects = os.path.join(staging, "objects")
+        os.makedirs(self.dist_dir)
+        os.makedirs(self.new_objects)
+        self.wheel = wheel
+        self.files: list[dict] = []
+        self.entry_points: dict[str, dict[str, str]] = {}
+        self.staged: dict[str, str] = {}  # object path in the store -> staged copy
+
+    def write_script(self, name, module, attr, section):
+        # Console scripts of a bubble are generated per bubble (they set its pins);
+        # the dist only records its entry points.
+        self.entry_points.setdefault(f"{section}_scripts", {})[name] = f"{module}:{attr}"
+        return RecordEntry(f"{DATA_DIR}/entry-point/{name}", None, None)
+
+    def write_file(self, scheme, path, stream, is_executable):
+        path = os.fspath(path)
+        rel = _safe_relpath(path)
+        prefix = "" if scheme in ("purelib", "platlib") else f"{DATA_DIR}/{scheme}/"
+        if rel is None or (not prefix and rel.split("/")[0] in _RESERVED):
+            self.wheel.problems.append(f"{path}: path escapes the distribution directory or is reserved")
+            return RecordEntry(path, None, 0)
+        rel = prefix + rel
+        data = stream.read()
+        entry = self.add_bytes(rel, data, is_executable)
+        self.files.append(entry)
+        return RecordEntry(path, Hash("sha256", _b64(bytes.fromhex(entry["sha256"]))), len(data))
+
+    def add_bytes(self, rel: str, data: bytes, executable: bool) -> dict:
+        """Store ``data`` as an object and link it at ``rel`` in the staging dist."""
+        sha = hashlib.sha256(data).hexdigest()
+        target = os.path.join(self.dist_dir, *rel.split("/"))
+        if os.path.lexists(target):
+            self.wheel.problems.append(f"{rel}: written twice")
+            return {"path": rel, "sha256": sha, "size": len(data), "mode": 0o644}
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        obj = self.store.object_path(sha, executable)
+        if os.path.exists(obj):
+            os.link(obj, target)
+        else:
+            staged = self.staged.get(obj)
+            if staged is None:
+                staged = os.path.join(self.new_objects, os.path.basename(os.path.dirname(obj)) + os.path.basename(obj))
+                with open(staged, "wb") as f:
+                    f.write(data)
+                os.chmod(staged, 0o555 if executable else 0o444)
+                self.staged[obj] = staged
+            os.link(staged, target)
+        return {"path": rel, "sha256": sha, "size": len(data), "mode": 0o755 if executable else 0o644}
+
+    def finalize_installation(self, scheme, record_file_path, records):
+        rows = [(record_file_path, "", "")]
+        for file_scheme, record in records:
+            if record.path.startswith(f"{DATA_DIR}/entry-point/") or record.path == record_file_path:
+                continue
+            rel = record.path if file_scheme in ("purelib", "platlib") else f"{DATA_DIR}/{file_scheme}/{record.path}"
+            size = "" if record.size is None else str(record.size)
+            rows.append((rel, str(record.hash_) if record.hash_ else "", size))
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        for row in sorted(rows, key=lambda r: r[0]):
+            writer.writerow(row)
+        self.files.append(self.add_bytes(record_file_path, buf.getvalue().encode("utf-8"), False))
+
+
+def _import_names(paths: list[str]) -> tuple[list[str], list[str]]:
+    """Top-level import names a dist provides, and which of them are namespace packages."""
+    names: set[str] = set()
+    dirs: dict[str, bool] = {}
+    for path in paths:
+        parts = path.split("/")
+        first = parts[0]
+        if first.endswith((".dist-info", ".data")) or first in _RESERVED:
+            continue
+        if len(parts) == 1:
+            if first.endswith(".py"):
+                names.add(first[:-3])
+            elif first.endswith((".so", ".pyd")):
+                names.add(first.split(".")[0])
+        else:
+            has_init = dirs.get(first, False)
+            dirs[first] = has_init or (len(parts) == 2 and parts[1] in ("__init__.py", "__init__.pyc") or (
+                len(parts) == 2 and parts[1].startswith("__init__.") and parts[1].endswith((".so", ".pyd"))
+            ))
+    names.update(dirs)
+    top = sorted(n for n in names if n.isidentifier())
+    namespaces = sorted(n for n, has_init in dirs.items() if not has_init and n.isidentifier())
+    return top, namespaces
+
+
+def _wheel_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def ingest_wheel(store: Store, wheel_path: str, interpreter) -> dict:
+    """Put ``wheel_path`` into the store (if not there) with .pyc for ``interpreter``.
+
+    Returns the dist manifest. The caller holds ``WriteLock(store)``.
+    """
+    filename = os.path.basename(wheel_path)
+    try:
+        name, version, _build, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename as e:
+        raise WheelRejectedError(f"rejected {filename!r}: {e}", "is it a wheel pip built?") from None
+    tag = "-".join(filename[:-4].split("-")[-3:])
+    version = str(version)
+    dist_dir = store.dist_path(name, version, tag)
+    manifest_path = os.path.join(dist_dir, DIST_MANIFEST)
+    if os.path.exists(manifest_path):
+        manifest = read_manifest(manifest_path)
+        bytecode.ensure_compiled(store, manifest, dist_dir, interpreter)
+        return manifest
+
+    staging = make_tmpdir(store, "ingest-")
+    try:
+        manifest = _stage(store, wheel_path, filename, name, version, tag, staging, interpreter)
+        _publish(store, staging, dist_dir)
+        return manifest
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter) -> dict:
+    try:
+        zf = zipfile.ZipFile(wheel_path)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise WheelRejectedError(f"rejected {filename!r}: not a readable zip archive ({e})") from None
+    with zf:
+        wheel = _CheckedWheel(zf)
+        try:
+            wheel.validate_record(validate_contents=False)
+            metadata_text = wheel.read_dist_info("METADATA")
+        except Exception as e:  # installer reports several kinds of ValueError/KeyError
+            raise WheelRejectedError(
+                f"rejected {filename!r}: {_installer_issue(e)}", "the wheel is broken; rebuild or re-download it"
+            ) from None
+        meta = _parse_metadata(filename, metadata_text)
+        if canonicalize_name(meta["Name"]) != canonicalize_name(name) or _norm_version(meta["Version"]) != version:
+            raise WheelRejectedError(
+                f"rejected {filename!r}: METADATA says {meta['Name']} {meta['Version']}, "
+                f"the file name says {name} {version}"
+            )
+        dest = StoreDestination(store, staging, wheel)
+        try:
+            install(wheel, dest, {"INSTALLER": b"pip-omni\n"})
+        except WheelRejectedError:
+            raise
+        except Exception as e:
+            wheel.problems.append(_installer_issue(e))
+        if wheel.problems:
+            shown = "; ".join(wheel.problems[:5])
+            more = f" (and {len(wheel.problems) - 5} more)" if len(wheel.problems) > 5 else ""
+            raise WheelRejectedError(
+                f"rejected {filename!r}: {shown}{more}",
+                "nothing was stored; the wheel is damaged or malicious, get it from a trusted source",
+            )
+    paths = [f["path"] for f in dest.files]
+    top_level, namespaces = _import_names(paths)
+    manifest = {
+        "format": FORMAT,
+        "name": normalize(name),
+        "project_name": meta["Name"],
+        "version": version,
+        "tag": tag,
+        "wheel": filename,
+        "wheel_sha256": _wheel_sha256(wheel_path),
+        "dist_info": wheel.dist_info_dir,
+        "top_level": top_level,
+        "namespaces": namespaces,
+        "requires_dist": meta.get_all("Requires-Dist") or [],
+        "requires_python": meta.get("Requires-Python"),
+        "entry_points": dest.entry_points,
+        "files": sorted(dest.files, key=lambda f: f["path"]),
+    }
+    bytecode.compile_staged(store, manifest, dest, interpreter)
+    with open(os.path.join(dest.dist_dir, DIST_MANIFEST), "w", encoding="utf-8") as f:
+        import json
+
+        json.dump(manifest, f, indent=1, sort_keys=True)
+    return manifest
+
+
+def _publish(store: Store, staging: str, dist_dir: str) -> None:
+    """New objects first, then the dist directory: one rename each."""
+    new_objects = os.path.join(staging, "objects")
+    for fname in os.listdir(new_objects):
+        obj = os.path.join(store.objects, fname[:2], fname[2:])
+        os.makedirs(os.path.dirname(obj), exist_ok=True)
+        if not os.path.exists(obj):
+            os.rename(os.path.join(new_objects, fname), obj)
+    os.makedirs(os.path.dirname(dist_dir), exist_ok=True)
+    os.rename(os.path.join(staging, "dist"), dist_dir)
+
+
+def _norm_version(text: str) -> str:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return str(Version(text))
+    except InvalidVersion:
+        return text
+
+
+def _parse_metadata(filename: str, text: str):
+    from email.parser import HeaderParser
+
+    meta = HeaderParser().parsestr(text)
+    for field in ("Name", "Version"):
+        if not meta.get(field):
+            raise WheelRejectedError(f"rejected {filename!r}: METADATA has no {field}")
+    return meta
+
+
+def _installer_issue(e: Exception) -> str:
+    issues = getattr(e, "issues", None)
+    if issues:
+        return "; ".join(str(i).split(", ", 1)[-1] for i in issues[:5])
+    return str(e) or type(e).__name__
