@@ -1,0 +1,180 @@
+"""``pip-omni gc`` and ``pip-omni store info``.
+
+gc removes, under the write lock, what no bubble references: dist directories no
+bubble manifest names, objects no dist manifest names, script directories of
+removed bubbles, and staging left in ``tmp/`` by interrupted writers. Each dist
+directory is first renamed into ``tmp/`` (it disappears at once, whole) and then
+deleted. ``--dry-run`` only reports.
+
+``store info --json`` shape::
+
+    {"store": str, "objects": int, "object_bytes": int, "dists": int, "bubbles": int,
+     "linked_bytes": int, "saved_bytes": int}
+
+``linked_bytes`` is what the dists would take as plain copies; ``saved_bytes`` is
+``linked_bytes - object_bytes``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+from omnipkg_hook.store import DIST_MANIFEST, Store, WriteLock, make_tmpdir, read_manifest
+
+__all__ = ["register", "collect", "garbage"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("gc", help="remove dists and objects no bubble references")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_gc)
+    s = sub.add_parser("store", help="the store: info")
+    s.add_argument("action", choices=("info",))
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=run_info)
+
+
+def _walk_dists(store: Store):
+    """Yield (relpath, absolute dir) of every dist directory."""
+    for name in _ls(store.dists):
+        for version in _ls(os.path.join(store.dists, name)):
+            for tag in _ls(os.path.join(store.dists, name, version)):
+                yield "/".join(("dists", name, version, tag)), os.path.join(store.dists, name, version, tag)
+
+
+def _walk_objects(store: Store):
+    for prefix in _ls(store.objects):
+        for rest in _ls(os.path.join(store.objects, prefix)):
+            yield os.path.join(store.objects, prefix, rest)
+
+
+def _ls(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def garbage(store: Store) -> dict:
+    """What gc would remove: {"dists": [...], "objects": [...], "bins": [...], "tmp": [...], "bytes": n}."""
+    referenced_dists = set()
+    live_bins = set()
+    for name, version, key, path in store.iter_bubbles():
+        m = read_manifest(path)
+        referenced_dists.update(d["path"] for d in m["dists"].values())
+        live_bins.add(os.path.basename(store.bubble_bin(name, version, key)))
+    dead_dists, live_objects = [], set()
+    for rel, path in _walk_dists(store):
+        if rel not in referenced_dists:
+            dead_dists.append(path)
+            continue
+        for fname in _ls(path):
+            if fname == DIST_MANIFEST or (fname.startswith("omnipkg-pyc-") and fname.endswith(".json")):
+                try:
+                    m = read_manifest(os.path.join(path, fname))
+                except (OSError, ValueError):
+                    continue
+                for f in m["files"]:
+                    live_objects.add(store.object_path(f["sha256"], bool(f.get("mode", 0o644) & 0o111)))
+    dead_objects = [o for o in _walk_objects(store) if o not in live_objects]
+    size = 0
+    for o in dead_objects:
+        try:
+            size += os.stat(o).st_size
+        except OSError:
+            pass
+    bins = [os.path.join(store.bin, b) for b in _ls(store.bin) if b not in live_bins]
+    tmp = [os.path.join(store.tmp, t) for t in _ls(store.tmp)]
+    return {"dists": dead_dists, "objects": dead_objects, "bins": bins, "tmp": tmp, "bytes": size}
+
+
+def collect(store: Store, dry_run: bool = False) -> dict:
+    with WriteLock(store):
+        g = garbage(store)
+        if dry_run:
+            return g
+        for t in g["tmp"]:
+            shutil.rmtree(t, ignore_errors=True) if os.path.isdir(t) else _unlink(t)
+        trash = make_tmpdir(store, "gc-")
+        for i, d in enumerate(g["dists"] + g["bins"]):
+            os.rename(d, os.path.join(trash, str(i)))
+        for o in g["objects"]:
+            _unlink(o)
+        shutil.rmtree(trash, ignore_errors=True)
+        for parent in (store.dists, store.objects):
+            _prune_empty(parent)
+    return g
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _prune_empty(root: str) -> None:
+    for dirpath, _dirs, _files in sorted(os.walk(root, topdown=False), reverse=True):
+        if dirpath != root:
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def run_gc(args) -> int:
+    store = Store()
+    g = collect(store, dry_run=args.dry_run)
+    if args.json:
+        json.dump({k: (v if k == "bytes" else len(v)) for k, v in g.items()} | {"dry_run": args.dry_run},
+                  sys.stdout, indent=1)
+        print()
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(g['dists'])} dists, {len(g['objects'])} objects ({_mb(g['bytes'])}), "
+          f"{len(g['bins'])} script dirs, {len(g['tmp'])} staging leftovers")
+    return 0
+
+
+def info(store: Store) -> dict:
+    objects = object_bytes = 0
+    for o in _walk_objects(store):
+        try:
+            object_bytes += os.stat(o).st_size
+            objects += 1
+        except OSError:
+            pass
+    dists = linked = 0
+    for _rel, path in _walk_dists(store):
+        dists += 1
+        for fname in _ls(path):
+            if fname == DIST_MANIFEST or fname.startswith("omnipkg-pyc-"):
+                try:
+                    linked += sum(f["size"] for f in read_manifest(os.path.join(path, fname))["files"])
+                except (OSError, ValueError):
+                    pass
+    bubbles = sum(1 for _ in store.iter_bubbles())
+    return {"store": store.root, "objects": objects, "object_bytes": object_bytes, "dists": dists,
+            "bubbles": bubbles, "linked_bytes": linked, "saved_bytes": max(0, linked - object_bytes)}
+
+
+def run_info(args) -> int:
+    data = info(Store())
+    if args.json:
+        json.dump(data, sys.stdout, indent=1)
+        print()
+        return 0
+    print(f"store:    {data['store']}")
+    print(f"bubbles:  {data['bubbles']}")
+    print(f"dists:    {data['dists']}")
+    print(f"objects:  {data['objects']} ({_mb(data['object_bytes'])} on disk)")
+    print(f"sharing:  {_mb(data['linked_bytes'])} as plain copies, {_mb(data['saved_bytes'])} saved")
+    return 0
