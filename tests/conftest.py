@@ -159,3 +159,31 @@ def omni_venv(tmp_path, omni_wheel) -> Venv:
 
 def pytest_report_header(config):
     return f"pip-omni tests; python {sysconfig.get_python_version()} at {sys.executable}"
+
+
+_INDEX_REACHABLE: bool | None = None
+
+
+def index_reachable() -> bool:
+    """Whether pip's configured index answers (checked once per session)."""
+    global _INDEX_REACHABLE
+    if _INDEX_REACHABLE is None:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "-q",
+             "-d", os.path.join(os.environ.get("TMPDIR", "/tmp"), "pip-omni-probe"), "mdurl==0.1.2"],
+            capture_output=True, text=True, timeout=120,
+        )
+        _INDEX_REACHABLE = proc.returncode == 0
+    return _INDEX_REACHABLE
+
+
+@pytest.fixture(scope="module")
+def network_venv(tmp_path_factory, omni_wheel) -> Venv:
+    """A fresh venv with pip-omni whose pip may use the real package index."""
+    if not index_reachable():
+        pytest.skip("the package index cannot be reached: network tests skipped")
+    tmp = tmp_path_factory.mktemp("netvenv")
+    venv = make_venv(tmp / "venv", omni_wheel, tmp)
+    for key in ("PIP_NO_INDEX", "PIP_CONFIG_FILE"):
+        venv.env.pop(key, None)
+    return venv
