@@ -1,7 +1,13 @@
 """pip-omni's import side: choose, per process, which stored version of a distribution imports.
 
+    import omnipkg_hook
+    omnipkg_hook.pin("rich==13.4.2")          # import rich -> 13.4.2 from the store
+    with omnipkg_hook.using("rich==13.5.3"):  # switch inside one block, restored on exit
+        ...
+
 Standard library only. Loaded at interpreter start-up by ``omnipkg_hook.pth`` when
-``OMNIPKG_PINS`` is set.
+``OMNIPKG_PINS`` is set, so importing this package stays cheap: the pin machinery
+(:mod:`omnipkg_hook.pins`) is imported on first use of ``pin``, ``using``...
 """
 
 from __future__ import annotations
@@ -19,6 +25,12 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "pin",
+    "unpin",
+    "pins",
+    "using",
+    "explain",
+    "omnipkgLoader",
     "OmnipkgError",
     "InvalidPinError",
     "BubbleNotFoundError",
@@ -27,3 +39,23 @@ __all__ = [
     "StoreError",
     "StoreCorruptError",
 ]
+
+_LAZY = frozenset(("pin", "unpin", "pins", "using", "explain", "omnipkgLoader"))
+
+
+def __getattr__(name: str):
+    # ``pins`` is both the submodule and the function: the module is callable
+    # (``omnipkg_hook.pins()`` lists the pins, ``omnipkg_hook.pins.pin`` still works),
+    # so it does not matter which one the import system binds here first.
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(".pins", __name__)
+        value = module if name == "pins" else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _LAZY)

@@ -1,0 +1,177 @@
+"""The ``sys.meta_path`` finder: a route table from top-level import names to directories.
+
+One instance, :data:`FINDER`, is inserted first in ``sys.meta_path`` by :func:`install`
+(idempotent; a venv may run a ``.pth`` twice) and taken out by :func:`uninstall`.
+It answers only for what :mod:`omnipkg_hook.pins` routed:
+
+- ``find_spec``: a top-level name in :attr:`OmnipkgFinder.routes` is looked up with
+  ``PathFinder`` in the routed directories; everything else (every submodule, every
+  unrouted name) returns ``None`` after one ``is None`` test and one dict lookup.
+  Submodules follow their package's ``__path__``, which already points into the store.
+- ``find_distributions``: a pinned distribution is described by its ``.dist-info`` in the
+  store, so ``importlib.metadata.version("rich")`` agrees with ``import rich``.
+
+The finder holds plain dicts and imports only the standard library; ``importlib.metadata``
+is imported inside ``find_distributions``, the first time something asks.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import sys
+
+from .errors import StoreCorruptError
+from .store import normalize
+
+__all__ = ["OmnipkgFinder", "FINDER", "install", "uninstall", "installed"]
+
+
+class OmnipkgFinder:
+    """Routes pinned top-level import names (and their metadata) to the store.
+
+    :attr:`routes` maps a top-level import name to the directories that serve it, in
+    order (several directories only for a namespace package); :attr:`dists` maps a
+    normalised distribution name to its ``.dist-info`` directory. Both are replaced as
+    a whole by :meth:`set_routes`, never edited in place, so a concurrent import sees
+    the old table or the new one. :attr:`cache` is free for the pin resolver's reads
+    of the store and the main environment; :meth:`invalidate_caches` empties it.
+    """
+
+    # Behind a class attribute so a test can spy on what is delegated (pytest does the same).
+    PathFinder = importlib.machinery.PathFinder
+
+    def __init__(self) -> None:
+        self.routes: dict[str, list[str]] = {}
+        self.dists: dict[str, str] = {}
+        self.cache: dict = {}
+        self._distributions: dict[str, object] = {}
+
+    def __repr__(self) -> str:
+        return f"<OmnipkgFinder routes={self.routes!r}>"
+
+    def set_routes(self, routes: dict[str, list[str]], dists: dict[str, str]) -> None:
+        """Replace the route table and the pinned ``.dist-info`` table."""
+        self.routes = routes
+        self.dists = dists
+        self._distributions = {}
+
+    # -- imports -------------------------------------------------------------------------
+
+    def find_spec(self, fullname, path=None, target=None):
+        if path is not None:
+            return None
+        dirs = self.routes.get(fullname)
+        if dirs is None:
+            return None
+        spec = self.PathFinder.find_spec(fullname, dirs, target)
+        if spec is None:
+            raise StoreCorruptError(
+                f"{fullname!r} is pinned to {dirs[0]!r}, but it is not there any more",
+                "the store changed under this process: run `pip-omni doctor --repair`, then restart",
+            )
+        if spec.origin is None and spec.submodule_search_locations is not None:
+            spec = self._namespace(fullname, dirs, spec, target)
+        return spec
+
+    def _namespace(self, fullname, dirs, spec, target):
+        """A routed namespace package: the store's portions first, then the main environment's."""
+        merged = self.PathFinder.find_spec(fullname, [*dirs, *sys.path], target)
+        if merged is not None and merged.origin is None and merged.submodule_search_locations is not None:
+            spec = merged
+        # _NamespacePath recomputes itself from sys.path when sys.path or the import
+        # epoch changes; keep the store's portions in front when it does.
+        locations = spec.submodule_search_locations
+        if getattr(locations, "_path_finder", None) is not None:
+            get_spec = self.PathFinder._get_spec
+            front = list(dirs)
+            locations._path_finder = lambda name, parent: get_spec(name, [*front, *parent])
+        return spec
+
+    # -- importlib.metadata --------------------------------------------------------------
+
+    def find_distributions(self, context=None):
+        """The pinned distributions that ``context`` asks for (all of them if it names none).
+
+        Answers only for the default search path (``sys.path``): a caller asking about
+        explicit directories gets what is in them, from the other finders.
+        """
+        dists = self.dists
+        if not dists:
+            return iter(())
+        name = None
+        if context is not None:
+            path = context.path
+            if path is not sys.path and list(path) != sys.path:
+                return iter(())
+            name = context.name
+        if name is not None:
+            key = normalize(name)
+            if key not in dists:
+                return iter(())
+            return iter((self._distribution(key),))
+        return iter([self._distribution(key) for key in dists])
+
+    def _distribution(self, key: str):
+        found = self._distributions.get(key)
+        if found is None:
+            found = self._distributions[key] = _store_distribution_class()(self.dists[key])
+        return found
+
+    def invalidate_caches(self) -> None:
+        self.cache.clear()
+        self._distributions = {}
+
+
+_StoreDistribution = None
+
+
+def _store_distribution_class():
+    """``PathDistribution`` whose file reads are cached: store files never change in place."""
+    global _StoreDistribution
+    if _StoreDistribution is None:
+        import pathlib
+        from importlib.metadata import PathDistribution
+
+        class StoreDistribution(PathDistribution):
+            """A pinned distribution's ``.dist-info`` in the store (read-only, so reads are cached)."""
+
+            def __init__(self, path: str) -> None:
+                super().__init__(pathlib.Path(path))
+                self._texts: dict = {}
+
+            def read_text(self, filename):
+                try:
+                    return self._texts[filename]
+                except KeyError:
+                    text = self._texts[filename] = super().read_text(filename)
+                    return text
+
+            def __repr__(self) -> str:
+                return f"<StoreDistribution {str(self._path)!r}>"
+
+        _StoreDistribution = StoreDistribution
+    return _StoreDistribution
+
+
+FINDER = OmnipkgFinder()
+
+
+def installed() -> bool:
+    return any(f is FINDER for f in sys.meta_path)
+
+
+def install() -> OmnipkgFinder:
+    """Put :data:`FINDER` first in ``sys.meta_path`` (once; moved to the front if it was pushed back)."""
+    meta_path = sys.meta_path
+    if meta_path and meta_path[0] is FINDER:
+        return FINDER
+    if installed():
+        meta_path.remove(FINDER)
+    meta_path.insert(0, FINDER)
+    return FINDER
+
+
+def uninstall() -> None:
+    """Take :data:`FINDER` out of ``sys.meta_path`` (its routes stay as they are)."""
+    while installed():
+        sys.meta_path.remove(FINDER)

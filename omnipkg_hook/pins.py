@@ -1,0 +1,411 @@
+"""Pins of this process: ``pin``, ``unpin``, ``pins``, ``explain``, ``using``.
+
+``pin("rich==13.4.2")`` resolves once (:mod:`omnipkg_hook.resolve`), checks the routed
+dists (:mod:`omnipkg_hook.repair`), then swaps the finder's route table
+(:mod:`omnipkg_hook.finder`) and exports the pins -- ``OMNIPKG_PINS``, ``OMNIPKG_STORE``
+and each bubble's ``bin`` directory first on ``PATH`` -- so child processes (subprocess,
+multiprocessing spawn/forkserver, pytest-xdist, workers) start with the same pins.
+Every check happens before anything changes: a call that raises leaves the process
+as it was.
+
+In-process switching with :class:`using` is convenient and honest about its limits:
+
+- objects made inside the block are instances of the classes of the version that was
+  imported there; they fail ``isinstance`` checks against the outer version's classes,
+  and the other way round;
+- a module that imported a pinned module keeps the reference it took; a function that
+  imports lazily gets whichever version is in ``sys.modules`` when it runs;
+- ``sys.modules`` is process-wide: another thread importing during the block sees the
+  block's versions. It is not thread isolation.
+
+For true isolation -- two versions at once, crash containment, another interpreter --
+use a worker (``omnipkg_hook.workers``).
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import sys
+
+from . import finder as _finder
+from ._requirements import parse_pins
+from .errors import AlreadyImportedError, InvalidPinError, OmnipkgError
+from .repair import check_dist, repair_dist
+from .resolve import STORE, Plan, _install_command, main_environment, resolve
+from .store import Store, normalize
+
+__all__ = ["pin", "unpin", "pins", "explain", "plan", "using", "omnipkgLoader"]
+
+PINS_VAR = "OMNIPKG_PINS"
+STORE_VAR = "OMNIPKG_STORE"
+STRICT_VAR = "OMNIPKG_STRICT"
+
+_lock = _thread.RLock()
+
+
+class _State:
+    """What this process has pinned; replaced field by field, only under ``_lock``."""
+
+    def __init__(self) -> None:
+        self.requirements: list = []  # one Requirement per distribution, in pin order
+        self.plan: Plan | None = None
+        self.path_added: list[str] = []  # bin dirs this module put on PATH
+        self.env_value: str | None = None  # the OMNIPKG_PINS value last applied or written
+        self.touched: set[str] = set()  # top-level names whose route changed (for using())
+
+
+_state = _State()
+
+
+# -- public API ---------------------------------------------------------------------------
+
+
+def pin(*requirements: str, replace: bool = False) -> list[str]:
+    """Import the given versions from the store from now on, in this process and its children.
+
+    ``pin("rich==13.4.2", "click>=7,<8")``. A distribution already pinned is re-pinned.
+    A pin the main environment satisfies routes nothing. Raises
+    :class:`BubbleNotFoundError`, :class:`PinConflictError`, or
+    :class:`AlreadyImportedError` when a name it would route is imported already, unless
+    ``replace=True``, which removes those modules from ``sys.modules`` so the next
+    import loads the pinned version (objects made from the old modules keep the old
+    classes). Returns the active pins, as :func:`pins` does.
+    """
+    new = _parse_args(requirements, "pin")
+    with _lock:
+        merged = {r.key: r for r in _state.requirements}
+        merged.update((r.key, r) for r in new)
+        _apply(list(merged.values()), replace=replace, full=True)
+        return pins()
+
+
+def unpin(*names: str) -> list[str]:
+    """Drop the pins on ``names`` (all pins when none is given); return the pins left.
+
+    Modules of those distributions imported from the store are removed from
+    ``sys.modules``, so the next import loads the main environment's copy. Unpinning a
+    name that is not pinned does nothing.
+    """
+    keys = {normalize(n) for n in names}
+    with _lock:
+        left = [r for r in _state.requirements if names and r.key not in keys]
+        if len(left) != len(_state.requirements):
+            _apply(left, replace=True, full=False)
+        return pins()
+
+
+def pins() -> list[str]:
+    """The active pins as requirement strings, in the order they were made (``["rich==13.4.2"]``)."""
+    return [str(r) for r in _state.requirements]
+
+
+def plan() -> Plan | None:
+    """The active :class:`~omnipkg_hook.resolve.Plan` (None with no pins): for tools and tests."""
+    return _state.plan
+
+
+def explain(*requirements: str) -> str:
+    """Which directory serves each routed import name, and why, as text.
+
+    With ``requirements``, explains what pinning them (on top of the active pins) would
+    do, without changing anything.
+    """
+    with _lock:
+        if requirements:
+            merged = {r.key: r for r in _state.requirements}
+            merged.update((r.key, r) for r in _parse_args(requirements, "explain"))
+            the_plan = _resolve(list(merged.values()), full=False, repair=False)
+        else:
+            the_plan = _state.plan
+    return format_plan(the_plan)
+
+
+def format_plan(the_plan: Plan | None) -> str:
+    if the_plan is None or not the_plan.pins:
+        return "no pins: every import comes from the main environment"
+    lines = [f"pins: {the_plan.env_value()}  (store {the_plan.store.root}, interpreter {the_plan.key})"]
+    for row in the_plan.report():
+        where = "store" if row["source"] == STORE else "main"
+        names = f" imports {', '.join(row['import_names'])} from" if row["import_names"] else " from"
+        lines.append(f"  {row['distribution']} {row['version']} [{where}]{names} {row['path']}")
+        lines.append(f"      {row['reason']}")
+    return "\n".join(lines)
+
+
+class using:
+    """``with using("rich==13.5.3"):`` -- these pins (on top of the active ones) inside the block.
+
+    On entry the modules of every import name whose route changes are taken out of
+    ``sys.modules`` (so ``import rich`` inside loads the pinned version); on exit, also
+    when the block raises, the modules, routes, pins, ``OMNIPKG_PINS``, ``OMNIPKG_STORE``
+    and ``PATH`` are put back exactly as they were. Blocks nest. No file is touched.
+
+    See the module docstring for what in-process switching cannot do; workers give
+    true isolation.
+    """
+
+    def __init__(self, *requirements: str) -> None:
+        self._requirements = _parse_args(requirements, "using")
+        self._saved: list[tuple] = []
+
+    def __enter__(self) -> using:
+        with _lock:
+            saved = (
+                list(_state.requirements),
+                _state.plan,
+                _finder.FINDER.routes,
+                _finder.FINDER.dists,
+                _finder.installed(),
+                dict(sys.modules),
+                {k: os.environ.get(k) for k in (PINS_VAR, STORE_VAR, "PATH")},
+                list(_state.path_added),
+                _state.env_value,
+                _state.touched,
+            )
+            _state.touched = set()
+            merged = {r.key: r for r in _state.requirements}
+            merged.update((r.key, r) for r in self._requirements)
+            try:
+                _apply(list(merged.values()), replace=True, full=True)
+            except BaseException:
+                _state.touched = saved[-1]
+                raise
+            self._saved.append(saved)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with _lock:
+            (requirements, the_plan, routes, dists, was_installed, modules, env, path_added,
+             env_value, touched) = self._saved.pop()  # fmt: skip
+            names = _state.touched  # every name whose route changed since __enter__
+            for name in names:
+                _purge(name)
+                prefix = name + "."
+                for key, module in modules.items():
+                    if key == name or key.startswith(prefix):
+                        sys.modules[key] = module
+            _finder.FINDER.set_routes(routes, dists)
+            if was_installed:
+                _finder.install()
+            else:
+                _finder.uninstall()
+            _state.requirements, _state.plan = requirements, the_plan
+            _state.path_added, _state.env_value = path_added, env_value
+            _state.touched = touched | names
+            for key, value in env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def omnipkgLoader(package_spec: str, config=None, quiet: bool = False, force_activation: bool = False):  # noqa: N802
+    """omnipkg's loader, for code migrating from omnipkg: the same as ``using(package_spec)``.
+
+    ``config``, ``quiet`` and ``force_activation`` are accepted and have no effect.
+    """
+    return using(package_spec)
+
+
+# -- start-up -------------------------------------------------------------------------------
+
+
+def from_environment(*, exit_on_error: bool = True, strict: bool | None = None) -> None:
+    """Make the active pins those of ``OMNIPKG_PINS`` (what the ``.pth`` line runs).
+
+    Idempotent: a value already applied (or written by ``pin()``) is not applied again.
+    A value that does not parse prints one line on stderr and applies nothing. A pin that
+    cannot be satisfied prints one line too -- or, with ``OMNIPKG_STRICT=1``, is fatal:
+    the process exits with status 1 (``exit_on_error=False`` raises instead).
+    """
+    value = os.environ.get(PINS_VAR, "")
+    if strict is None:
+        strict = os.environ.get(STRICT_VAR, "").strip().lower() in ("1", "true", "yes", "on")
+    with _lock:
+        if value == _state.env_value:
+            return
+        try:
+            requirements = parse_pins(value, source=PINS_VAR)
+            _apply(requirements, replace=True, full=False)
+        except OmnipkgError as e:
+            _state.env_value = value  # reported once, not again on the .pth's second run
+            kind = "error" if strict else "warning"
+            after = "" if strict else f"; starting without pins (set {STRICT_VAR}=1 to make this fatal)"
+            if isinstance(e, InvalidPinError):
+                what = e.message if e.message.startswith(PINS_VAR) else f"{PINS_VAR}={value!r}: {e.message}"
+                line = f"pip-omni: {kind}: ignoring {what}{after}"
+            else:
+                line = f"pip-omni: {kind}: {PINS_VAR}={value!r} cannot be applied: {e.message}{after}"
+            if e.hint:
+                line += f" (hint: {e.hint})"
+            if strict:
+                if not exit_on_error:
+                    raise
+                print(line, file=sys.stderr)
+                sys.stderr.flush()
+                sys.stdout.flush()
+                os._exit(1)  # SystemExit from a .pth line would be a fatal error in site
+            print(line, file=sys.stderr)
+            return
+        _state.env_value = value
+
+
+# -- machinery ----------------------------------------------------------------------------
+
+
+def _parse_args(requirements, what: str) -> list:
+    found: dict[str, object] = {}
+    for text in requirements:
+        if not isinstance(text, str):
+            raise InvalidPinError(f"{what}() takes requirement strings, not {text!r}", "e.g. 'rich==13.4.2'")
+        for req in parse_pins(text, source=f"{what}({text!r})"):
+            if req.key in found:
+                raise InvalidPinError(
+                    f"{what}(): {req.key!r} is pinned twice: {str(found[req.key])!r} and {str(req)!r}",
+                    "keep one pin per distribution",
+                )
+            found[req.key] = req
+    if not found:
+        raise InvalidPinError(f"{what}() needs at least one requirement", "e.g. 'rich==13.4.2'")
+    return list(found.values())
+
+
+def _resolve(requirements: list, *, full: bool, repair: bool = True) -> Plan:
+    store = Store()
+    the_plan = resolve(requirements, store, main_environment(store, _finder.FINDER.cache))
+    routes: dict[str, list[str]] = {}
+    for copy in the_plan.routed():
+        label = f"{copy.name} {copy.version}"
+        dist_info, problem = check_dist(copy.path, copy.top_level, full)
+        if problem is not None and repair:
+            entry = copy.pin.bubble["dists"].get(copy.name, {})
+            dist_info = repair_dist(
+                store, copy.path, copy.top_level, label=label, bubble_entry=entry,
+                reinstall=_install_command(copy.pin.req),
+            )  # fmt: skip
+        if dist_info is not None:
+            the_plan.dists[copy.name] = os.path.join(copy.path, dist_info)
+        for top in copy.top_level:
+            dirs = routes.setdefault(top, [])
+            if copy.path not in dirs:
+                dirs.append(copy.path)
+    the_plan.routes = routes
+    return the_plan
+
+
+def _module_paths(module) -> list[str]:
+    paths = []
+    spec = getattr(module, "__spec__", None)
+    origin = getattr(spec, "origin", None) or getattr(module, "__file__", None)
+    if isinstance(origin, str):
+        paths.append(origin)
+    try:
+        paths.extend(p for p in getattr(module, "__path__", None) or () if isinstance(p, str))
+    except Exception:  # a broken __path__ object tells us nothing
+        pass
+    return paths
+
+
+def _inside(paths: list[str], dirs) -> bool:
+    return any(p == d or p.startswith(d + os.sep) for p in paths for d in dirs)
+
+
+def _conflicts(old: dict, new: dict, changed: set[str]) -> list[tuple[str, str, list[str] | None]]:
+    """Changed names imported from somewhere their new route would not serve them."""
+    found = []
+    for name in sorted(changed):
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        paths = _module_paths(module)
+        target = new.get(name)
+        if target is not None:
+            if not (paths and _inside(paths[:1], target)):
+                found.append((name, paths[0] if paths else "a built-in or synthetic module", target))
+        elif _inside(paths, old.get(name, ())):
+            found.append((name, paths[0], None))
+    return found
+
+
+def _purge(name: str) -> None:
+    prefix = name + "."
+    for key in [k for k in sys.modules if k == name or k.startswith(prefix)]:
+        del sys.modules[key]
+
+
+def _already_imported(conflicts, the_plan: Plan | None) -> AlreadyImportedError:
+    name, where, target = conflicts[0]
+    if target is None:
+        why = "without that pin it would come from the main environment"
+    else:
+        copy = next((c for c in the_plan.routed() if name in c.top_level), None)
+        chain = copy.chain if copy is not None else the_plan.env_value()
+        why = f"{chain} routes it to {target[0]!r}"
+    others = f" (also {', '.join(repr(c[0]) for c in conflicts[1:])})" if conflicts[1:] else ""
+    return AlreadyImportedError(
+        f"{name!r} is already imported from {where!r}; {why}{others}",
+        "pin before importing it, or pass replace=True to drop the imported modules "
+        "(objects made from them keep the old classes), or use omnipkg_hook.using()",
+    )
+
+
+def _apply(requirements: list, *, replace: bool, full: bool) -> None:
+    """Resolve ``requirements``, check, then switch the finder and the environment to them.
+
+    Everything that can fail happens before the first change.
+    """
+    the_plan = _resolve(requirements, full=full) if requirements else None
+    old = _finder.FINDER.routes
+    new = the_plan.routes if the_plan is not None else {}
+    changed = {n for n in set(old) | set(new) if old.get(n) != new.get(n)}
+    conflicts = _conflicts(old, new, changed)
+    if conflicts and not replace:
+        raise _already_imported(conflicts, the_plan)
+    for name, _, _ in conflicts:
+        _purge(name)
+    if the_plan is not None and (new or the_plan.dists):
+        _finder.FINDER.set_routes(new, the_plan.dists)
+        _finder.install()
+    else:
+        _finder.FINDER.set_routes({}, {})
+    _state.requirements = list(requirements)
+    _state.plan = the_plan
+    _state.touched |= changed
+    _export(the_plan)
+
+
+def _export(the_plan: Plan | None) -> None:
+    """``OMNIPKG_PINS``, ``OMNIPKG_STORE`` and ``PATH`` for child processes."""
+    environ = os.environ
+    path = environ.get("PATH")
+    parts = path.split(os.pathsep) if path else []
+    for added in _state.path_added:
+        if added in parts:
+            parts.remove(added)
+    added = []
+    if the_plan is not None and the_plan.pins:
+        value = the_plan.env_value()
+        environ[PINS_VAR] = value
+        environ[STORE_VAR] = the_plan.store.root
+        for p in the_plan.pins:
+            if p.source == STORE and p.bin and os.path.isdir(p.bin) and p.bin not in added:
+                added.append(p.bin)
+    else:
+        value = ""
+        environ.pop(PINS_VAR, None)
+    if added or _state.path_added:
+        environ["PATH"] = os.pathsep.join(added + parts)
+    _state.path_added = added
+    _state.env_value = value
+
+
+class _PinsModule(type(sys)):
+    """This module, callable: ``omnipkg_hook.pins()`` is :func:`pins` (the package exports
+    both the submodule and the function under one name)."""
+
+    def __call__(self) -> list[str]:
+        return pins()
+
+
+sys.modules[__name__].__class__ = _PinsModule
