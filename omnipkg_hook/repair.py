@@ -122,15 +122,25 @@ def repair_dist(store: Store, path: str, top_level, *, label: str, bubble_entry:
             raise StoreCorruptError(
                 f"cannot repair {label}: its manifest is damaged ({e})", f"reinstall the bubble: {reinstall}"
             ) from None
+        for entry in files:  # a file edited in place through its hard link damaged the object too
+            obj = store.object_path(entry["sha256"], bool(entry.get("mode", 0o644) & 0o111))
+            try:
+                size = os.stat(obj).st_size
+            except OSError:
+                raise StoreCorruptError(
+                    f"cannot repair {label} in the store: {problem}, and the object of {entry['path']!r} "
+                    f"is missing too ({obj!r})",
+                    f"run `pip-omni doctor --repair`, or reinstall the bubble: {reinstall}",
+                ) from None
+            if size != entry["size"]:
+                raise StoreCorruptError(
+                    f"cannot repair {label} in the store: {problem}, and the object of {entry['path']!r} "
+                    f"is damaged too ({obj!r} has {size} bytes, not {entry['size']})",
+                    f"run `pip-omni doctor --repair`, or reinstall the bubble: {reinstall}",
+                )
         tmp = make_tmpdir(store, "repair-")
         new = os.path.join(tmp, "dist")
-        try:
-            materialize(store, files, new)
-        except FileNotFoundError as e:
-            raise StoreCorruptError(
-                f"cannot repair {label} in the store: {problem}, and object {e.filename!r} is missing too",
-                f"run `pip-omni doctor --repair`, or reinstall the bubble: {reinstall}",
-            ) from None
+        materialize(store, files, new)
         with open(os.path.join(new, DIST_MANIFEST), "wb") as f:
             f.write(manifest_bytes)
         _restore_bytecode(store, path, new, manifest, bubble_entry)
