@@ -35,7 +35,7 @@ from .repair import check_dist, repair_dist
 from .resolve import STORE, Plan, _install_command, main_environment, resolve
 from .store import Store, normalize
 
-__all__ = ["pin", "unpin", "pins", "explain", "plan", "using", "omnipkgLoader"]
+__all__ = ["pin", "unpin", "pins", "explain", "plan", "plan_for", "format_plan", "using", "omnipkgLoader"]
 
 PINS_VAR = "OMNIPKG_PINS"
 STORE_VAR = "OMNIPKG_STORE"
@@ -103,6 +103,12 @@ def pins() -> list[str]:
 def plan() -> Plan | None:
     """The active :class:`~omnipkg_hook.resolve.Plan` (None with no pins): for tools and tests."""
     return _state.plan
+
+
+def plan_for(*requirements: str) -> Plan | None:
+    """What pinning exactly ``requirements`` would do in this interpreter; changes nothing."""
+    reqs = _parse_args(requirements, "plan_for") if requirements else []
+    return _resolve(reqs, full=False, repair=False) if reqs else None
 
 
 def explain(*requirements: str) -> str:
