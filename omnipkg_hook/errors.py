@@ -20,6 +20,11 @@ __all__ = [
     "WheelRejectedError",
     "PipError",
     "InterpreterError",
+    "WorkerError",
+    "WorkerCrashedError",
+    "RemoteError",
+    "WorkerTimeoutError",
+    "DaemonError",
 ]
 
 
@@ -79,3 +84,56 @@ class PipError(OmnipkgError, RuntimeError):
 
 class InterpreterError(OmnipkgError, LookupError):
     """An interpreter could not be found, run, or is not supported."""
+
+
+class WorkerError(OmnipkgError, RuntimeError):
+    """A worker process (``omnipkg_hook.workers``) could not do what was asked."""
+
+
+class WorkerCrashedError(WorkerError):
+    """The worker died (or was stopped) while a call was pending; that call did not complete.
+
+    The worker is started again on the next call; its namespace starts empty.
+    """
+
+
+class RemoteError(WorkerError):
+    """Code run in a worker raised. ``remote_type`` is the qualified name of the exception
+    class there, ``remote_message`` its ``str()``, ``remote_traceback`` the formatted
+    traceback; ``stdout``/``stderr`` what the call printed before it raised.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        remote_type: str = "",
+        remote_message: str = "",
+        remote_traceback: str = "",
+        stdout: str = "",
+        stderr: str = "",
+    ) -> None:
+        super().__init__(message, hint)
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __reduce__(self):
+        return (_rebuild_remote_error, (self.message, self.hint, dict(self.__dict__)))
+
+
+def _rebuild_remote_error(message, hint, state):
+    err = RemoteError(message, hint)
+    err.__dict__.update(state)
+    return err
+
+
+class WorkerTimeoutError(WorkerError, TimeoutError):
+    """A call took longer than its timeout; the worker was killed and will be replaced."""
+
+
+class DaemonError(WorkerError):
+    """The worker daemon cannot be reached, started, trusted or authenticated."""
