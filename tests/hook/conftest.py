@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from omnipkg_hook import finder, pins
-from omnipkg_hook.store import Store
 
 HOOK_VARS = ("OMNIPKG_PINS", "OMNIPKG_STORE", "OMNIPKG_STRICT", "PATH")
 

@@ -140,6 +140,7 @@ def test_unrouted_and_submodule_lookups_never_reach_pathfinder(store, bubble, mo
 
     monkeypatch.setattr(finder.OmnipkgFinder, "PathFinder", Spy)
     import json  # noqa: F401  (already imported: never asks)
+
     import omt_a
     import omt_a.sub  # a submodule: found through omt_a.__path__, not by the finder
 
@@ -284,7 +285,7 @@ def test_repinning_another_version_after_import_needs_replace(store, bubble):
     with pytest.raises(AlreadyImportedError, match=r"^'omt_a' is already imported from .*1\.0.*; omt-a==2\.0 routes"):
         omnipkg_hook.pin("omt-a==2.0")
     omnipkg_hook.pin("omt-a==2.0", replace=True)
-    import omt_a
+    import omt_a  # noqa: F811  (a fresh import after the purge)
 
     assert omt_a.VERSION == "2.0"
 
