@@ -108,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         error(e.message, e.hint)
         return 1
+    except BrokenPipeError:  # `pip-omni list | head`: the reader left; say nothing
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 1
     except KeyboardInterrupt:
         error("interrupted; nothing half-done is visible in the store (staging is left in tmp/ for gc)")
         return 130

@@ -9,6 +9,7 @@ lines, shortened, and the log's path.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -56,6 +57,22 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
+@functools.lru_cache(maxsize=None)
+def _has_pip(python: str) -> bool:
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        return True
+    probe = subprocess.run([python, "-c", "import importlib.util as u; raise SystemExit(u.find_spec('pip') is None)"],
+                           capture_output=True, env=_clean_env())
+    return probe.returncode == 0
+
+
+def _pip_command(python: str) -> list[str]:
+    """``python -m pip``; for an interpreter without pip, our pip acting on it (``--python``)."""
+    if _has_pip(python):
+        return [python, "-m", "pip"]
+    return [sys.executable, "-m", "pip", "--python", python]
+
+
 @dataclass
 class PipResult:
     returncode: int
@@ -93,7 +110,7 @@ def run_pip(python: str, args: list[str], *, what: str, verbose: int = 0, check:
 
     With ``check`` a non-zero exit raises :class:`PipError` with pip's own reason.
     """
-    cmd = [python, "-m", "pip", "--no-input", "--disable-pip-version-check", *args]
+    cmd = [*_pip_command(python), "--no-input", "--disable-pip-version-check", *args]
     log = _new_log(what)
     lines: list[str] = []
     with open(log, "w", encoding="utf-8") as logf, progress.step(what, verbose=verbose):

@@ -94,6 +94,20 @@ class Venv:
             raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
         return proc
 
+    def cli(self, *args, **kw) -> subprocess.CompletedProcess:
+        """Always ``pip-omni args`` (for ``pip-omni python ...``, which ``run`` would take for the interpreter)."""
+        return self._cli(args, kw)
+
+    def _cli(self, args, kw) -> subprocess.CompletedProcess:
+        env = kw.pop("env", None)
+        check = kw.pop("check", True)
+        cmd = [str(self.path / "bin" / "pip-omni"), *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**self.env, **(env or {})},
+                              timeout=kw.pop("timeout", 300), **kw)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        return proc
+
     def pip(self, *args, **kw) -> subprocess.CompletedProcess:
         return self.run("python", "-m", "pip", "--disable-pip-version-check", *args, **kw)
 

@@ -87,7 +87,9 @@ def garbage(store: Store) -> dict:
             size += os.stat(o).st_size
         except OSError:
             pass
-    bins = [os.path.join(store.bin, b) for b in _ls(store.bin) if b not in live_bins]
+    # Only bubble script directories; files in bin/ are the interpreter shims.
+    bins = [os.path.join(store.bin, b) for b in _ls(store.bin)
+            if b not in live_bins and os.path.isdir(os.path.join(store.bin, b))]
     tmp = [os.path.join(store.tmp, t) for t in _ls(store.tmp)]
     return {"dists": dead_dists, "objects": dead_objects, "bins": bins, "tmp": tmp, "bytes": size}
 

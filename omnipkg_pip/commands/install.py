@@ -27,7 +27,7 @@ from packaging.utils import canonicalize_name
 from omnipkg_hook.errors import OmnipkgError, PipError
 from omnipkg_hook.store import Store
 
-from .. import bubbles, environment, interp, pip, plan, progress
+from .. import bubbles, environment, interpreters, pip, plan, progress
 
 __all__ = ["register", "run", "Row"]
 
@@ -82,7 +82,7 @@ def register(sub) -> None:
     p.add_argument("--strategy", choices=("stable", "latest"), default="stable",
                    help="stable (default): main never changes; latest: the new version goes to main "
                    "and the version it replaces is kept as a bubble")
-    p.add_argument("--python", metavar="PATH", help="interpreter to install for (default: this one)")
+    p.add_argument("--python", metavar="PATH", help="interpreter (version of an adopted one, or a path; default: `pip-omni swap python`, else this one)")
     p.add_argument("--dry-run", action="store_true", help="say what would happen; change nothing")
     p.add_argument("--json", action="store_true", help="print the result table as JSON")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less output")
@@ -119,7 +119,7 @@ def run(args) -> int:
     if not args.requirements and not args.requirement and not args.editable:
         raise OmnipkgError("nothing to install", "name a requirement, e.g. `pip-omni install rich==13.4.2`, or -r FILE")
     store = Store()
-    interpreter = interp.inspect(args.python) if args.python else interp.current()
+    interpreter = interpreters.resolve_python(store, args.python)
     common = _collect(args, _VALUE_OPTS + _FLAG_OPTS)
     main_only = _collect(args, _MAIN_VALUE_OPTS + _MAIN_FLAG_OPTS)
     parsed = [(text, bubbles.parse_requirement(text)) for text in args.requirements]  # bad input: stop here

@@ -31,7 +31,7 @@ from packaging.version import InvalidVersion, Version
 from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import Store, main_versions, read_manifest
 
-from .. import environment, interp
+from .. import environment, interpreters
 
 __all__ = ["register"]
 
@@ -70,7 +70,7 @@ def _bubbles(store: Store, key: str | None) -> list[dict]:
 
 def run_list(args) -> int:
     store = Store()
-    interpreter = interp.inspect(args.python) if args.python else interp.current()
+    interpreter = interpreters.resolve_python(store, args.python)
     main = environment.installed(interpreter, store)
     bubbles = _bubbles(store, None if args.all_interpreters else interpreter.key)
     if args.json:
@@ -97,7 +97,7 @@ def run_list(args) -> int:
 
 def run_show(args) -> int:
     store = Store()
-    interpreter = interp.inspect(args.python) if args.python else interp.current()
+    interpreter = interpreters.resolve_python(store, args.python)
     name = canonicalize_name(args.name)
     found = main_versions(environment.sys_path(interpreter), exclude=store.root).get(name)
     main = {"version": found[0], "location": found[1]} if found else None

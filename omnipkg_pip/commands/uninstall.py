@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import Store, WriteLock, make_tmpdir
 
-from .. import bubbles, environment, interp
+from .. import bubbles, environment, interpreters
 
 __all__ = ["register", "remove_bubble"]
 
@@ -63,7 +63,7 @@ def run(args) -> int:
             plain.append(text)
             continue
         name, version = canonicalize_name(req.name), pinned[0]
-        interpreter = interp.inspect(args.python) if args.python else interp.current()
+        interpreter = interpreters.resolve_python(store, args.python)
         removed = remove_bubble(store, name, version, None if args.all_interpreters else interpreter.key)
         if removed:
             if not args.quiet:
