@@ -235,8 +235,9 @@ class Daemon:
     # -- the main loop -------------------------------------------------------------------
 
     def serve(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, frame: self.request_stop(f"signal {signum}"))
+        if threading.current_thread() is threading.main_thread():  # tests run it in a thread
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda signum, frame: self.request_stop(f"signal {signum}"))
         threading.Thread(target=self._sweeper, name="sweeper", daemon=True).start()
         selector = selectors.DefaultSelector()
         selector.register(self.listener, selectors.EVENT_READ)

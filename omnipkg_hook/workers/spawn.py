@@ -291,7 +291,7 @@ def spawn(
     args = ["--fd", str(child.fileno()), "--pins", ",".join(pins), "--max-frame", str(max_frame)]
     if zygote:
         args.append("--zygote")
-    what = f"{'zygote' if zygote else 'worker'} for {label(pins)}"
+    what = f"worker for {label(pins)}"  # a zygote too: users ask for workers
     try:
         popen = subprocess.Popen(
             command(python, "worker", args, isolate_env=isolate_env),
@@ -321,7 +321,7 @@ def fork_from(zygote: Process, timeout: float = 30.0) -> Process:
         kind, body = conn.recv()
     except (EOFError, OSError) as e:
         parent.close()
-        raise WorkerCrashedError(f"{zygote.what} (pid {zygote.pid}) did not fork: {e}") from None
+        raise WorkerCrashedError(f"the zygote of the {zygote.what} (pid {zygote.pid}) did not fork: {e}") from None
     finally:
         child.close()
         try:
@@ -330,7 +330,6 @@ def fork_from(zygote: Process, timeout: float = 30.0) -> Process:
             pass
     if kind != P.RESULT:
         parent.close()
-        raise remote_error(f"{zygote.what} could not fork", body)
+        raise remote_error(f"the zygote of the {zygote.what} could not fork", body)
     (pid,) = P.loads(body)
-    what = zygote.what.replace("zygote for", "worker for", 1)
-    return Process(P.Connection(parent, conn.max_frame), pid, None, "zygote", what)
+    return Process(P.Connection(parent, conn.max_frame), pid, None, "zygote", zygote.what)

@@ -68,21 +68,27 @@ def describe_exception(exc: BaseException, skip_file: str | None = _THIS_FILE) -
 def apply_pins(pins: str | None) -> None:
     """Put ``pins`` in ``OMNIPKG_PINS`` (children inherit it) and let the hook apply them.
 
-    ``pins=None`` keeps whatever the environment says. Any error of the hook (a pin
-    that no stored version satisfies, a bad pin) propagates: the caller reports it.
+    ``pins=None`` keeps whatever the environment says. The hook runs strict here: at
+    interpreter start-up a pin that cannot be satisfied is only a warning (the process
+    starts unpinned), but a worker asked for a version must never quietly run another
+    one, so any error of the hook propagates and the owner reports it to the client.
     """
     if pins is not None:
         if pins:
             os.environ["OMNIPKG_PINS"] = pins
         else:
             os.environ.pop("OMNIPKG_PINS", None)
+    from omnipkg_hook.startup import run
+
+    strict = os.environ.get("OMNIPKG_STRICT")
+    os.environ["OMNIPKG_STRICT"] = "1"
     try:
-        from omnipkg_hook.startup import run
-    except ImportError:  # TEMPORARY until omnipkg_hook/startup.py lands; then call it unguarded
-        if os.environ.get("OMNIPKG_PINS"):
-            raise
-        return
-    run()
+        run(exit_on_error=False)
+    finally:
+        if strict is None:
+            del os.environ["OMNIPKG_STRICT"]
+        else:
+            os.environ["OMNIPKG_STRICT"] = strict
 
 
 class _Session:
