@@ -7,6 +7,7 @@ our own installation for the supported tags).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -123,13 +124,63 @@ def current() -> Interpreter:
     )
 
 
+def _cache_path(executable: str) -> tuple[str, str]:
+    """Where the probe's answer for ``executable`` is cached, and what makes it valid."""
+    import hashlib
+
+    import platformdirs
+
+    st = os.stat(os.path.realpath(executable))
+    stamp = f"{os.path.realpath(executable)}:{st.st_mtime_ns}:{st.st_size}:{interp_probe_version()}"
+    name = hashlib.sha256(os.path.abspath(executable).encode()).hexdigest()[:24]
+    return os.path.join(platformdirs.user_cache_dir("pip-omni", appauthor=False), "interpreters", name + ".json"), stamp
+
+
+def interp_probe_version() -> str:
+    import hashlib
+
+    return hashlib.sha256(_PROBE.encode()).hexdigest()[:12]
+
+
 @functools.lru_cache(maxsize=None)
 def inspect(executable: str) -> Interpreter:
-    """Facts about the interpreter at ``executable`` (the running one is read in-process)."""
+    """Facts about the interpreter at ``executable`` (the running one is read in-process).
+
+    Another interpreter is probed once and the answer cached on disk, keyed by its path
+    and its binary's mtime and size: a rebuilt interpreter is probed again.
+    """
     if os.path.realpath(executable) == os.path.realpath(sys.executable) and os.path.abspath(
         executable
     ) == os.path.abspath(sys.executable):
         return current()
+    try:
+        cache, stamp = _cache_path(executable)
+    except OSError:
+        cache = stamp = None
+    if cache:
+        try:
+            with open(cache, encoding="utf-8") as f:
+                cached = json.load(f)
+            if cached.get("stamp") == stamp:
+                data = cached["data"]
+                data["version_info"] = tuple(data["version_info"])
+                return Interpreter(**data)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    info = _probe(executable)
+    if cache:
+        try:
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            tmp = f"{cache}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"stamp": stamp, "data": dataclasses.asdict(info) | {"version_info": list(info.version_info)}}, f)
+            os.replace(tmp, cache)
+        except OSError:
+            pass
+    return info
+
+
+def _probe(executable: str) -> Interpreter:
     import packaging
 
     packaging_parent = os.path.dirname(os.path.dirname(packaging.__file__))
