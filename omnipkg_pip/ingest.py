@@ -5,8 +5,9 @@ pypa/installer walks the wheel (schemes, entry points, RECORD); our
 link in a staging copy of the dist under ``<store>/tmp``. Nothing reaches the
 visible store until the whole wheel has been read and checked:
 
-1. every member is read once, checked against its RECORD line (hash and size),
-   its path checked (no ``..``, no absolute path, no symlink, no duplicate);
+1. the archive's directory is checked before anything is read (no ``..``, no
+   absolute path, no symlink, no duplicate, no member too large or a zip bomb);
+   then every member is read once and checked against its RECORD line (hash, size);
 2. any problem -> :class:`WheelRejectedError` naming the wheel and every bad
    file; the staging directory is removed; the store is unchanged;
 3. otherwise ``.pyc`` files are compiled for the target interpreter
@@ -59,33 +60,56 @@ class _CheckedWheel(WheelFile):
         self.problems: list[str] = []
 
     def get_contents(self):
-        seen = set()
-        total = 0
+        # Names, links and sizes were checked by _archive_problems before anything was read.
         record_path = f"{self.dist_info_dir}/RECORD"
         for record, stream, is_executable in super().get_contents():
             path, hash_text, size_text = record
-            info = self._zipfile.getinfo(path)
-            if path in seen:
-                self.problems.append(f"{path}: duplicate entry in the archive")
-                continue
-            seen.add(path)
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                self.problems.append(f"{path}: is a symbolic link")
-                continue
-            total += info.file_size
-            if info.file_size > MAX_MEMBER_BYTES or total > MAX_WHEEL_BYTES:
-                self.problems.append(f"{path}: too large ({info.file_size} bytes uncompressed)")
-                continue
-            if info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-                self.problems.append(f"{path}: compression ratio is that of a zip bomb")
-                continue
             data = stream.read(MAX_MEMBER_BYTES + 1)
             if path != record_path:
                 problem = _check_record(path, data, hash_text, size_text)
                 if problem:
                     self.problems.append(problem)
             yield record, io.BytesIO(data), is_executable
+
+
+def _archive_problems(zf: zipfile.ZipFile) -> list[str]:
+    """What the archive's directory alone shows is wrong, found before any member is read
+    (so a zip bomb in METADATA or RECORD is never inflated)."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    total = 0
+    for info in zf.infolist():
+        path = info.filename
+        if path.endswith("/"):  # a directory entry; installer skips them too
+            continue
+        if path in seen:
+            problems.append(f"{path}: duplicate entry in the archive")
+            continue
+        seen.add(path)
+        if _safe_relpath(path) is None:
+            problems.append(f"{path}: path escapes the distribution directory or is reserved")
+            continue
+        if stat.S_ISLNK(info.external_attr >> 16):
+            problems.append(f"{path}: is a symbolic link")
+            continue
+        total += info.file_size
+        if info.file_size > MAX_MEMBER_BYTES:
+            problems.append(f"{path}: too large ({info.file_size} bytes uncompressed)")
+        elif total > MAX_WHEEL_BYTES:
+            problems.append(f"{path}: too large (the wheel's files add up to {total} bytes uncompressed)")
+            break
+        elif info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            problems.append(f"{path}: compression ratio is that of a zip bomb")
+    return problems
+
+
+def _rejected(filename: str, problems: list[str]) -> WheelRejectedError:
+    shown = "; ".join(problems[:5])
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return WheelRejectedError(
+        f"rejected {filename!r}: {shown}{more}",
+        "nothing was stored; the wheel is damaged or malicious, get it from a trusted source",
+    )
 
 
 def _check_record(path: str, data: bytes, hash_text: str, size_text: str) -> str | None:
@@ -135,7 +159,12 @@ class StoreDestination(WheelDestination):
         path = os.fspath(path)
         rel = _safe_relpath(path)
         prefix = "" if scheme in ("purelib", "platlib") else f"{DATA_DIR}/{scheme}/"
-        if rel is None or (not prefix and rel.split("/")[0] in _RESERVED):
+        parts = rel.split("/") if rel else []
+        # Top-level "omnipkg-*" names are ours (manifests pip-omni writes after the wheel's
+        # files; writing one through a hard link would rewrite a shared object).
+        if rel is None or "__pycache__" in parts or (
+            not prefix and (parts[0] in _RESERVED or parts[0].startswith("omnipkg-"))
+        ):
             self.wheel.problems.append(f"{path}: path escapes the distribution directory or is reserved")
             return RecordEntry(path, None, 0)
         rel = prefix + rel
@@ -151,7 +180,14 @@ class StoreDestination(WheelDestination):
         if os.path.lexists(target):
             self.wheel.problems.append(f"{rel}: written twice")
             return {"path": rel, "sha256": sha, "size": len(data), "mode": 0o644}
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            blocking = os.path.dirname(rel)
+            while os.path.dirname(blocking) and not os.path.isfile(os.path.join(self.dist_dir, *blocking.split("/"))):
+                blocking = os.path.dirname(blocking)
+            self.wheel.problems.append(f"{rel}: {blocking!r} is a file, not a directory")
+            return {"path": rel, "sha256": sha, "size": len(data), "mode": 0o644}
         obj = self.store.object_path(sha, executable)
         if os.path.exists(obj):
             os.link(obj, target)
@@ -248,6 +284,9 @@ def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter
     except (OSError, zipfile.BadZipFile) as e:
         raise WheelRejectedError(f"rejected {filename!r}: not a readable zip archive ({e})") from None
     with zf:
+        problems = _archive_problems(zf)
+        if problems:
+            raise _rejected(filename, problems)
         wheel = _CheckedWheel(zf)
         try:
             wheel.validate_record(validate_contents=False)
@@ -270,12 +309,7 @@ def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter
         except Exception as e:
             wheel.problems.append(_installer_issue(e))
         if wheel.problems:
-            shown = "; ".join(wheel.problems[:5])
-            more = f" (and {len(wheel.problems) - 5} more)" if len(wheel.problems) > 5 else ""
-            raise WheelRejectedError(
-                f"rejected {filename!r}: {shown}{more}",
-                "nothing was stored; the wheel is damaged or malicious, get it from a trusted source",
-            )
+            raise _rejected(filename, wheel.problems)
     paths = [f["path"] for f in dest.files]
     top_level, namespaces = _import_names(paths)
     manifest = {
