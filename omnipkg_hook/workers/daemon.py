@@ -65,6 +65,7 @@ class DaemonConfig:
     zygotes: bool = sys.platform.startswith("linux")
     spawn_timeout: float = 120.0
     quit_grace: float = 5.0
+    handshake_timeout: float = P.HANDSHAKE_TIMEOUT
     max_frame: int = P.MAX_FRAME
 
     @classmethod
@@ -313,7 +314,7 @@ class Daemon:
                 self.preauth += 1
             conn = P.Connection(sock, self.config.max_frame)
             try:
-                sock.settimeout(P.HANDSHAKE_TIMEOUT)
+                sock.settimeout(self.config.handshake_timeout)
                 P.server_handshake(conn, self._load_key())
                 sock.settimeout(None)
             except (EOFError, OSError, OmnipkgError) as e:

@@ -224,15 +224,15 @@ class Connection:
     def recv(self) -> tuple[bytes, bytes]:
         """The next frame as ``(type, body)``."""
         start, end = self._start, self._end
-        if end - start < 5:
-            start, end = self._need(start, end, 5)
+        if end - start < 4:
+            start, end = self._need(start, end, 4)
         (size,) = _unpack_header(self._buf, start)
         if size == 0 or size > self.max_frame:
             self._start = self._end = 0
             raise ProtocolError(f"frame of {size} bytes refused (limit {self.max_frame})")
         stop = start + 4 + size
-        if stop > end and size + 4 <= _BUFSIZE:
-            start, end = self._need(start, end, size + 4)
+        if stop > end:
+            start, end = self._need(start, end, min(size + 4, _BUFSIZE))
             stop = start + 4 + size
         kind = bytes(self._view[start + 4 : start + 5])
         if stop <= end:  # the whole frame is buffered: the common case
