@@ -16,8 +16,9 @@ its pin set (started, with the pins applied and the pinned packages imported, th
 first time the pin set is asked for) or spawned when zygotes are off or unsafe.
 Every ``tick`` the daemon asks each worker for its STATs (an unanswered STAT means
 the worker is busy). A worker with no clients, idle longer than ``idle_timeout``, is
-asked to QUIT; so is the least recently used one when a new worker would go over
-``max_workers``. A QUIT worker finishes its current call, says BYE to its clients and
+asked to QUIT; when a new worker would go over ``max_workers``, one is asked to QUIT
+too: one without sessions if there is one, else an idle one, the least recently used
+first. A QUIT worker finishes its current call, says BYE to its clients and
 exits; after ``quit_grace`` seconds it is killed. KILL (a client's call timed out)
 kills at once. A dead worker is noticed by its reader thread (EOF on its control
 socket), logged with its exit status, and replaced on the next OPEN. Zygotes with no
@@ -67,6 +68,7 @@ class DaemonConfig:
     quit_grace: float = 5.0
     handshake_timeout: float = P.HANDSHAKE_TIMEOUT
     max_frame: int = P.MAX_FRAME
+    poll_interval: float = 0.0  # 0: a quarter of idle_timeout, between 0.05 and 1 s
 
     @classmethod
     def from_env(cls, **overrides) -> DaemonConfig:
@@ -83,6 +85,9 @@ class DaemonConfig:
 
     @property
     def tick(self) -> float:
+        """How often workers are polled (STAT) and expiry is checked."""
+        if self.poll_interval > 0:
+            return self.poll_interval
         return max(0.05, min(1.0, self.idle_timeout / 4))
 
     def to_argv(self) -> list[str]:
@@ -394,6 +399,8 @@ class Daemon:
             with self.lock:
                 w.last_open = time.monotonic()
                 w.opens += 1
+                # the next STAT will count this session; until then, count it ourselves
+                w.stats = {**w.stats, "clients": w.stats.get("clients", 0) + 1}
             return ours, self._public(w)
         raise WorkerError(f"the worker for {spawn.label(key[0])} keeps dying as soon as it starts",
                           f"see the daemon's log: {self.paths.log}")

@@ -79,7 +79,7 @@ class Daemons:
         self.clients: list[DaemonClient] = []
 
     def config(self, **overrides) -> DaemonConfig:
-        return DaemonConfig(**{"quit_grace": 2.0, "spawn_timeout": 60.0, **overrides})
+        return DaemonConfig(**{"quit_grace": 2.0, "spawn_timeout": 60.0, "poll_interval": 0.05, **overrides})
 
     def client(self, **config) -> DaemonClient:
         c = DaemonClient(self.store, runtime_dir=self.runtime, config=self.config(**config))
