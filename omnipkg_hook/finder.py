@@ -17,11 +17,14 @@ is imported inside ``find_distributions``, the first time something asks.
 
 from __future__ import annotations
 
-import importlib.machinery
 import sys
 
 from .errors import StoreCorruptError
-from .store import normalize
+
+try:  # the object importlib.machinery exports, without importing importlib (and warnings) at start-up
+    from _frozen_importlib_external import PathFinder as _PathFinder
+except ImportError:  # pragma: no cover - not CPython
+    from importlib.machinery import PathFinder as _PathFinder
 
 __all__ = ["OmnipkgFinder", "FINDER", "install", "uninstall", "installed"]
 
@@ -38,7 +41,7 @@ class OmnipkgFinder:
     """
 
     # Behind a class attribute so a test can spy on what is delegated (pytest does the same).
-    PathFinder = importlib.machinery.PathFinder
+    PathFinder = _PathFinder
 
     def __init__(self) -> None:
         self.routes: dict[str, list[str]] = {}
@@ -105,7 +108,7 @@ class OmnipkgFinder:
                 return iter(())
             name = context.name
         if name is not None:
-            key = normalize(name)
+            key = _normalize(name)
             if key not in dists:
                 return iter(())
             return iter((self._distribution(key),))
@@ -120,6 +123,14 @@ class OmnipkgFinder:
     def invalidate_caches(self) -> None:
         self.cache.clear()
         self._distributions = {}
+
+
+def _normalize(name: str) -> str:
+    """PEP 503, as ``store.normalize`` (which needs ``re``, not loaded at start-up)."""
+    key = name.lower().replace("_", "-").replace(".", "-")
+    while "--" in key:
+        key = key.replace("--", "-")
+    return key
 
 
 _StoreDistribution = None

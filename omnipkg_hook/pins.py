@@ -217,10 +217,11 @@ def omnipkgLoader(package_spec: str, config=None, quiet: bool = False, force_act
 # -- start-up -------------------------------------------------------------------------------
 
 
-def from_environment(*, exit_on_error: bool = True, strict: bool | None = None) -> None:
+def from_environment(*, exit_on_error: bool = True, strict: bool | None = None, cache: bool = False) -> None:
     """Make the active pins those of ``OMNIPKG_PINS`` (what the ``.pth`` line runs).
 
     Idempotent: a value already applied (or written by ``pin()``) is not applied again.
+    ``cache=True`` (start-up) records the decision for :mod:`omnipkg_hook._startcache`.
     A value that does not parse prints one line on stderr and applies nothing. A pin that
     cannot be satisfied prints one line too -- or, with ``OMNIPKG_STRICT=1``, is fatal:
     the process exits with status 1 (``exit_on_error=False`` raises instead).
@@ -254,7 +255,11 @@ def from_environment(*, exit_on_error: bool = True, strict: bool | None = None) 
                 os._exit(1)  # SystemExit from a .pth line would be a fatal error in site
             print(line, file=sys.stderr)
             return
-        _state.env_value = value
+        if cache and _state.plan is not None:
+            from . import _startcache
+
+            _startcache.save(value, _state.plan)
+        _state.env_value = os.environ.get(PINS_VAR, "")  # the canonical form _export wrote
 
 
 # -- machinery ----------------------------------------------------------------------------
@@ -281,15 +286,23 @@ def _resolve(requirements: list, *, full: bool, repair: bool = True) -> Plan:
     store = Store()
     the_plan = resolve(requirements, store, main_environment(store, _finder.FINDER.cache))
     routes: dict[str, list[str]] = {}
+    checked = _finder.FINDER.cache.setdefault("checked", {})  # dist dir -> .dist-info, fully checked
     for copy in the_plan.routed():
         label = f"{copy.name} {copy.version}"
-        dist_info, problem = check_dist(copy.path, copy.top_level, full)
+        dist_info = checked.get(copy.path)
+        if dist_info is not None:  # checked fully once in this process (until invalidate_caches())
+            problem = None if os.path.isdir(copy.path) else "its directory is missing"
+        else:
+            dist_info, problem = check_dist(copy.path, copy.top_level, full)
         if problem is not None and repair:
             entry = copy.pin.bubble["dists"].get(copy.name, {})
             dist_info = repair_dist(
                 store, copy.path, copy.top_level, label=label, bubble_entry=entry,
                 reinstall=_install_command(copy.pin.req),
             )  # fmt: skip
+            problem = None
+        if full and problem is None and dist_info is not None:
+            checked[copy.path] = dist_info
         if dist_info is not None:
             the_plan.dists[copy.name] = os.path.join(copy.path, dist_info)
         for top in copy.top_level:
@@ -401,9 +414,28 @@ def _export(the_plan: Plan | None) -> None:
         value = ""
         environ.pop(PINS_VAR, None)
     if added or _state.path_added:
-        environ["PATH"] = os.pathsep.join(added + parts)
+        environ["PATH"] = os.pathsep.join(added + [p for p in parts if p not in added])
     _state.path_added = added
     _state.env_value = value
+
+
+def _adopt_startup_cache() -> None:
+    """Take over pins applied at start-up from the cache (which did not import this module)."""
+    from . import _startcache
+
+    value = _startcache.applied
+    if value is None or _state.env_value is not None:
+        return
+    _state.env_value = value
+    _state.path_added = list(_startcache.path_added)
+    try:
+        _state.requirements = parse_pins(value, source=PINS_VAR)
+        _state.plan = _resolve(_state.requirements, full=False, repair=False)
+    except OmnipkgError:  # the store changed since start-up; the routes in force stay as they are
+        _state.plan = None
+
+
+_adopt_startup_cache()
 
 
 class _PinsModule(type(sys)):

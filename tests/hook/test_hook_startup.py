@@ -217,3 +217,45 @@ def test_a_store_found_through_pyproject_is_exported_to_children(two, main_site,
     env["PYTHONPATH"] = str(main_site.path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=project)
     assert out.stdout == f"{two.root} 2.0 \n", out.stderr
+
+
+CACHED = """
+import sys, omt_a, importlib.metadata as md
+slow = [m for m in ("omnipkg_hook.pins", "omnipkg_hook._requirements", "omnipkg_hook.resolve") if m in sys.modules]
+print(omt_a.VERSION, md.version("omt-a"), slow)
+import omnipkg_hook, os
+print(omnipkg_hook.pins(), os.environ["OMNIPKG_PINS"])
+"""
+
+
+def test_a_second_start_up_applies_the_cached_decision_without_the_resolver(two, run_python):
+    env = {"OMNIPKG_PINS": "omt-a==2.0 , omt-b==1.0"}
+    first = run_python(CACHED, env).stdout.splitlines()
+    assert first[0] == "2.0 2.0 ['omnipkg_hook.pins', 'omnipkg_hook._requirements', 'omnipkg_hook.resolve']"
+    assert len(os.listdir(os.path.join(two.root, "cache", "startup"))) == 1
+    second = run_python(CACHED, env).stdout.splitlines()
+    assert second[0] == "2.0 2.0 []"
+    assert first[1] == second[1] == "['omt-a==2.0', 'omt-b==1.0'] omt-a==2.0,omt-b==1.0"
+
+
+def test_the_cache_notices_changes_to_main_and_to_the_store(two, run_python, main_site, wheel, bubble):
+    env = {"OMNIPKG_PINS": "omt-a>=2"}
+    assert run_python(SHOW, env).stdout == "2.0 2.0\n"
+    assert run_python(SHOW, env).stdout == "2.0 2.0\n"  # from the cache
+    bubble("omt-a==2.5", ("omt-a", "2.5", module_files("omt_a", "2.5")))  # a better stored version
+    assert run_python(SHOW, env).stdout == "2.5 2.5\n"
+    main_site.install(wheel("omt-a", "3.0", module_files("omt_a", "3.0")))  # main now satisfies the pin
+    import shutil
+
+    shutil.rmtree(main_site.path / "omt_a-1.0.dist-info")
+    assert run_python(SHOW, env).stdout == "3.0 3.0\n"
+
+
+def test_the_cache_is_not_trusted_when_a_routed_entry_is_gone(two, run_python, bubble):
+    env = {"OMNIPKG_PINS": "omt-a==2.0"}
+    run_python(SHOW, env)
+    dist = os.path.join(two.root, "dists", "omt-a", "2.0", "py3-none-any")
+    os.rename(os.path.join(dist, "omt_a"), os.path.join(two.root, "elsewhere"))
+    proc = run_python(SHOW, env, check=False)
+    assert proc.stderr.startswith("pip-omni: repaired omt-a 2.0 in the store ('omt_a' is missing)"), proc.stderr
+    assert proc.stdout == "2.0 2.0\n"
