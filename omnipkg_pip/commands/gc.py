@@ -1,10 +1,16 @@
-"""``pip-omni gc`` and ``pip-omni store info``.
+"""``pip-omni gc`` and ``pip-omni store info`` (``store export``/``import``: :mod:`omnipkg_pip.archive`).
 
 gc removes, under the write lock, what no bubble references: dist directories no
 bubble manifest names, objects no dist manifest names, script directories of
 removed bubbles, and staging left in ``tmp/`` by interrupted writers. Each dist
 directory is first renamed into ``tmp/`` (it disappears at once, whole) and then
 deleted. ``--dry-run`` only reports.
+
+A dist no bubble references that a live process still imports from (it holds a
+lease, :mod:`omnipkg_hook.leases`) is kept, with its objects, and reported as in
+use; the next gc after that process ends removes it. Each dist is renamed away
+while gc holds the exclusive side of its lease, so no process can start using it
+half-way.
 
 ``store info --json`` shape::
 
@@ -22,6 +28,8 @@ import os
 import shutil
 import sys
 
+from omnipkg_hook import leases
+from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import DIST_MANIFEST, Store, WriteLock, make_tmpdir, read_manifest
 
 __all__ = ["register", "collect", "garbage"]
@@ -32,10 +40,14 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_gc)
-    s = sub.add_parser("store", help="the store: info")
-    s.add_argument("action", choices=("info",))
+    s = sub.add_parser("store", help="the store: info; export FILE [NAME==VERSION ...]; import FILE")
+    s.add_argument("action", choices=("info", "export", "import"))
+    s.add_argument("args", nargs="*", metavar="FILE [NAME==VERSION ...]",
+                   help="export: the archive to write and the bubbles to put in it (default: all of this "
+                   "interpreter); import: the archive to read (see omnipkg_pip/archive.py)")
+    s.add_argument("--python", metavar="PATH", help="export: the bubbles of this interpreter")
     s.add_argument("--json", action="store_true")
-    s.set_defaults(func=run_info)
+    s.set_defaults(func=run_store)
 
 
 def _walk_dists(store: Store):
@@ -59,39 +71,43 @@ def _ls(path: str) -> list[str]:
         return []
 
 
+def _dist_objects(store: Store, path: str, into: set) -> None:
+    """Add the objects the manifests of the dist at ``path`` name to ``into``."""
+    for fname in _ls(path):
+        if fname == DIST_MANIFEST or (fname.startswith("omnipkg-pyc-") and fname.endswith(".json")):
+            try:
+                m = read_manifest(os.path.join(path, fname))
+            except (OSError, ValueError):
+                continue
+            for f in m["files"]:
+                into.add(store.object_path(f["sha256"], bool(f.get("mode", 0o644) & 0o111)))
+
+
 def garbage(store: Store) -> dict:
-    """What gc would remove: {"dists": [...], "objects": [...], "bins": [...], "tmp": [...], "bytes": n}."""
+    """What gc would remove: {"dists": [...], "objects": [...], "bins": [...], "tmp": [...], "bytes": n},
+    and "in_use": unreferenced dists kept because a live process holds them."""
     referenced_dists = set()
     live_bins = set()
     for name, version, key, path in store.iter_bubbles():
         m = read_manifest(path)
         referenced_dists.update(d["path"] for d in m["dists"].values())
         live_bins.add(os.path.basename(store.bubble_bin(name, version, key)))
-    dead_dists, live_objects = [], set()
+    dead_dists, in_use, live_objects = [], [], set()
     for rel, path in _walk_dists(store):
         if rel not in referenced_dists:
-            dead_dists.append(path)
-            continue
-        for fname in _ls(path):
-            if fname == DIST_MANIFEST or (fname.startswith("omnipkg-pyc-") and fname.endswith(".json")):
-                try:
-                    m = read_manifest(os.path.join(path, fname))
-                except (OSError, ValueError):
-                    continue
-                for f in m["files"]:
-                    live_objects.add(store.object_path(f["sha256"], bool(f.get("mode", 0o644) & 0o111)))
+            if not leases.in_use(path):
+                dead_dists.append(path)
+                continue
+            in_use.append(path)
+        _dist_objects(store, path, live_objects)
     dead_objects = [o for o in _walk_objects(store) if o not in live_objects]
-    size = 0
-    for o in dead_objects:
-        try:
-            size += os.stat(o).st_size
-        except OSError:
-            pass
+    size = _size(dead_objects)
     # Only bubble script directories; files in bin/ are the interpreter shims.
     bins = [os.path.join(store.bin, b) for b in _ls(store.bin)
             if b not in live_bins and os.path.isdir(os.path.join(store.bin, b))]
     tmp = [os.path.join(store.tmp, t) for t in _ls(store.tmp)]
-    return {"dists": dead_dists, "objects": dead_objects, "bins": bins, "tmp": tmp, "bytes": size}
+    return {"dists": dead_dists, "objects": dead_objects, "bins": bins, "tmp": tmp, "bytes": size,
+            "in_use": in_use}
 
 
 def collect(store: Store, dry_run: bool = False) -> dict:
@@ -102,14 +118,36 @@ def collect(store: Store, dry_run: bool = False) -> dict:
         for t in g["tmp"]:
             shutil.rmtree(t, ignore_errors=True) if os.path.isdir(t) else _unlink(t)
         trash = make_tmpdir(store, "gc-")
-        for i, d in enumerate(g["dists"] + g["bins"]):
-            os.rename(d, os.path.join(trash, str(i)))
+        kept: set = set()
+        for i, d in enumerate(g["dists"]):
+            with leases.exclusive(d) as free:
+                if free:  # nobody can take a lease while we hold this: the dist goes whole
+                    os.rename(d, os.path.join(trash, str(i)))
+                    continue
+            g["in_use"].append(d)  # a process started using it since garbage() looked
+            _dist_objects(store, d, kept)
+        g["dists"] = [d for d in g["dists"] if d not in g["in_use"]]
+        for i, d in enumerate(g["bins"]):
+            os.rename(d, os.path.join(trash, f"bin-{i}"))
+        if kept:
+            g["objects"] = [o for o in g["objects"] if o not in kept]
+            g["bytes"] = _size(g["objects"])
         for o in g["objects"]:
             _unlink(o)
         shutil.rmtree(trash, ignore_errors=True)
         for parent in (store.dists, store.objects):
             _prune_empty(parent)
     return g
+
+
+def _size(paths) -> int:
+    size = 0
+    for p in paths:
+        try:
+            size += os.stat(p).st_size
+        except OSError:
+            pass
+    return size
 
 
 def _unlink(path: str) -> None:
@@ -143,6 +181,8 @@ def run_gc(args) -> int:
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(g['dists'])} dists, {len(g['objects'])} objects ({_mb(g['bytes'])}), "
           f"{len(g['bins'])} script dirs, {len(g['tmp'])} staging leftovers")
+    for d in g["in_use"]:
+        print(f"kept {os.path.relpath(d, store.root)}: in use by a running process (no bubble references it)")
     return 0
 
 
@@ -166,6 +206,16 @@ def info(store: Store) -> dict:
     bubbles = sum(1 for _ in store.iter_bubbles())
     return {"store": store.root, "objects": objects, "object_bytes": object_bytes, "dists": dists,
             "bubbles": bubbles, "linked_bytes": linked, "saved_bytes": max(0, linked - object_bytes)}
+
+
+def run_store(args) -> int:
+    if args.action == "info":
+        if args.args:
+            raise OmnipkgError(f"`pip-omni store info` takes no arguments, not {args.args!r}")
+        return run_info(args)
+    from .. import archive
+
+    return archive.run(args)
 
 
 def run_info(args) -> int:
