@@ -141,8 +141,7 @@ def repair_dist(store: Store, path: str, top_level, *, label: str, bubble_entry:
         tmp = make_tmpdir(store, "repair-")
         new = os.path.join(tmp, "dist")
         materialize(store, files, new)
-        with open(os.path.join(new, DIST_MANIFEST), "wb") as f:
-            f.write(manifest_bytes)
+        _place_manifest(store, path, new, manifest_bytes, bubble_entry)
         _restore_bytecode(store, path, new, manifest, bubble_entry)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         kept = ""
@@ -172,6 +171,23 @@ def _manifest_bytes(store: Store, path: str, entry: dict) -> bytes | None:
         return data
     except (OSError, ValueError):
         return _read_object(store, entry.get("manifest"))
+
+
+def _place_manifest(store: Store, old: str, new: str, data: bytes, entry: dict) -> None:
+    """The manifest of the rebuilt dist: the old file itself (linked: leases taken on it by
+    live processes stay valid), else the bubble's object of it, else a fresh copy."""
+    dest = os.path.join(new, DIST_MANIFEST)
+    for source in (os.path.join(old, DIST_MANIFEST), store.object_path(entry.get("manifest") or "0" * 64)):
+        try:
+            with open(source, "rb") as f:
+                if f.read() != data:
+                    continue
+            os.link(source, dest)
+            return
+        except OSError:
+            continue
+    with open(dest, "wb") as f:
+        f.write(data)
 
 
 def _restore_bytecode(store: Store, old: str, new: str, manifest: dict, entry: dict) -> None:
