@@ -1,0 +1,550 @@
+"""``pip-omni doctor``: check the whole store, report every problem once, repair on request.
+
+What is checked (``Report.problems``; every problem found before any is reported):
+
+===================  ========================================================================
+kind                 meaning
+===================  ========================================================================
+``object-corrupt``   an object's bytes do not match its name. Full check: rehashed. Quick
+                     check: its size differs from a manifest's, or it was modified after a
+                     dist naming it was published (an edit in place through a hard link, which
+                     changes the file for every dist that shares the object).
+``object-missing``   a manifest names an object that is not in ``objects/``.
+``object-stray``     a file in ``objects/`` whose name is not a sha256.
+``dist-manifest``    a dist directory whose ``omnipkg-dist.json`` (or a ``.pyc`` manifest)
+                     is missing, damaged, or describes another dist.
+``file-missing``     a file of a dist's manifests is not in the dist directory.
+``file-changed``     a dist file whose bytes are not its object's (size, mtime, or full rehash).
+``file-unlinked``    a dist file that is no longer a hard link to its object.
+``file-extra``       a file in a dist directory that no manifest lists.
+``bubble-damaged``   a bubble manifest that cannot be read, or names a path outside ``dists/``.
+``bubble-dist``      a bubble names a dist that is missing or has another version, or (this
+                     interpreter's bubbles) one not compiled for this interpreter.
+``tmp-leftover``     staging left in ``tmp/`` by an interrupted writer (doctor holds the
+                     writer lock, so nothing in ``tmp/`` is in use).
+``main-env``         something of pip-omni's in the running interpreter's main environment:
+                     a store dist's metadata, a renamed folder, a ``.pth`` into the store,
+                     two metadata directories for one distribution.
+===================  ========================================================================
+
+``quick`` checks by ``stat`` only (sizes, inodes, mtimes: manifests are written after the
+objects they name, and objects never change). The default rehashes every object and every
+dist file that is not a hard link to its object. ``--repair`` is :mod:`omnipkg_pip.healing`.
+Everything runs under the store's writer lock; readers (pinned processes) never wait.
+
+``--json`` prints one object::
+
+    {"store": str, "mode": "quick" | "full", "clean": bool,
+     "counts": {"objects": int, "dists": int, "bubbles": int, "files": int, "hashed_bytes": int},
+     "problems": [{"kind": str, "path": str, "file": str | null, "detail": str}],
+     "actions": [{"action": str, "path": str, "detail": str}],     # --repair only, else []
+     "remaining": [problem, ...],       # after --repair; without it the same as "problems"
+     "notes": [str], "seconds": float}
+
+``path`` is relative to the store (``objects/ab/cd...``, ``dists/rich/13.4.2/py3-none-any``,
+``bubbles/rich/13.4.2/<key>.json``, ``tmp/...``), absolute for ``main-env``. ``clean`` is
+true when nothing remains; the command exits 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+from omnipkg_hook.errors import StoreCorruptError
+from omnipkg_hook.store import DIST_MANIFEST, Store, WriteLock, interpreter_key, read_manifest
+
+__all__ = ["Problem", "Report", "Scanner", "check", "run", "KINDS"]
+
+KINDS = (
+    "object-corrupt", "object-missing", "object-stray", "dist-manifest", "file-missing",
+    "file-changed", "file-unlinked", "file-extra", "bubble-damaged", "bubble-dist",
+    "tmp-leftover", "main-env",
+)  # fmt: skip
+
+_OBJECT_NAME = re.compile(r"^[0-9a-f]{62}x?$")
+_PREFIX = re.compile(r"^[0-9a-f]{2}$")
+PYC_PREFIX, PYC_SUFFIX = "omnipkg-pyc-", ".json"
+
+
+@dataclass
+class Problem:
+    kind: str
+    path: str
+    detail: str
+    file: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def line(self) -> str:
+        where = f"{self.path}: {self.file}" if self.file else self.path
+        return f"{self.kind:15} {where}: {self.detail}"
+
+
+@dataclass
+class Dist:
+    """One dist directory as the check found it."""
+
+    rel: str
+    path: str
+    manifest: dict | None = None
+    manifest_mtime: int = 0
+    pyc: dict = field(default_factory=dict)  # cache tag -> (pyc manifest, mtime_ns)
+    bad_pyc: list = field(default_factory=list)  # pyc manifest file names that cannot be read
+    problems: list = field(default_factory=list)
+
+    def entries(self):
+        """Every (entry, mtime of the manifest listing it) of the dist and its .pyc manifests."""
+        if self.manifest is not None:
+            for e in self.manifest["files"]:
+                yield e, self.manifest_mtime
+        for m, mtime in self.pyc.values():
+            for e in m["files"]:
+                yield e, mtime
+
+
+@dataclass
+class Report:
+    store: str
+    mode: str
+    problems: list = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    seconds: float = 0.0
+    dists: dict = field(default_factory=dict)  # rel -> Dist
+    bubbles: list = field(default_factory=list)  # (rel, manifest or None)
+    refs: dict = field(default_factory=dict)  # object path -> [(dist rel, file, manifest mtime, size)]
+
+    def by_kind(self, *kinds) -> list:
+        return [p for p in self.problems if p.kind in kinds]
+
+
+def _entry_ok(e) -> bool:
+    return (
+        isinstance(e, dict)
+        and isinstance(e.get("path"), str)
+        and isinstance(e.get("sha256"), str)
+        and re.fullmatch(r"[0-9a-f]{64}", e["sha256"]) is not None
+        and isinstance(e.get("size"), int)
+        and _safe_rel(e["path"])
+    )
+
+
+def _safe_rel(rel: str) -> bool:
+    parts = rel.split("/")
+    return bool(rel) and not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def object_sha(path: str) -> str:
+    """The sha256 an object's path names (``objects/ab/cdef...x`` -> ``abcdef...``)."""
+    name = os.path.basename(path)
+    return os.path.basename(os.path.dirname(path)) + (name[:-1] if name.endswith("x") else name)
+
+
+class Scanner:
+    """Reads the store and finds problems. ``verified`` (object path -> (ino, size, mtime)) are
+    objects already rehashed and found good; a second check skips them while they are unchanged."""
+
+    def __init__(self, store: Store, full: bool) -> None:
+        self.store = store
+        self.full = full
+        self.verified: dict[str, tuple] = {}
+        self._ostat: dict[str, os.stat_result | None] = {}
+        self.hashed = 0
+
+    # -- objects ---------------------------------------------------------------------------
+
+    def ostat(self, obj: str):
+        if obj not in self._ostat:
+            try:
+                self._ostat[obj] = os.stat(obj)
+            except OSError:
+                self._ostat[obj] = None
+        return self._ostat[obj]
+
+    def object_good(self, obj: str) -> bool | None:
+        """Rehash ``obj``: True/False, None when it cannot be read."""
+        st = self.ostat(obj)
+        if st is None:
+            return None
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self.verified.get(obj) == stamp:
+            return True
+        try:
+            good = sha256_file(obj) == object_sha(obj)
+        except OSError:
+            return None
+        self.hashed += st.st_size
+        if good:
+            self.verified[obj] = stamp
+        return good
+
+    def scan_objects(self, report: Report) -> int:
+        count = 0
+        rel = os.path.relpath
+        for prefix in _ls(self.store.objects):
+            pdir = os.path.join(self.store.objects, prefix)
+            if not _PREFIX.match(prefix) or not os.path.isdir(pdir):
+                report.problems.append(Problem("object-stray", rel(pdir, self.store.root), "not an object directory"))
+                continue
+            for name in _ls(pdir):
+                obj = os.path.join(pdir, name)
+                if not _OBJECT_NAME.match(name):
+                    report.problems.append(Problem("object-stray", rel(obj, self.store.root), "not a sha256 name"))
+                    continue
+                count += 1
+                if self.full and self.object_good(obj) is False:
+                    report.problems.append(Problem(
+                        "object-corrupt", rel(obj, self.store.root),
+                        "its bytes do not match its name (edited in place through a hard link?)" + _sharers(report, obj),
+                    ))  # fmt: skip
+        return count
+
+    # -- dists -----------------------------------------------------------------------------
+
+    def load_dist(self, rel: str) -> Dist:
+        path = self.store.abspath(rel)
+        d = Dist(rel, path)
+        mpath = os.path.join(path, DIST_MANIFEST)
+        try:
+            d.manifest = read_manifest(mpath)
+            d.manifest_mtime = os.stat(mpath).st_mtime_ns
+            problem = _manifest_problem(d.manifest, rel)
+        except FileNotFoundError:
+            problem = f"{DIST_MANIFEST} is missing"
+        except (OSError, StoreCorruptError) as e:
+            problem = f"{DIST_MANIFEST} cannot be read ({getattr(e, 'message', e)})"
+        if problem:
+            d.manifest = None
+            d.problems.append(Problem("dist-manifest", rel, problem, DIST_MANIFEST))
+            return d
+        for name in _ls(path):
+            if not (name.startswith(PYC_PREFIX) and name.endswith(PYC_SUFFIX)):
+                continue
+            tag = name[len(PYC_PREFIX):-len(PYC_SUFFIX)]
+            try:
+                m = read_manifest(os.path.join(path, name))
+                if not isinstance(m.get("files"), list) or not all(_entry_ok(e) for e in m["files"]):
+                    raise StoreCorruptError("its file list is damaged")
+                d.pyc[tag] = (m, os.stat(os.path.join(path, name)).st_mtime_ns)
+            except (OSError, StoreCorruptError) as e:
+                d.bad_pyc.append(name)
+                d.problems.append(Problem("dist-manifest", rel, f"cannot be read ({getattr(e, 'message', e)})", name))
+        return d
+
+    def check_dist(self, d: Dist, report: Report | None = None) -> list:
+        """Problems of the files of ``d`` (appended to ``d.problems`` and returned)."""
+        if d.manifest is None:
+            return d.problems
+        expected: dict[str, tuple] = {}
+        for e, mtime in d.entries():
+            expected[e["path"]] = (e, mtime)
+        found = _walk_files(d.path)
+        allowed = {DIST_MANIFEST, *(PYC_PREFIX + t + PYC_SUFFIX for t in d.pyc), *d.bad_pyc}
+        unlisted = {f".{n[len(PYC_PREFIX):-len(PYC_SUFFIX)]}.pyc" for n in d.bad_pyc}  # the damaged manifest's own
+        for rel in sorted(found - set(expected) - allowed):
+            if not (unlisted and "__pycache__/" in rel and rel.endswith(tuple(unlisted))):
+                d.problems.append(Problem("file-extra", d.rel, "no manifest lists it", rel))
+        lstat = os.lstat
+        for rel, (e, mtime) in expected.items():
+            obj = self.store.object_path(e["sha256"], bool(e.get("mode", 0o644) & 0o111))
+            if report is not None:
+                report.refs.setdefault(obj, []).append((d.rel, rel, mtime, e["size"]))
+            try:
+                st = lstat(d.path + "/" + rel)
+            except OSError:
+                d.problems.append(Problem("file-missing", d.rel, "missing", rel))
+                continue
+            if not os.path.stat.S_ISREG(st.st_mode):
+                d.problems.append(Problem("file-changed", d.rel, "not a regular file", rel))
+                continue
+            ost = self.ostat(obj)
+            if ost is not None and (ost.st_ino, ost.st_dev) == (st.st_ino, st.st_dev):
+                continue  # the object itself; object problems are reported once, per object
+            if st.st_size != e["size"] or st.st_mtime_ns > mtime:
+                why = f"{st.st_size} bytes, not {e['size']}" if st.st_size != e["size"] else "modified after it was published"
+                d.problems.append(Problem("file-changed", d.rel, why, rel))
+                continue
+            if self.full:
+                try:
+                    good = sha256_file(d.path + "/" + rel) == e["sha256"]
+                    self.hashed += st.st_size
+                except OSError:
+                    good = False
+                if not good:
+                    d.problems.append(Problem("file-changed", d.rel, "its bytes are not the manifest's", rel))
+                    continue
+            if ost is not None:
+                d.problems.append(Problem("file-unlinked", d.rel, "not a hard link to its object any more", rel))
+        return d.problems
+
+    def object_problems(self, report: Report) -> None:
+        """``object-missing`` and (by stat) ``object-corrupt`` for every object a manifest names."""
+        seen = {p.path for p in report.by_kind("object-corrupt")}
+        for obj, refs in sorted(report.refs.items()):
+            rel = os.path.relpath(obj, self.store.root)
+            st = self.ostat(obj)
+            if st is None:
+                report.problems.append(Problem("object-missing", rel, "named by a manifest, not in objects/" + _sharers(report, obj)))
+                continue
+            if rel in seen:
+                continue
+            sizes = {size for _, _, _, size in refs}
+            oldest = min(mtime for _, _, mtime, _ in refs)  # objects are written before manifests
+            suspect = None
+            if st.st_size not in sizes:
+                suspect = f"{st.st_size} bytes, the manifests say {min(sizes)}"
+            elif st.st_mtime_ns > oldest:
+                suspect = "modified after a dist naming it was published"
+            if suspect and (not self.full or self.object_good(obj) is False):
+                report.problems.append(Problem(
+                    "object-corrupt", rel,
+                    f"{suspect} (edited in place through a hard link?)" + _sharers(report, obj),
+                ))  # fmt: skip
+                seen.add(rel)
+
+    # -- bubbles ---------------------------------------------------------------------------
+
+    def scan_bubbles(self, report: Report) -> None:
+        key = interpreter_key()
+        tag = sys.implementation.cache_tag
+        for name, version, k, path in self.store.iter_bubbles():
+            rel = os.path.relpath(path, self.store.root)
+            try:
+                m = read_manifest(path)
+                dists = m["dists"]
+                if not isinstance(dists, dict) or not all(
+                    isinstance(e, dict) and isinstance(e.get("path"), str) and e["path"].startswith("dists/")
+                    and _safe_rel(e["path"]) for e in dists.values()
+                ):
+                    raise StoreCorruptError("its list of dists is damaged or names a path outside dists/")
+            except (OSError, StoreCorruptError, KeyError, TypeError) as e:
+                report.bubbles.append((rel, None))
+                report.problems.append(Problem("bubble-damaged", rel, f"cannot be used ({getattr(e, 'message', e)})"))
+                continue
+            report.bubbles.append((rel, m))
+            for dname, entry in sorted(dists.items()):
+                d = report.dists.get(entry["path"])
+                if d is None:
+                    report.problems.append(Problem("bubble-dist", rel, f"{dname} {entry.get('version')}: {entry['path']} is missing"))
+                elif d.manifest is not None and d.manifest.get("version") != entry.get("version"):
+                    report.problems.append(Problem(
+                        "bubble-dist", rel, f"{dname}: {entry['path']} holds version {d.manifest.get('version')}, "
+                        f"not {entry.get('version')}",
+                    ))  # fmt: skip
+                elif k == key and d.manifest is not None and tag not in d.pyc and (PYC_PREFIX + tag + PYC_SUFFIX) not in d.bad_pyc:
+                    report.problems.append(Problem("bubble-dist", rel, f"{dname}: {entry['path']} is not compiled for {tag}"))
+
+
+def _manifest_problem(m: dict, rel: str) -> str | None:
+    files = m.get("files")
+    if not isinstance(files, list) or not all(_entry_ok(e) for e in files):
+        return f"{DIST_MANIFEST} has a damaged file list"
+    _, name, version, tag = rel.split("/")
+    if (m.get("name"), m.get("version"), m.get("tag")) != (name, version, tag):
+        return f"{DIST_MANIFEST} describes {m.get('name')} {m.get('version')} {m.get('tag')}, not this directory"
+    return None
+
+
+def _sharers(report: Report, obj: str) -> str:
+    refs = report.refs.get(obj)
+    if not refs:
+        return ""
+    shown = ", ".join(f"{d}/{f}" for d, f, _, _ in refs[:3])
+    more = f" and {len(refs) - 3} more" if len(refs) > 3 else ""
+    return f"; used by {shown}{more}"
+
+
+def _ls(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def _walk_files(root: str) -> set[str]:
+    """Every non-directory under ``root``, as "/"-joined relative paths."""
+    out = set()
+    stack = [("", root)]
+    while stack:
+        prefix, directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            rel = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((rel + "/", entry.path))
+            else:
+                out.add(rel)
+    return out
+
+
+def walk_dists(store: Store):
+    """Store-relative paths of every dist directory (``dists/<name>/<version>/<tag>``)."""
+    for name in _ls(store.dists):
+        for version in _ls(os.path.join(store.dists, name)):
+            for tag in _ls(os.path.join(store.dists, name, version)):
+                if os.path.isdir(os.path.join(store.dists, name, version, tag)):
+                    yield f"dists/{name}/{version}/{tag}"
+
+
+# -- the main environment ------------------------------------------------------------------
+
+_OURS = re.compile(r"omnipkg|pip[-_]omni", re.I)
+
+
+def check_main(store: Store) -> tuple[list, list]:
+    """Problems and notes about the running interpreter's site-packages (never changed here)."""
+    import sysconfig
+
+    try:
+        import importlib.metadata as md
+    except ImportError:  # pragma: no cover
+        return [], []
+    problems, notes = [], []
+    paths = sysconfig.get_paths()
+    sites = []
+    for key in ("purelib", "platlib"):
+        p = paths.get(key)
+        if p and os.path.isdir(p) and p not in sites:
+            sites.append(p)
+    for site in sites:
+        owned, tops, names = set(), set(), {}
+        for dist in md.distributions(path=[site]):
+            meta = os.path.basename(str(getattr(dist, "_path", "")))
+            owned.add(meta)
+            name = (dist.metadata["Name"] or "").lower().replace("_", "-").replace(".", "-")
+            names.setdefault(name, []).append(meta)
+            for f in dist.files or ():
+                if f.parts and f.parts[0] != "..":
+                    owned.add(f.parts[0])
+                    tops.add(f.parts[0])
+            if (dist.read_text("INSTALLER") or "").strip() == "pip-omni":
+                problems.append(Problem("main-env", os.path.join(site, meta),
+                                        "metadata of a store dist (INSTALLER says pip-omni) in the main environment"))
+        for name, metas in sorted(names.items()):
+            if len(metas) > 1:
+                problems.append(Problem("main-env", site, f"{len(metas)} metadata directories for {name}: {', '.join(sorted(metas))}"))
+        for entry in _ls(site):
+            full = os.path.join(site, entry)
+            if entry.endswith(".pth"):
+                try:
+                    with open(full, encoding="utf-8", errors="replace") as f:
+                        text = f.read()
+                except OSError:
+                    text = ""
+                if store.root in text:
+                    problems.append(Problem("main-env", full, f"puts the store ({store.root}) on sys.path"))
+            if entry in owned or entry == "__pycache__":
+                continue
+            renamed = next((t for t in tops if entry != t and entry.startswith(t) and entry[len(t)] in "._-~"
+                            and not entry.endswith((".dist-info", ".egg-info", ".pth", ".py"))), None)
+            if _OURS.search(entry) or renamed:
+                what = f"a renamed copy of {renamed!r}?" if renamed else "looks like pip-omni's"
+                problems.append(Problem("main-env", full, f"no installed distribution owns it ({what})"))
+            else:
+                notes.append(f"{full}: no installed distribution lists it")
+    return problems, notes
+
+
+# -- the whole check -----------------------------------------------------------------------
+
+
+def check(store: Store, *, full: bool = True, scanner: Scanner | None = None, main: bool = True) -> Report:
+    """Check ``store`` (the caller holds its writer lock). Returns every problem found."""
+    t0 = time.perf_counter()
+    scanner = scanner or Scanner(store, full)
+    scanner._ostat.clear()
+    scanner.hashed = 0
+    report = Report(store.root, "full" if full else "quick")
+    for rel in walk_dists(store):
+        d = scanner.load_dist(rel)
+        report.dists[rel] = d
+        scanner.check_dist(d, report)
+        report.problems += d.problems
+    report.counts["objects"] = scanner.scan_objects(report)
+    scanner.object_problems(report)
+    scanner.scan_bubbles(report)
+    for entry in _ls(store.tmp):
+        report.problems.append(Problem("tmp-leftover", f"tmp/{entry}", "left by an interrupted writer"))
+    if main:
+        problems, notes = check_main(store)
+        report.problems += problems
+        report.notes += notes
+    q = os.path.join(store.root, "quarantine")
+    if os.path.isdir(q) and _ls(q):
+        report.notes.append(f"{q} holds what earlier repairs set aside; delete it when you no longer need it")
+    report.counts.update(
+        dists=len(report.dists), bubbles=len(report.bubbles),
+        files=sum(len(r) for r in report.refs.values()), hashed_bytes=scanner.hashed,
+    )  # fmt: skip
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def run(store: Store, *, repair: bool = False, full: bool = True, log=None) -> dict:
+    """Check (and with ``repair`` heal) ``store`` under its writer lock; the ``--json`` result."""
+    t0 = time.perf_counter()
+    if not os.path.isdir(store.root):  # nothing installed yet: check main only, create nothing
+        problems, notes = check_main(store)
+        counts = dict.fromkeys(("objects", "dists", "bubbles", "files", "hashed_bytes"), 0)
+        found = [p.to_dict() for p in problems]
+        return {"store": store.root, "mode": "full" if full else "quick", "clean": not found, "counts": counts,
+                "problems": found, "actions": [], "remaining": found, "notes": notes + ["the store is empty"],
+                "seconds": round(time.perf_counter() - t0, 4)}
+    with WriteLock(store, on_wait=lambda: log and log("waiting for another pip-omni process to finish")):
+        scanner = Scanner(store, full)
+        report = check(store, full=full, scanner=scanner)
+        actions, remaining = [], report.problems
+        if repair and report.problems:
+            from . import healing
+
+            actions = healing.repair(store, report, scanner, log=log)
+            remaining = check(store, full=full, scanner=scanner).problems
+    return {
+        "store": store.root,
+        "mode": report.mode,
+        "clean": not remaining,
+        "counts": report.counts,
+        "problems": [p.to_dict() for p in report.problems],
+        "actions": actions,
+        "remaining": [p.to_dict() for p in remaining],
+        "notes": report.notes,
+        "seconds": round(time.perf_counter() - t0, 4),
+    }
+
+
+def format_result(result: dict) -> str:
+    c = result["counts"]
+    lines = [f"store {result['store']}: {result['mode']} check of {c['objects']} objects, {c['dists']} dists, "
+             f"{c['bubbles']} bubbles ({result['seconds']:.2f} s)"]
+    if result["problems"]:
+        lines.append(f"found {len(result['problems'])} problem(s):")
+        lines += ["  " + Problem(**p).line() for p in result["problems"]]
+    if result["actions"]:
+        lines.append(f"did {len(result['actions'])} repair(s) (see above); nothing was deleted, "
+                     "what was set aside is under quarantine/")
+    if result["clean"]:
+        lines.append("clean" if not result["problems"] else "clean now")
+    else:
+        left = result["remaining"]
+        if result["actions"] or result["problems"] != left:
+            lines.append(f"{len(left)} problem(s) left:")
+            lines += ["  " + Problem(**p).line() for p in left]
+    return "\n".join(lines)
+

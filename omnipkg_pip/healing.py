@@ -1,0 +1,481 @@
+"""``pip-omni doctor --repair``: put right what :mod:`omnipkg_pip.doctor` found.
+
+Nothing is ever deleted: whatever is replaced or removed is first set aside under
+``<store>/quarantine/<timestamp>/``, at the same relative path it had in the store
+(``quarantine/<ts>/objects/ab/cd...``, ``quarantine/<ts>/dists/rich/13.4.2/py3-none-any``).
+Every change is a rename (or a hard link, then a rename), so a repair killed at any
+moment leaves a store that the next ``doctor --repair`` finishes. In order:
+
+1. staging left in ``tmp/`` and stray files in ``objects/`` are set aside;
+2. each corrupt object is set aside and made again, by preference from a good copy
+   already on disk (the same bytes under the other mode's name, or a dist file that
+   is a copy and still hashes right), else from the dist's wheel fetched again with
+   ``pip download`` and checked against the ``wheel_sha256`` its manifest recorded;
+   a missing object likewise (a dist file still linked to it is the good copy);
+3. each damaged dist directory is rebuilt from objects in ``tmp/`` and swapped in
+   (``renameat2(RENAME_EXCHANGE)`` where Linux has it: there is no moment without
+   the dist); its manifest file is linked, not copied, so leases held on it stay
+   valid. A ``.pyc`` manifest whose objects cannot be had is dropped and the dist
+   compiled again for the interpreters its bubbles name. A dist whose manifest is
+   gone gets it back from the quarantine, the bubble's record of it, or the wheel;
+4. a damaged bubble manifest is made again from the dists in the store (bubbles of
+   this interpreter), else set aside with the command that reinstalls it.
+
+The main environment is never changed: its problems are reported with what to do.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import sys
+import time
+
+from omnipkg_hook.errors import OmnipkgError
+from omnipkg_hook.store import DIST_MANIFEST, Store, interpreter_key, make_tmpdir, materialize
+
+from .doctor import PYC_PREFIX, PYC_SUFFIX, Dist, Report, Scanner, _manifest_problem, object_sha, sha256_file
+
+__all__ = ["repair"]
+
+
+def repair(store: Store, report: Report, scanner: Scanner, log=None) -> list[dict]:
+    """Repair what ``report`` found (the caller holds the writer lock); the actions taken."""
+    h = _Healer(store, report, scanner, log)
+    try:
+        h.set_aside_leftovers()
+        h.objects()
+        h.dists()
+        h.bubbles()
+    finally:
+        for work in h.work:
+            shutil.rmtree(work, ignore_errors=True)
+    return h.actions
+
+
+class _Healer:
+    def __init__(self, store: Store, report: Report, scanner: Scanner, log) -> None:
+        self.store = store
+        self.report = report
+        self.scanner = scanner
+        self.log = log
+        self.quarantine = os.path.join(store.root, "quarantine", time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}")
+        self.actions: list[dict] = []
+        self.work: list[str] = []  # our own staging in tmp/, removed at the end
+        self.fetched: dict[str, object] = {}  # wheel file name -> scratch Store, or the reason it failed
+        self.key = interpreter_key()
+        self.tag = sys.implementation.cache_tag
+
+    # -- small tools -------------------------------------------------------------------------
+
+    def act(self, action: str, path: str, detail: str = "") -> None:
+        self.actions.append({"action": action, "path": path, "detail": detail})
+        if self.log:
+            self.log(f"{action} {path}" + (f": {detail}" if detail else ""))
+
+    def rel(self, path: str) -> str:
+        return os.path.relpath(path, self.store.root)
+
+    def set_aside(self, path: str, as_rel: str | None = None, *, link: bool = False) -> str:
+        """Move ``path`` (or hard-link it, ``link=True``) into the quarantine; its new store-relative path."""
+        dest = os.path.join(self.quarantine, as_rel or self.rel(path))
+        base, n = dest, 1
+        while os.path.lexists(dest):
+            dest, n = f"{base}.{n}", n + 1
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        (os.link if link else os.rename)(path, dest)
+        return self.rel(dest)
+
+    def staging(self, prefix: str) -> str:
+        work = make_tmpdir(self.store, prefix)
+        self.work.append(work)
+        return work
+
+    def oldest_ref(self, obj: str) -> int | None:
+        refs = self.report.refs.get(obj)
+        return min(m for _, _, m, _ in refs) if refs else None
+
+    # -- 1. leftovers --------------------------------------------------------------------------
+
+    def set_aside_leftovers(self) -> None:
+        for p in self.report.by_kind("tmp-leftover", "object-stray"):
+            path = self.store.abspath(p.path)
+            if os.path.lexists(path):
+                self.act("set aside", p.path, f"{p.detail}; now {self.set_aside(path)}")
+
+    # -- 2. objects ----------------------------------------------------------------------------
+
+    def objects(self) -> None:
+        bad_inodes: dict[str, tuple] = {}
+        for p in self.report.by_kind("object-corrupt"):
+            obj = self.store.abspath(p.path)
+            good = self.scanner.object_good(obj)
+            if good is None:
+                continue
+            if good:  # a quick check's suspicion: the bytes are right, only the timestamp moved
+                oldest = self.oldest_ref(obj)
+                if oldest is not None:
+                    os.utime(obj, ns=(time.time_ns(), oldest))
+                self.act("kept", p.path, "its bytes match its name; its timestamp was reset")
+                continue
+            st = os.stat(obj)
+            bad_inodes[obj] = (st.st_ino, st.st_dev)
+            where = self.set_aside(obj, link=True)
+            os.unlink(obj)  # the bad bytes live on in the quarantine; nothing may link them again
+            self.act("set aside", p.path, f"its bytes do not match its name; now {where}")
+        self.scanner._ostat.clear()
+        missing = [o for o in sorted(self.report.refs) if not os.path.exists(o)]
+        still = [o for o in missing if not self._from_disk(o, bad_inodes.get(o))]
+        for obj in still:
+            if os.path.exists(obj):
+                continue  # a wheel fetched for an earlier object brought it back
+            for dist_rel, _file, _m, _s in self.report.refs[obj]:
+                d = self.report.dists.get(dist_rel)
+                if d is None or d.manifest is None:
+                    continue
+                # The wheel gives the dist's files and this interpreter's .pyc, not other interpreters'.
+                mine = d.manifest["files"] + (d.pyc[self.tag][0]["files"] if self.tag in d.pyc else [])
+                if obj in {_object(self.store, e) for e in mine} and self._from_wheel(d.manifest, still):
+                    break
+        self.scanner._ostat.clear()
+
+    def _from_disk(self, obj: str, bad: tuple | None) -> bool:
+        """Make ``obj`` again from a good copy already in the store."""
+        sha = object_sha(obj)
+        twin = obj[:-1] if obj.endswith("x") else obj + "x"
+        candidates = [(os.path.join(self.store.abspath(d), *f.split("/")), True) for d, f, _, _ in self.report.refs.get(obj, [])]
+        candidates.insert(0, (twin, False))
+        candidates += [(os.path.join(self.store.abspath(d), *f.split("/")), False)
+                       for d, f, _, _ in self.report.refs.get(twin, [])]
+        for path, same_mode in candidates:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if not os.path.stat.S_ISREG(st.st_mode) or (bad and (st.st_ino, st.st_dev) == bad):
+                continue
+            try:
+                if sha256_file(path) != sha:
+                    continue
+            except OSError:
+                continue
+            self._publish_object(obj, path, link=same_mode)
+            self.act("restored", self.rel(obj), f"from the good copy {self.rel(path)}")
+            return True
+        return False
+
+    def _publish_object(self, obj: str, source: str, *, link: bool) -> None:
+        staged = os.path.join(self.staging("heal-"), "object")
+        if link:
+            os.link(source, staged)
+        else:
+            shutil.copyfile(source, staged)
+        os.chmod(staged, 0o555 if obj.endswith("x") else 0o444)
+        oldest = self.oldest_ref(obj)
+        if oldest is not None:  # manifests are newer than their objects: keep it so for the quick check
+            os.utime(staged, ns=(time.time_ns(), oldest))
+        os.makedirs(os.path.dirname(obj), exist_ok=True)
+        if not os.path.exists(obj):
+            os.rename(staged, obj)
+
+    def _fetch(self, manifest: dict):
+        """The wheel of ``manifest`` fetched again and ingested into a scratch store, or why not."""
+        wheel = manifest.get("wheel")
+        if not wheel:
+            return "its manifest does not name its wheel"
+        if wheel in self.fetched:
+            return self.fetched[wheel]
+        from . import interp, pip
+        from .ingest import ingest_wheel
+
+        work = self.staging("heal-fetch-")
+        dest = os.path.join(work, "download")
+        name = manifest.get("project_name") or manifest["name"]
+        args = ["download", "--no-deps", "--only-binary", ":all:", "--dest", dest,
+                *_tag_args(manifest["tag"]), f"{name}=={manifest['version']}"]  # fmt: skip
+        try:
+            result = pip.run_pip(sys.executable, args, what=f"fetch {wheel} again", check=False)
+            path = _find_wheel(dest, manifest)
+            if path is None:
+                lines = [x for x in result.output.splitlines() if x.startswith("ERROR")]
+                answer = f"pip could not fetch it ({lines[-1] if lines else 'exit ' + str(result.returncode)})"
+            elif manifest.get("wheel_sha256") and sha256_file(path) != manifest["wheel_sha256"]:
+                answer = "the wheel fetched again is not the one installed (sha256 differs); not used"
+            else:
+                scratch = Store(os.path.join(work, "scratch"))
+                ingest_wheel(scratch, path, interp.current())
+                scratch.wheel = path
+                answer = scratch
+        except (OmnipkgError, OSError) as e:
+            answer = f"fetching it failed ({getattr(e, 'message', e)})"
+        self.fetched[wheel] = answer
+        if isinstance(answer, str):
+            self.act("could not fetch", wheel, answer)
+        return answer
+
+    def _from_wheel(self, manifest: dict, wanted) -> bool:
+        """Every object of ``wanted`` still missing that ``manifest``'s wheel has; True if it got any."""
+        scratch = self._fetch(manifest)
+        if isinstance(scratch, str):
+            return False
+        got = 0
+        for o in wanted:
+            found = os.path.join(scratch.objects, os.path.relpath(o, self.store.objects))
+            if not os.path.exists(o) and os.path.exists(found):
+                self._publish_object(o, found, link=True)
+                checked = "checked against its recorded sha256" if manifest.get("wheel_sha256") else "no recorded sha256"
+                self.act("restored", self.rel(o), f"from {os.path.basename(scratch.wheel)}, fetched again ({checked})")
+                got += 1
+        return got > 0
+
+    # -- 3. dists ------------------------------------------------------------------------------
+
+    def _bubble_refs(self) -> dict[str, list[tuple[str, dict, dict]]]:
+        """dist rel -> [(bubble rel, bubble manifest, its entry for the dist)]."""
+        out: dict[str, list] = {}
+        for rel, m in self.report.bubbles:
+            if m is not None:
+                for entry in m["dists"].values():
+                    out.setdefault(entry["path"], []).append((rel, m, entry))
+        return out
+
+    def dists(self) -> None:
+        refs = self._bubble_refs()
+        for rel in sorted(set(self.report.dists) | set(refs)):
+            d = self.scanner.load_dist(rel) if os.path.isdir(self.store.abspath(rel)) else None
+            if d is not None:
+                self.scanner.check_dist(d)
+                if not d.problems:
+                    continue
+            elif rel not in refs:
+                continue
+            if rel not in refs and (d is None or d.manifest is None):
+                self.act("set aside", rel, f"damaged and no bubble uses it; now {self.set_aside(self.store.abspath(rel))}")
+                continue
+            try:
+                self._rebuild(rel, d, refs.get(rel, []))
+            except (OmnipkgError, OSError) as e:
+                self.act("could not repair", rel, str(getattr(e, "message", e)))
+
+    def _manifest_for(self, rel: str, refs) -> tuple[bytes | None, str]:
+        """The dist manifest of a dist whose own is gone: (bytes, where from)."""
+        for _b, _m, entry in refs:
+            sha = entry.get("manifest")
+            if sha:
+                obj = self.store.object_path(sha)
+                try:
+                    if sha256_file(obj) == sha:
+                        with open(obj, "rb") as f:
+                            return f.read(), "the bubble's record of it"
+                except OSError:
+                    pass
+        q = os.path.join(self.store.root, "quarantine")
+        patterns = [os.path.join(q, "*", rel, DIST_MANIFEST), os.path.join(q, "*", "tmp", "*", "*", DIST_MANIFEST)]
+        for candidate in sorted({p for pat in patterns for p in glob.glob(pat)}, reverse=True):
+            try:
+                with open(candidate, "rb") as f:
+                    data = f.read()
+                m = json.loads(data)
+                if isinstance(m, dict) and m.get("format") == 1 and _manifest_problem(m, rel) is None:
+                    return data, self.rel(candidate)
+            except (OSError, ValueError):
+                continue
+        _, name, version, tag = rel.split("/")
+        scratch = self._fetch({"name": name, "version": version, "tag": tag, "wheel": f"{name} {version} {tag}"})
+        if isinstance(scratch, str):
+            return None, scratch
+        with open(os.path.join(scratch.dists, name, version, tag, DIST_MANIFEST), "rb") as f:
+            return f.read(), "its wheel, fetched again (no recorded sha256 to check it against)"
+
+    def _rebuild(self, rel: str, d: Dist | None, refs) -> None:
+        path = self.store.abspath(rel)
+        old_manifest = os.path.join(path, DIST_MANIFEST)
+        if d is not None and d.manifest is not None:
+            manifest, data, source = d.manifest, None, None
+        else:
+            data, source = self._manifest_for(rel, refs)
+            if data is None:
+                self.act("could not repair", rel, f"its manifest is gone and {source}; reinstall its bubble")
+                return
+            manifest = json.loads(data)
+        missing = [e for e in manifest["files"] if not os.path.exists(_object(self.store, e))]
+        if missing and self._from_wheel(manifest, [_object(self.store, e) for e in missing]):
+            missing = [e for e in missing if not os.path.exists(_object(self.store, e))]
+        if missing:
+            self.act("could not repair", rel, f"the objects of {', '.join(e['path'] for e in missing[:3])} are gone and its wheel "
+                     "could not be fetched; reinstall its bubble")  # fmt: skip
+            return
+        new = os.path.join(self.staging("heal-"), "dist")
+        materialize(self.store, manifest["files"], new)
+        if data is None:
+            os.link(old_manifest, os.path.join(new, DIST_MANIFEST))  # same inode: leases stay valid
+        else:
+            with open(os.path.join(new, DIST_MANIFEST), "wb") as f:
+                f.write(data)
+        dropped = self._bytecode(d, new)
+        self._compile(rel, manifest, new, dropped, refs)
+        if os.path.lexists(path):
+            if _exchange(new, path):
+                where = self.set_aside(new, rel)
+            else:
+                where = self.set_aside(path)
+                os.rename(new, path)
+            self.act("rebuilt", rel, f"from objects{' and ' + source if source else ''}; the old directory is now {where}")
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.rename(new, path)
+            self.act("rebuilt", rel, f"from objects and {source}")
+
+    def _bytecode(self, d: Dist | None, new: str) -> set[str]:
+        """Link every .pyc manifest of ``d`` whose objects are all there into ``new``; the cache tags dropped."""
+        dropped = set()
+        if d is None:
+            return dropped
+        dropped.update(n[len(PYC_PREFIX):-len(PYC_SUFFIX)] for n in d.bad_pyc)
+        for tag, (m, _mtime) in d.pyc.items():
+            if not all(os.path.exists(_object(self.store, e)) for e in m["files"]):
+                dropped.add(tag)
+                continue
+            materialize_into(self.store, m["files"], new)
+            name = PYC_PREFIX + tag + PYC_SUFFIX
+            os.link(os.path.join(d.path, name), os.path.join(new, name))
+        return dropped
+
+    def _compile(self, rel: str, manifest: dict, new: str, dropped: set, refs) -> None:
+        from . import bytecode, interp
+
+        wanted = set(dropped)
+        executables = {}
+        for _b, m, _e in refs:
+            info = m.get("interpreter", {})
+            if info.get("key") == self.key:
+                wanted.add(self.tag)
+            elif info.get("executable"):
+                executables[info["key"]] = info["executable"]
+        for tag in sorted(wanted):
+            if os.path.exists(os.path.join(new, PYC_PREFIX + tag + PYC_SUFFIX)):
+                continue
+            interpreter = None
+            if tag == self.tag:
+                interpreter = interp.current()
+            else:
+                for exe in executables.values():
+                    try:
+                        candidate = interp.inspect(exe)
+                    except OmnipkgError:
+                        continue
+                    if candidate.cache_tag == tag:
+                        interpreter = candidate
+                        break
+            if interpreter is None:
+                self.act("dropped", f"{rel}/{PYC_PREFIX}{tag}{PYC_SUFFIX}",
+                         "its .pyc objects are gone and no interpreter for it is at hand; it compiles again on install")
+                continue
+            bytecode.ensure_compiled(self.store, manifest, new, interpreter)
+            if tag in dropped:
+                self.act("compiled", rel, f"again for {tag} (its .pyc manifest was damaged, or its objects gone)")
+
+    # -- 4. bubbles ----------------------------------------------------------------------------
+
+    def bubbles(self) -> None:
+        from . import bubbles, bytecode, interp
+
+        for rel, m in self.report.bubbles:
+            path = self.store.abspath(rel)
+            _, name, version, fname = rel.split("/")
+            key = fname[: -len(".json")]
+            if m is None:
+                if not os.path.exists(path):
+                    continue
+                where = self.set_aside(path, link=True)
+                made = None
+                if key == self.key:
+                    try:
+                        made = bubbles.bubble_from_store(self.store, f"{name}=={version}")
+                    except OmnipkgError:
+                        made = None
+                if made is not None and made.get("version") == version:
+                    self.act("rebuilt", rel, f"from the dists in the store; the damaged file is now {where}")
+                    continue
+                os.unlink(path)
+                self.act("set aside", rel, f"damaged, and the store cannot make it again; now {where}; "
+                         f"reinstall with `pip-omni install {name}=={version}`"
+                         + ("" if key == self.key else f" for the interpreter {key}"))  # fmt: skip
+                continue
+            if key != self.key:
+                continue
+            for entry in m["dists"].values():  # compiled for this interpreter, as a bubble must be
+                dist_path = self.store.abspath(entry["path"])
+                pyc = os.path.join(dist_path, PYC_PREFIX + self.tag + PYC_SUFFIX)
+                if os.path.isdir(dist_path) and not os.path.exists(pyc):
+                    try:
+                        manifest = self.scanner.load_dist(entry["path"]).manifest
+                        if manifest is not None and bytecode.ensure_compiled(self.store, manifest, dist_path, interp.current()):
+                            self.act("compiled", entry["path"], f"for {self.tag}")
+                    except (OmnipkgError, OSError) as e:
+                        self.act("could not repair", entry["path"], f"compiling failed ({getattr(e, 'message', e)})")
+
+
+def materialize_into(store: Store, files: list[dict], dest: str) -> None:
+    """Link ``files`` into the existing directory ``dest`` (as :func:`materialize` does)."""
+    from omnipkg_hook.store import link_object
+
+    for entry in files:
+        target = os.path.join(dest, *entry["path"].split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.lexists(target):
+            link_object(store, entry, target)
+
+
+def _object(store: Store, entry: dict) -> str:
+    return store.object_path(entry["sha256"], bool(entry.get("mode", 0o644) & 0o111))
+
+
+def _find_wheel(directory: str, manifest: dict) -> str | None:
+    """The wheel in ``directory`` that is ``manifest``'s dist (same name, version and tag)."""
+    from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+    exact = os.path.join(directory, manifest.get("wheel") or "-")
+    if os.path.exists(exact):
+        return exact
+    for fname in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        try:
+            name, version, _b, _t = parse_wheel_filename(fname)
+        except InvalidWheelFilename:
+            continue
+        tag = "-".join(fname[:-4].split("-")[-3:])
+        if (canonicalize_name(name), str(version), tag) == (manifest["name"], manifest["version"], manifest["tag"]):
+            return os.path.join(directory, fname)
+    return None
+
+
+def _tag_args(tag: str) -> list[str]:
+    """pip download options that fetch the wheel of ``tag`` whatever runs pip."""
+    pys, abis, plats = tag.split("-")
+    if abis == "none" and plats == "any":
+        return []
+    py = pys.split(".")[0]
+    impl, digits = py[:2], py[2:]
+    args = ["--implementation", impl] if impl in ("cp", "pp", "ip", "jy") else []
+    if digits:
+        args += ["--python-version", digits]
+    args += [x for abi in abis.split(".") for x in ("--abi", abi)]
+    args += [x for plat in plats.split(".") for x in ("--platform", plat)]
+    return args
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two directories in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where impossible."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
