@@ -23,17 +23,36 @@ from omnipkg_hook.store import FORMAT, Store, make_tmpdir, write_json_atomic
 
 __all__ = ["pyc_manifest_name", "compile_staged", "ensure_compiled"]
 
-_COMPILE = r"""
-import json, py_compile, sys
-bad = []
-for src, out, dfile in json.load(sys.stdin):
-    try:
-        py_compile.compile(src, out, dfile, doraise=True,
-                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-    except (py_compile.PyCompileError, ValueError, OSError) as e:
-        bad.append([dfile, str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__])
-json.dump(bad, sys.stdout)
+# One .py -> the bytes py_compile would write with UNCHECKED_HASH (the same header and
+# marshal), made in memory: no temporary .pyc per file. On some filesystems creating a
+# file costs far more than compiling it, and py_compile creates two per .pyc (its own
+# temporary, then the result we read back). Runs in the target interpreter; the
+# in-process path execs this same text, so both give identical bytes.
+_PYC_FUNC = r"""
+import importlib.util as _util, marshal as _marshal
+def pyc_bytes(src, dfile):
+    with open(src, "rb") as f:
+        source = f.read()
+    code = compile(source, dfile, "exec", dont_inherit=True)
+    # magic, flags (bit 0: hash-based; bit 1 clear: unchecked), source hash, code
+    return _util.MAGIC_NUMBER + b"\x01\x00\x00\x00" + _util.source_hash(source) + _marshal.dumps(code)
 """
+
+_COMPILE = _PYC_FUNC + r"""
+import base64, json, sys
+out = []
+for src, dfile in json.load(sys.stdin):
+    try:
+        out.append([dfile, base64.b64encode(pyc_bytes(src, dfile)).decode("ascii"), None])
+    except Exception as e:
+        text = str(e).strip()
+        out.append([dfile, None, text.splitlines()[-1] if text else type(e).__name__])
+json.dump(out, sys.stdout)
+"""
+
+_namespace: dict = {}
+exec(compile(_PYC_FUNC, __file__ + ":_PYC_FUNC", "exec"), _namespace)
+_pyc_bytes = _namespace["pyc_bytes"]
 
 
 def pyc_manifest_name(cache_tag: str) -> str:
@@ -56,22 +75,17 @@ def _pyc_rel(rel: str, cache_tag: str) -> str:
     return f"{head}/{pyc}" if head else pyc
 
 
-def _compile_in_process(jobs: list[list[str]]) -> list[list[str]]:
-    import py_compile
-
-    bad = []
-    for src, out, dfile in jobs:
+def _compile_in_process(jobs: list[list[str]], compiled: dict, bad: list) -> None:
+    for src, dfile in jobs:
         try:
-            py_compile.compile(
-                src, out, dfile, doraise=True,
-                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-            )
-        except (py_compile.PyCompileError, ValueError, OSError) as e:
-            bad.append([dfile, str(e)])
-    return bad
+            compiled[dfile] = _pyc_bytes(src, dfile)
+        except Exception as e:  # what py_compile turns into PyCompileError, and unreadable files
+            bad.append([dfile, str(e) or type(e).__name__])
 
 
-def _compile_subprocess(executable: str, jobs: list[list[str]], out: list) -> None:
+def _compile_subprocess(executable: str, jobs: list[list[str]], compiled: dict, bad: list) -> None:
+    import base64
+
     proc = subprocess.run(
         [executable, "-I", "-S", "-c", _COMPILE],
         input=json.dumps(jobs),
@@ -79,58 +93,56 @@ def _compile_subprocess(executable: str, jobs: list[list[str]], out: list) -> No
         text=True,
     )
     if proc.returncode != 0:
-        out.append(["*", f"compiler exited {proc.returncode}: {proc.stderr.strip()[-300:]}"])
+        bad.append(["*", f"compiler exited {proc.returncode}: {proc.stderr.strip()[-300:]}"])
         return
-    out.extend(json.loads(proc.stdout or "[]"))
+    for dfile, data, error in json.loads(proc.stdout or "[]"):
+        if data is None:
+            bad.append([dfile, error])
+        else:
+            compiled[dfile] = base64.b64decode(data)
 
 
-def _run_jobs(interpreter, jobs: list[list[str]]) -> list[list[str]]:
-    """Compile ``jobs`` with ``interpreter``, spread over the machine's cores."""
+def _run_jobs(interpreter, jobs: list[list[str]]) -> tuple[dict[str, bytes], list[list[str]]]:
+    """Compile ``jobs`` (``[source path, name in the dist]``) with ``interpreter``, spread
+    over the machine's cores. Returns ``{name in the dist: pyc bytes}`` and the failures."""
     if not jobs:
-        return []
+        return {}, []
     cores = max(1, min(os.cpu_count() or 1, 4))
     if interpreter.is_current and (len(jobs) < 64 or cores == 1):
-        return _compile_in_process(jobs)
+        compiled: dict[str, bytes] = {}
+        bad: list = []
+        _compile_in_process(jobs, compiled, bad)
+        return compiled, bad
     parts = cores if len(jobs) >= 64 else 1
     chunks = [jobs[i::parts] for i in range(parts)]
-    results: list[list] = [[] for _ in chunks]
+    results = [({}, []) for _ in chunks]
     threads = []
     local = None
     for i, chunk in enumerate(chunks):
         if interpreter.is_current and i == 0:
             local = chunk  # this process compiles one share itself
             continue
-        t = threading.Thread(target=_compile_subprocess, args=(interpreter.executable, chunk, results[i]))
+        t = threading.Thread(target=_compile_subprocess, args=(interpreter.executable, chunk, *results[i]))
         t.start()
         threads.append(t)
     if local is not None:
-        results[0].extend(_compile_in_process(local))
+        _compile_in_process(local, *results[0])
     for t in threads:
         t.join()
-    return [b for r in results for b in r]
+    compiled = {k: v for c, _ in results for k, v in c.items()}
+    return compiled, [b for _, bad in results for b in bad]
 
 
-def _compile(manifest: dict, src_root: str, work: str, interpreter) -> tuple[dict[str, bytes], list]:
-    jobs = []
-    for rel in _sources(manifest):
-        out = os.path.join(work, f"{len(jobs)}.pyc")
-        jobs.append([os.path.join(src_root, *rel.split("/")), out, rel])
-    bad = _run_jobs(interpreter, jobs)
-    failed = {b[0] for b in bad}
-    compiled = {}
-    for src, out, rel in jobs:
-        if rel in failed or not os.path.exists(out):
-            continue
-        with open(out, "rb") as f:
-            compiled[_pyc_rel(rel, interpreter.cache_tag)] = f.read()
-    return compiled, bad
+def _compile(manifest: dict, src_root: str, interpreter) -> tuple[dict[str, bytes], list]:
+    """``{pyc path in the dist: bytes}`` for every source of ``manifest``, and the failures."""
+    jobs = [[os.path.join(src_root, *rel.split("/")), rel] for rel in _sources(manifest)]
+    by_source, bad = _run_jobs(interpreter, jobs)
+    return {_pyc_rel(rel, interpreter.cache_tag): data for rel, data in by_source.items()}, bad
 
 
 def compile_staged(store: Store, manifest: dict, dest, interpreter) -> None:
     """Compile a dist being staged (``dest`` is its StoreDestination)."""
-    work = os.path.join(os.path.dirname(dest.dist_dir), "pyc")
-    os.makedirs(work)
-    compiled, _bad = _compile(manifest, dest.dist_dir, work, interpreter)
+    compiled, _bad = _compile(manifest, dest.dist_dir, interpreter)
     entries = [dest.add_bytes(rel, data, False) for rel, data in sorted(compiled.items())]
     with open(os.path.join(dest.dist_dir, pyc_manifest_name(interpreter.cache_tag)), "w") as f:
         json.dump({"format": FORMAT, "cache_tag": interpreter.cache_tag, "files": entries}, f, indent=1)
@@ -146,7 +158,7 @@ def ensure_compiled(store: Store, manifest: dict, dist_dir: str, interpreter) ->
         return False
     work = make_tmpdir(store, "pyc-")
     try:
-        compiled, _bad = _compile(manifest, dist_dir, work, interpreter)
+        compiled, _bad = _compile(manifest, dist_dir, interpreter)
         entries = []
         for rel, data in sorted(compiled.items()):
             entries.append(_link_published(store, dist_dir, rel, data, work))
