@@ -12,16 +12,6 @@ Standard library only. Loaded at interpreter start-up by ``omnipkg_hook.pth`` wh
 
 from __future__ import annotations
 
-from .errors import (
-    AlreadyImportedError,
-    BubbleNotFoundError,
-    InvalidPinError,
-    OmnipkgError,
-    PinConflictError,
-    StoreCorruptError,
-    StoreError,
-)
-
 __version__ = "0.1.0"
 
 __all__ = [
@@ -41,21 +31,29 @@ __all__ = [
 ]
 
 _LAZY = frozenset(("pin", "unpin", "pins", "using", "explain", "omnipkgLoader"))
+_ERRORS = frozenset(__all__[6:])
 
 
 def __getattr__(name: str):
-    # ``pins`` is both the submodule and the function: the module is callable
-    # (``omnipkg_hook.pins()`` lists the pins, ``omnipkg_hook.pins.pin`` still works),
-    # so it does not matter which one the import system binds here first.
+    # Nothing is imported until asked for: the start-up line imports this package, and a
+    # pinned start-up must stay within its budget. ``pins`` is both the submodule and the
+    # function: the module is callable (``omnipkg_hook.pins()`` lists the pins,
+    # ``omnipkg_hook.pins.pin`` still works), so it does not matter which one the import
+    # system binds here first.
     if name in _LAZY:
         import importlib
 
         module = importlib.import_module(".pins", __name__)
         value = module if name == "pins" else getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    elif name in _ERRORS:
+        from . import errors
+
+        value = getattr(errors, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__():
-    return sorted(set(globals()) | _LAZY)
+    return sorted(set(globals()) | _LAZY | _ERRORS)

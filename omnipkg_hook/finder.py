@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import sys
 
-from .errors import StoreCorruptError
-
 try:  # the object importlib.machinery exports, without importing importlib (and warnings) at start-up
     from _frozen_importlib_external import PathFinder as _PathFinder
 except ImportError:  # pragma: no cover - not CPython
@@ -68,6 +66,8 @@ class OmnipkgFinder:
             return None
         spec = self.PathFinder.find_spec(fullname, dirs, target)
         if spec is None:
+            from .errors import StoreCorruptError
+
             raise StoreCorruptError(
                 f"{fullname!r} is pinned to {dirs[0]!r}, but it is not there any more",
                 "the store changed under this process: run `pip-omni doctor --repair`, then restart",
