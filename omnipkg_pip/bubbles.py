@@ -218,11 +218,12 @@ def bubble_from_store(store: Store, requirement, interpreter=None) -> dict | Non
     interpreter = interpreter or interp.current()
     root = requirement if isinstance(requirement, Requirement) else parse_requirement(requirement)
     index = StoreIndex(store)
-    try:
-        picked = resolve_closure(root, index, interpreter)
-    except ClosureError:
-        return None
+    # Resolve under the lock: a gc in between could remove the (unreferenced) dists picked.
     with WriteLock(store):
+        try:
+            picked = resolve_closure(root, index, interpreter)
+        except ClosureError:
+            return None
         for p in picked.values():
             m = p.manifest
             bytecode.ensure_compiled(store, m, store.dist_path(m["name"], m["version"], m["tag"]), interpreter)
