@@ -63,7 +63,7 @@ class _Healer:
         self.log = log
         self.quarantine = os.path.join(store.root, "quarantine", time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}")
         self.actions: list[dict] = []
-        self.work: list[str] = []  # our own staging in tmp/, removed at the end
+        self.work: list[str] = []  # our own staging (tmp/, downloads), removed at the end
         self.fetched: dict[str, object] = {}  # wheel file name -> scratch Store, or the reason it failed
         self.key = interpreter_key()
         self.tag = sys.implementation.cache_tag
@@ -190,8 +190,13 @@ class _Healer:
         from . import interp, pip
         from .ingest import ingest_wheel
 
+        import tempfile
+
         work = self.staging("heal-fetch-")
-        dest = os.path.join(work, "download")
+        # pip downloads outside the store (as install does): a pip left running by a killed
+        # doctor must not write into tmp/ behind the next writer's back.
+        dest = tempfile.mkdtemp(prefix="pip-omni-refetch-")
+        self.work.append(dest)
         name = manifest.get("project_name") or manifest["name"]
         args = ["download", "--no-deps", "--only-binary", ":all:", "--dest", dest,
                 *_tag_args(manifest["tag"]), f"{name}=={manifest['version']}"]  # fmt: skip
