@@ -51,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -271,7 +272,7 @@ class Scanner:
             except OSError:
                 d.problems.append(Problem("file-missing", d.rel, "missing", rel))
                 continue
-            if not os.path.stat.S_ISREG(st.st_mode):
+            if not stat.S_ISREG(st.st_mode):
                 d.problems.append(Problem("file-changed", d.rel, "not a regular file", rel))
                 continue
             ost = self.ostat(obj)

@@ -30,6 +30,7 @@ import glob
 import json
 import os
 import shutil
+import stat
 import sys
 import time
 
@@ -154,7 +155,7 @@ class _Healer:
                 st = os.lstat(path)
             except OSError:
                 continue
-            if not os.path.stat.S_ISREG(st.st_mode) or (bad and (st.st_ino, st.st_dev) == bad):
+            if not stat.S_ISREG(st.st_mode) or (bad and (st.st_ino, st.st_dev) == bad):
                 continue
             try:
                 if sha256_file(path) != sha:

@@ -51,6 +51,17 @@ def edit_object_in_place(store):
         f.write(data.replace(b"lazy", b"LAZY"))
 
 
+def edit_pyc_in_place(store):
+    """A .pyc is an object too (deterministic, hash-based): the wheel fetched again recompiles it."""
+    path = os.path.join(dist_dir(store, "omt-lib"), "omt_lib", "__pycache__", f"lazy.{TAG}.pyc")
+    _writable(path)
+    with open(path, "r+b") as f:
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 0xFF]))
+
+
 def append_to_dist_file(store):
     path = os.path.join(dist_dir(store, "omt-app"), "omt_app", "data.txt")
     _writable(path)
@@ -115,6 +126,7 @@ def stray_object(store):
 DAMAGE = [
     (delete_dist_file, {"file-missing"}, {"file-missing"}),
     (edit_object_in_place, {"object-corrupt"}, {"object-corrupt"}),
+    (edit_pyc_in_place, {"object-corrupt"}, {"object-corrupt"}),
     (append_to_dist_file, {"object-corrupt"}, {"object-corrupt"}),
     (replace_dist_file, {"file-changed"}, {"file-changed"}),
     (extra_file, {"file-extra"}, {"file-extra"}),
