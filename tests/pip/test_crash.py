@@ -49,11 +49,10 @@ import traceback
 from pathlib import Path
 
 import pytest
-
 from conftest import make_venv, tree_digest
 from wheelmaker import make_wheel
 
-from omnipkg_hook.store import DIST_MANIFEST, Store, WriteLock, read_manifest
+from omnipkg_hook.store import DIST_MANIFEST, Store, read_manifest
 from omnipkg_pip import bubbles, interp
 from omnipkg_pip.commands import gc, uninstall
 
@@ -332,8 +331,9 @@ def _visible(store: str, args, kwargs) -> bool:
 
 
 def run_killed_at(kill_at: int | None, work, store: str) -> list[bool] | None:
-    """Run ``work()`` in a forked child that SIGKILLs itself just before its ``kill_at``-th
-    filesystem call (an open counts again once it returned: the file exists, still empty).
+    """Run ``work(Store(store))`` in a forked child that SIGKILLs itself just before its
+    ``kill_at``-th filesystem call (an open counts again once it returned: the file exists,
+    still empty).
 
     Returns, if ``work`` finished, one flag per call: whether it could change what
     readers of ``store`` see; None if the child was killed.
@@ -345,7 +345,7 @@ def run_killed_at(kill_at: int | None, work, store: str) -> list[bool] | None:
             os.close(read_end)
             flags: list[bool] = []
 
-            def counted(real, name, after=False):
+            def counted(real, after=False):
                 def call(*args, **kwargs):
                     if len(flags) + 1 == kill_at:
                         os.kill(os.getpid(), signal.SIGKILL)
@@ -359,10 +359,10 @@ def run_killed_at(kill_at: int | None, work, store: str) -> list[bool] | None:
                 return call
 
             for name in _COUNTED:
-                setattr(os, name, counted(getattr(os, name), name))
-            os.open = counted(os.open, "open", after=True)
-            builtins.open = counted(builtins.open, "open", after=True)
-            work()
+                setattr(os, name, counted(getattr(os, name)))
+            os.open = counted(os.open, after=True)
+            builtins.open = counted(builtins.open, after=True)
+            work(Store(store))
             os.write(write_end, json.dumps(flags).encode())
             os._exit(0)
         except BaseException:
@@ -397,12 +397,12 @@ def _every_kill_point(template: Path, here: Path, work, after_each, limit: int |
     """Kill ``work(store)`` at each kill point, each time on a fresh copy of ``template``;
     ``after_each(store, last)`` checks the store and finishes the job. Returns the points."""
     counting = str(_copy_store(template, here / "count"))
-    flags = run_killed_at(None, lambda: work(Store(counting)), counting)
+    flags = run_killed_at(None, work, counting)
     shutil.rmtree(counting)
     points = _kill_points(flags, limit)
     for kill_at in points:
         store = _copy_store(template, here / f"at-{kill_at}")
-        assert run_killed_at(kill_at, lambda: work(Store(str(store))), str(store)) is None
+        assert run_killed_at(kill_at, work, str(store)) is None
         try:
             after_each(store, kill_at == points[-1])
         except AssertionError as e:

@@ -26,7 +26,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import tree_digest
 from wheelmaker import make_wheel, record_line
 

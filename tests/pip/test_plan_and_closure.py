@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from packaging.markers import default_environment
-
 from conftest import tree_digest
+from packaging.markers import default_environment
 from wheelmaker import make_wheel
 
 from omnipkg_hook.store import WriteLock
