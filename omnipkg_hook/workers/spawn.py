@@ -1,8 +1,8 @@
 """Starting workers and zygotes, seen from their owner (a :class:`WorkerPool` or the daemon).
 
-A worker is started as ``[python, (-E), "-c", BOOT, <omnipkg_hook dir>, "worker",
-"--fd", N, "--pins", P]`` with one end of a socketpair passed as fd ``N``. BOOT loads
-the ``omnipkg_hook`` package from its directory with
+A worker is started as ``[python, (-E), "-c", BOOT, <omnipkg_hook>/workers/_boot.py,
+"worker", "--fd", N, "--pins", P]`` with one end of a socketpair passed as fd ``N``.
+BOOT runs ``_boot.py``, which loads the ``omnipkg_hook`` package from its directory with
 ``importlib.util.spec_from_file_location(..., submodule_search_locations=[dir])`` and
 registers it in ``sys.modules``: the interpreter needs no pip-omni installed, and no
 site-packages of another interpreter ever lands on its ``sys.path``. A BOOT failure
@@ -37,6 +37,7 @@ from . import protocol as P
 
 __all__ = [
     "BOOT",
+    "BOOT_FILE",
     "PACKAGE_DIR",
     "Process",
     "command",
@@ -51,52 +52,14 @@ __all__ = [
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-BOOT = r"""
-import sys
-def _fail(text):
-    a = sys.argv
-    if "--fd" in a:
-        import os, struct
-        data = text.encode("utf-8", "replace")[-60000:]
-        try:
-            os.write(int(a[a.index("--fd") + 1]), struct.pack(">I", len(data) + 1) + b"x" + data)
-        except Exception:
-            pass
-    sys.stderr.write(text)
-    raise SystemExit(1)
-def _boot():
-    if sys.version_info < (3, 9):
-        _fail("pip-omni workers need Python 3.9 or newer; %s is %s\n" % (sys.executable, sys.version.split()[0]))
-    import importlib, importlib.util, os
-    d, name = sys.argv[1], sys.argv[2]
-    del sys.argv[1:3]
-    m = sys.modules.get("omnipkg_hook")
-    if m is None:
-        s = importlib.util.spec_from_file_location(
-            "omnipkg_hook", os.path.join(d, "__init__.py"), submodule_search_locations=[d])
-        m = importlib.util.module_from_spec(s)
-        sys.modules["omnipkg_hook"] = m
-        try:
-            s.loader.exec_module(m)
-        except BaseException:
-            del sys.modules["omnipkg_hook"]
-            raise
-    elif os.path.realpath(os.path.dirname(m.__file__)) != os.path.realpath(d):
-        raise ImportError("omnipkg_hook was imported from %r before BOOT could load %r"
-                          % (os.path.dirname(m.__file__), d))
-    return importlib.import_module("omnipkg_hook.workers." + name).main
-try:
-    _main = _boot()
-except BaseException:
-    import traceback
-    _fail(traceback.format_exc())
-sys.exit(_main())
-"""
+BOOT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_boot.py")
+# Short, so that `ps` stays readable: the loader itself is _boot.py, named in argv.
+BOOT = "import sys;p=sys.argv[1];exec(compile(open(p,'rb').read(),p,'exec'),{'__name__':'__omnipkg_boot__'})"
 
 
 def command(python: str, module: str, args: list[str], *, isolate_env: bool = False) -> list[str]:
     """The argv that runs ``omnipkg_hook.workers.<module>.main(args)`` under ``python``."""
-    return [python, *(["-E"] if isolate_env else []), "-c", BOOT, PACKAGE_DIR, module, *args]
+    return [python, *(["-E"] if isolate_env else []), "-c", BOOT, BOOT_FILE, module, *args]
 
 
 def worker_env(base: dict, store: str) -> dict:
