@@ -36,6 +36,7 @@ FORMAT = 1
 
 applied: str | None = None  # the OMNIPKG_PINS value the cache applied in this process
 path_added: list[str] = []  # bin dirs it put on PATH
+leased: dict[str, int] = {}  # dist dir -> fd of its lease (omnipkg_hook.leases adopts them)
 
 
 def _fnv1a(text: str) -> str:
@@ -116,6 +117,8 @@ def load(value: str) -> bool:
         routes, dists, env_value, bins = data["routes"], data["dists"], data["env_value"], data["bins"]
     except (OSError, ValueError, EOFError, TypeError, KeyError):
         return False
+    if not _lease({os.path.dirname(p) for p in dists.values()} | {d for dirs in routes.values() for d in dirs}):
+        return False
     from . import finder
 
     modules = sys.modules
@@ -135,6 +138,42 @@ def load(value: str) -> bool:
         environ["PATH"] = os.pathsep.join(added + rest)
     applied, path_added = env_value, added
     return True
+
+
+def _lease(dist_dirs) -> bool:
+    """What :func:`omnipkg_hook.leases.hold` does (a shared flock on each dist's manifest),
+    without importing it; False (and nothing held) if a dist is gone."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no leases
+        return True
+    taken = {}
+    for d in sorted(dist_dirs):
+        if d in leased:
+            continue
+        path = os.path.join(d, "omnipkg-dist.json")
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            break
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fcntl.flock(fd, fcntl.LOCK_SH)  # gc holds it for one rename
+            st, now = os.fstat(fd), os.stat(path)
+            if (st.st_ino, st.st_dev) != (now.st_ino, now.st_dev):
+                raise FileNotFoundError(path)
+        except OSError:
+            os.close(fd)
+            break
+        taken[d] = fd
+    else:
+        leased.update(taken)
+        return True
+    for fd in taken.values():
+        os.close(fd)
+    return False
 
 
 def _served_from(module, dirs) -> bool:

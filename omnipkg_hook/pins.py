@@ -381,6 +381,8 @@ def _apply(requirements: list, *, replace: bool, full: bool) -> None:
     conflicts = _conflicts(old, new, changed)
     if conflicts and not replace:
         raise _already_imported(conflicts, the_plan)
+    if the_plan is not None:
+        _lease(the_plan)
     for name, _, _ in conflicts:
         _purge(name)
     if the_plan is not None and (new or the_plan.dists):
@@ -392,6 +394,20 @@ def _apply(requirements: list, *, replace: bool, full: bool) -> None:
     _state.plan = the_plan
     _state.touched |= changed
     _export(the_plan)
+
+
+def _lease(the_plan: Plan) -> None:
+    """Hold a lease on every routed dist for the life of the process, so ``gc`` keeps it."""
+    from . import leases
+
+    missing = leases.hold(None, [c.path for c in the_plan.routed()])
+    if missing:
+        from .errors import StoreCorruptError
+
+        raise StoreCorruptError(
+            f"{missing[0]!r} was removed from the store while it was being pinned",
+            "something (gc?) changed the store at the same time; pin again",
+        )
 
 
 def _export(the_plan: Plan | None) -> None:
@@ -426,6 +442,10 @@ def _adopt_startup_cache() -> None:
     value = _startcache.applied
     if value is None or _state.env_value is not None:
         return
+    from . import leases
+
+    for path, fd in _startcache.leased.items():  # taken at start-up without importing leases
+        leases._held.setdefault(path, fd)
     _state.env_value = value
     _state.path_added = list(_startcache.path_added)
     try:

@@ -259,3 +259,16 @@ def test_the_cache_is_not_trusted_when_a_routed_entry_is_gone(two, run_python, b
     proc = run_python(SHOW, env, check=False)
     assert proc.stderr.startswith("pip-omni: repaired omt-a 2.0 in the store ('omt_a' is missing)"), proc.stderr
     assert proc.stdout == "2.0 2.0\n"
+
+
+def test_pinned_dists_are_leased_so_gc_keeps_them(two, run_python):
+    from omnipkg_hook import leases
+
+    dist = os.path.join(two.root, "dists", "omt-a", "2.0", "py3-none-any")
+    omnipkg_hook.pin("omt-a==2.0")
+    assert dist in leases.held() and leases.in_use(dist)
+    code = (f"from omnipkg_hook import leases; print(leases.in_use({dist!r}), end=' '); import omnipkg_hook; "
+            f"omnipkg_hook.pins(); print({dist!r} in leases.held())")  # held() knows them once pins is loaded
+    env = {"OMNIPKG_PINS": "omt-a==2.0"}
+    assert run_python(code, env).stdout == "True True\n"  # resolved at start-up
+    assert run_python(code, env).stdout == "True True\n"  # from the start-up cache
