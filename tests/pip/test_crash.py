@@ -503,9 +503,11 @@ from omnipkg_hook.store import Store
 from omnipkg_pip.commands import gc
 store, stop = Store(sys.argv[1]), sys.argv[2]
 rounds = 0
-while not os.path.exists(stop):
+while True:  # at least one round, however late this process starts
     gc.collect(store)
     rounds += 1
+    if os.path.exists(stop):
+        break
     time.sleep(0.02)
 print(rounds)
 """
