@@ -131,15 +131,21 @@ def omni_wheel(tmp_path_factory) -> Path:
 
 
 def make_venv(path: Path, omni_wheel: Path, tmp: Path) -> Venv:
-    """A fresh venv with pip-omni installed from ``omni_wheel`` (no index needed)."""
-    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, capture_output=True)
+    """A fresh venv with pip-omni installed from ``omni_wheel`` (no index needed).
+
+    The venv is made without pip (ensurepip costs seconds per test); pip and pip-omni's
+    runtime dependencies are linked in from the test environment through one ``.pth``
+    that points at a directory outside site-packages, so the venv's own site-packages --
+    the "main environment" the tests hash -- holds only what the test installs.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, capture_output=True)
     python = path / "bin" / "python"
     site = Path(subprocess.check_output(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
     ).strip())
     deps = path / "omni-test-deps"
     deps.mkdir()
-    wanted = ["packaging", "platformdirs", "installer"]
+    wanted = ["pip", "packaging", "platformdirs", "installer"]
     if sys.version_info < (3, 11):
         wanted.append("tomli")
     if sys.version_info < (3, 10):
