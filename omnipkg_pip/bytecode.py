@@ -9,17 +9,30 @@ pip's own timestamp ``.pyc`` never enter the store.
 Per interpreter the compiled files are listed in ``omnipkg-pyc-<cache_tag>.json``
 inside the dist directory, written last: a dist without it for an interpreter
 simply has not been compiled for it yet.
+
+A source that another stored version of the same distribution has at the same path
+with the same bytes is not compiled again: its pyc object (listed in that dist's pyc
+manifest for the same cache tag, and checked against its sha256) is linked instead.
+Between two releases most files are unchanged (rich 13.4.2 -> 13.5.3: 68 of 78).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import threading
 
-from omnipkg_hook.store import FORMAT, Store, make_tmpdir, write_json_atomic
+from omnipkg_hook.store import (
+    DIST_MANIFEST,
+    FORMAT,
+    Store,
+    make_tmpdir,
+    normalize,
+    write_json_atomic,
+)
 
 __all__ = ["pyc_manifest_name", "compile_staged", "ensure_compiled"]
 
@@ -133,16 +146,73 @@ def _run_jobs(interpreter, jobs: list[list[str]]) -> tuple[dict[str, bytes], lis
     return compiled, [b for _, bad in results for b in bad]
 
 
-def _compile(manifest: dict, src_root: str, interpreter) -> tuple[dict[str, bytes], list]:
-    """``{pyc path in the dist: bytes}`` for every source of ``manifest``, and the failures."""
-    jobs = [[os.path.join(src_root, *rel.split("/")), rel] for rel in _sources(manifest)]
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _stored_pyc(store: Store, name: str, cache_tag: str) -> dict[tuple[str, str], str]:
+    """``(source path, source sha256) -> pyc sha256`` from every stored dist of ``name``
+    already compiled for ``cache_tag``. Unreadable manifests are skipped (compiled anew)."""
+    found: dict[tuple[str, str], str] = {}
+    base = os.path.join(store.dists, normalize(name))
+    for version in _listdir(base):
+        for tag in _listdir(os.path.join(base, version)):
+            dist_dir = os.path.join(base, version, tag)
+            try:
+                with open(os.path.join(dist_dir, pyc_manifest_name(cache_tag)), encoding="utf-8") as f:
+                    pyc = {e["path"]: e["sha256"] for e in json.load(f)["files"]}
+                with open(os.path.join(dist_dir, DIST_MANIFEST), encoding="utf-8") as f:
+                    files = json.load(f)["files"]
+                for e in files:
+                    if e["path"].endswith(".py"):
+                        sha = pyc.get(_pyc_rel(e["path"], cache_tag))
+                        if sha:
+                            found[(e["path"], e["sha256"])] = sha
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+    return found
+
+
+def _read_object(store: Store, sha: str) -> bytes | None:
+    """The bytes of object ``sha``, or None if it is missing or does not hash to ``sha``."""
+    try:
+        with open(store.object_path(sha), "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == sha else None
+
+
+def _compile(manifest: dict, src_root: str, interpreter, store: Store | None = None) -> tuple[dict, list]:
+    """``{pyc path in the dist: bytes}`` for every source of ``manifest``, and the failures.
+
+    With ``store``, a source another stored version already compiled (same path, same
+    bytes, same cache tag) reuses that pyc object instead of being compiled again.
+    """
+    tag = interpreter.cache_tag
+    name = manifest.get("name")
+    reuse = _stored_pyc(store, name, tag) if store is not None and name else {}
+    source_sha = {f["path"]: f["sha256"] for f in manifest["files"]} if reuse else {}
+    compiled: dict[str, bytes] = {}
+    jobs = []
+    for rel in _sources(manifest):
+        pyc_sha = reuse.get((rel, source_sha.get(rel)))
+        data = _read_object(store, pyc_sha) if pyc_sha else None
+        if data is not None:
+            compiled[_pyc_rel(rel, tag)] = data
+        else:
+            jobs.append([os.path.join(src_root, *rel.split("/")), rel])
     by_source, bad = _run_jobs(interpreter, jobs)
-    return {_pyc_rel(rel, interpreter.cache_tag): data for rel, data in by_source.items()}, bad
+    compiled.update((_pyc_rel(rel, tag), data) for rel, data in by_source.items())
+    return compiled, bad
 
 
 def compile_staged(store: Store, manifest: dict, dest, interpreter) -> None:
     """Compile a dist being staged (``dest`` is its StoreDestination)."""
-    compiled, _bad = _compile(manifest, dest.dist_dir, interpreter)
+    compiled, _bad = _compile(manifest, dest.dist_dir, interpreter, store)
     entries = [dest.add_bytes(rel, data, False) for rel, data in sorted(compiled.items())]
     with open(os.path.join(dest.dist_dir, pyc_manifest_name(interpreter.cache_tag)), "w") as f:
         json.dump({"format": FORMAT, "cache_tag": interpreter.cache_tag, "files": entries}, f, indent=1)
@@ -158,7 +228,7 @@ def ensure_compiled(store: Store, manifest: dict, dist_dir: str, interpreter) ->
         return False
     work = make_tmpdir(store, "pyc-")
     try:
-        compiled, _bad = _compile(manifest, dist_dir, interpreter)
+        compiled, _bad = _compile(manifest, dist_dir, interpreter, store)
         entries = []
         for rel, data in sorted(compiled.items()):
             entries.append(_link_published(store, dist_dir, rel, data, work))
@@ -169,8 +239,6 @@ def ensure_compiled(store: Store, manifest: dict, dist_dir: str, interpreter) ->
 
 
 def _link_published(store: Store, dist_dir: str, rel: str, data: bytes, work: str) -> dict:
-    import hashlib
-
     sha = hashlib.sha256(data).hexdigest()
     obj = store.object_path(sha)
     if not os.path.exists(obj):
