@@ -170,6 +170,12 @@ class Caller:
         with self._lock:
             for attempt in (1, 2):
                 conn = self._conn or self._connect()
+                if len(body) >= conn.max_frame:
+                    raise WorkerError(
+                        f"the request of {what} is {len(body)} bytes pickled, over the frame limit "
+                        f"of {conn.max_frame} bytes; nothing was sent",
+                        "pass a file path instead of the data, or raise max_frame",
+                    )
                 try:
                     return self._exchange(conn, kind, body, timeout, what, stateful)
                 except _Gone as gone:

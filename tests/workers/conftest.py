@@ -24,6 +24,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # tests/wheelmaker.py
 
 
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc or needs zygotes")
+
+
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02, what: str = "condition"):
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import process_gone, wait_for
+from conftest import linux_only, process_gone, wait_for
 
 from omnipkg_hook.errors import InterpreterError, RemoteError, WorkerCrashedError, WorkerTimeoutError
 from omnipkg_hook.workers import DaemonClient, DaemonProxy
@@ -66,6 +66,7 @@ def test_unpicklable_results_and_ten_megabytes_through_the_daemon(daemons):
     assert p.pid == pid
 
 
+@linux_only
 def test_status_describes_workers_and_zygotes(daemons):
     client = daemons.client()
     p = DaemonProxy(client)
@@ -83,6 +84,7 @@ def test_status_describes_workers_and_zygotes(daemons):
     assert set(s["config"]) == {"idle_timeout", "max_workers", "zygotes"}
 
 
+@linux_only
 def test_sigkill_mid_call_then_respawn_from_the_zygote(daemons):
     client = daemons.client()
     p = DaemonProxy(client)
@@ -208,6 +210,7 @@ def test_a_call_in_flight_finishes_when_the_daemon_stops(daemons):
     assert outcome[0].value == "done"
 
 
+@linux_only
 def test_zygotes_off_spawns_workers(daemons):
     client = daemons.client(zygotes=False)
     p = DaemonProxy(client)

@@ -10,6 +10,7 @@ import struct
 import threading
 
 import pytest
+from conftest import linux_only
 
 from omnipkg_hook.errors import DaemonError
 from omnipkg_hook.workers import DaemonClient, DaemonProxy
@@ -37,6 +38,7 @@ def test_modes_of_everything_the_daemon_makes(daemons):
     assert os.lstat(paths.socket).st_uid == os.geteuid()
 
 
+@linux_only
 def test_no_network_port(daemons):
     client = daemons.client()
     pid = client.ping()["pid"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import process_gone, wait_for
+from conftest import linux_only, process_gone, wait_for
 
 from omnipkg_hook.errors import RemoteError
 from omnipkg_hook.workers import DaemonProxy
@@ -22,6 +22,7 @@ def test_pool_workers_import_their_pinned_versions(pool, bubble, wstore):
     assert a.call("os:getenv", "OMNIPKG_PINS") == "foo==1.0"  # children of the worker inherit it
 
 
+@linux_only
 def test_daemon_workers_import_their_pinned_versions(daemons, bubble):
     one, two = bubble("foo", "1.0"), bubble("foo", "2.0")
     client = daemons.client()
@@ -92,6 +93,7 @@ def test_evicted_worker_with_a_stateless_session_comes_back_transparently(daemon
     assert a.call("os:getpid") != old  # ... and a's next call brings it back (evicting b's)
 
 
+@linux_only
 def test_a_package_that_starts_a_thread_on_import_gets_no_zygote(daemons, bubble):
     pin = bubble("threaded", "1.0", files={
         "threaded/__init__.py": "import threading, time\n"

@@ -170,12 +170,15 @@ def test_ten_megabyte_payloads_both_ways(pool):
     assert w.call("builtins:len", back) == len(back)
 
 
-def test_result_over_the_frame_limit_is_an_error_not_a_crash(wstore):
+def test_payloads_over_the_frame_limit_are_errors_not_crashes(wstore):
     with WorkerPool(store=wstore, max_frame=1024 * 1024) as pool:
         w = pool.get()
+        pid = w.pid
         with pytest.raises(RemoteError, match="over the frame limit"):
             w.call("os:urandom", 2 * 1024 * 1024)
-        assert w.call("builtins:len", "ok") == 2
+        with pytest.raises(WorkerError, match="over the frame limit of 1048576 bytes; nothing was sent"):
+            w.call("builtins:len", b"x" * 2 * 1024 * 1024)
+        assert w.call("builtins:len", "ok") == 2 and w.pid == pid
 
 
 def test_user_output_to_the_file_descriptors_never_reaches_the_protocol(pool):
