@@ -3,8 +3,9 @@
 Loads the ``omnipkg_hook`` package next to this file without touching ``sys.path`` and
 calls ``omnipkg_hook.workers.<module>.main()``. A failure before that is written to
 the ``--fd`` socket as a BOOTFAIL frame. Kept parseable by old interpreters so that
-they can say they are too old.
+they can say they are too old (hence %-formatting and the version check).
 """
+# ruff: noqa: UP031, UP036
 import sys
 
 

@@ -36,7 +36,7 @@ def test_threads_on_one_shared_proxy(daemons):
     p.execute("hits = []")
 
     def work(i):
-        for j in range(100):
+        for _ in range(100):
             assert p.call("builtins:pow", i, 2) == i * i
             p.execute(f"hits.append({i})")
 

@@ -13,7 +13,12 @@ import time
 import pytest
 from conftest import linux_only, process_gone, wait_for
 
-from omnipkg_hook.errors import InterpreterError, RemoteError, WorkerCrashedError, WorkerTimeoutError
+from omnipkg_hook.errors import (
+    InterpreterError,
+    RemoteError,
+    WorkerCrashedError,
+    WorkerTimeoutError,
+)
 from omnipkg_hook.workers import DaemonClient, DaemonProxy
 
 pytestmark = pytest.mark.timeout(60)
@@ -251,7 +256,7 @@ def test_forked_client_gets_its_own_sessions(daemons):
 
 def test_start_is_race_safe(daemons):
     daemons.paths.prepare()
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import sys
         from omnipkg_hook.workers import DaemonClient, DaemonProxy
         from omnipkg_hook.workers.daemon import DaemonConfig

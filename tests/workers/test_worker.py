@@ -10,10 +10,15 @@ import threading
 import time
 
 import pytest
-
-from omnipkg_hook.errors import InterpreterError, RemoteError, WorkerCrashedError, WorkerError, WorkerTimeoutError
 from conftest import process_gone, wait_for
 
+from omnipkg_hook.errors import (
+    InterpreterError,
+    RemoteError,
+    WorkerCrashedError,
+    WorkerError,
+    WorkerTimeoutError,
+)
 from omnipkg_hook.workers import ExecResult, WorkerPool
 
 pytestmark = pytest.mark.timeout(60)
