@@ -27,38 +27,43 @@ no pickle, and nothing longer than 1 KiB, before step 4)::
 
 Before step 1 the daemon checks the peer's uid (``SO_PEERCRED``; ``LOCAL_PEERCRED``
 on macOS) and closes silently on a mismatch. A wrong type, a wrong size, a frame over
-1 KiB, EOF or 5 s of silence at any step ends the connection; nothing else is harmed.
+1 KiB, EOF, or silence longer than the handshake timeout (5 s) at any step ends the
+connection; nothing else is harmed.
 
-Messages after authentication (body = pickle of the tuple shown)::
+Messages after authentication. The body is the pickle of what is shown; "-" is an
+empty body::
 
-    #   type  name      from -> to                 body                       answer
-    10  E     EXECUTE   client -> worker           (code,)                    R | X | B
-    11  C     CALL      client -> worker           (target, args, kwargs)     R | X | B
-    12  P     PING      client -> worker/daemon    ()                         R
-    13  R     RESULT    any reply                  (value, stdout, stderr) from a worker
-    14  X     ERROR     any reply                  (type, message, traceback, stdout, stderr)
-    15  B     BYE       worker -> client           (reason,)  the worker is leaving; the
-                                                   request it answers was NOT run
-    20  Y     READY     worker/zygote -> owner     (info dict,)  first frame after start
-    21  x     BOOTFAIL  worker/zygote -> owner     utf-8 traceback (raw): start-up failed
-    22  A     ATTACH    owner -> worker            ()  + 1 fd: serve this client connection
-    23  T     STAT      owner -> worker            ()                         R (stats dict)
-    24  Q     QUIT      owner -> worker/zygote     (reason,)  say BYE to every client, exit
-    25  K     FORK      daemon -> zygote           ()  + 1 fd: the child's control socket
+    #   type  name      from -> to              body                          answer
+    10  E     EXECUTE   client -> worker        (code,)                       R | X | B
+    11  C     CALL      client -> worker        (target, args, kwargs)        R | X | B
+    12  P     PING      client -> worker        ()                            R (pid, "", "")
+                        client -> daemon        ()                            R {pid, store}
+    13  R     RESULT    a reply                 from a worker: (value, stdout, stderr)
+    14  X     ERROR     a reply                 from a worker: (type, message, traceback,
+                                                stdout, stderr); from the daemon: (error
+                                                class, message, hint, remote fields)
+    15  B     BYE       worker -> client        (reason,): the worker is leaving; the
+                                                request it answers was NOT run
+    20  Y     READY     worker/zygote -> owner  info dict: the first frame after start
+    21  x     BOOTFAIL  worker/zygote -> owner  raw utf-8 traceback: start-up failed
+    22  A     ATTACH    owner -> worker         - and 1 fd: serve this client connection
+    23  T     STAT      owner -> worker         -                             R stats dict
+    24  Q     QUIT      owner -> worker/zygote  (reason,): BYE to every client, then exit
+    25  K     FORK      daemon -> zygote        - and 1 fd: the child's control socket
                                                                               R (pid,) | X
-    30  O     OPEN      client -> daemon           (pins, python, options)    F | X
-    31  F     FD        daemon -> client           (worker info dict,) + 1 fd: the client's
-                                                   end of a socketpair whose other end
-                                                   the worker got as ATTACH
-    32  k     KILL      client -> daemon           (worker id, reason)        R
-    33  S     STATUS    client -> daemon           ()                         R (status dict)
-    34  s     STOP      client -> daemon           ()                         R, then exit
+    30  O     OPEN      client -> daemon        (pins, python, options)       F | X
+    31  F     FD        daemon -> client        worker info dict and 1 fd: the client's
+                                                end of a socketpair whose other end the
+                                                worker got as ATTACH
+    32  k     KILL      client -> daemon        (worker id, reason)           R True|False
+    33  S     STATUS    client -> daemon        ()                            R status dict
+    34  s     STOP      client -> daemon        ()                            R {pid}, then
+                                                                              the daemon exits
 
-ERROR bodies describe the remote exception by name (``type`` is the qualified class
-name); exceptions themselves are never pickled, so a client never needs the worker's
-classes to read an error. The READY/BOOTFAIL pair is how a worker whose pins cannot
-be satisfied says so: its owner turns BOOTFAIL or an ``X`` in place of READY into an
-error for the client that asked for it.
+Exceptions are never pickled: a worker's ERROR names the exception class (qualified),
+so a client never needs the worker's classes to read an error. A worker whose pins
+cannot be satisfied sends ERROR (or BOOTFAIL, if it could not even load the package)
+instead of READY; its owner turns that into the error of the client that asked.
 """
 
 from __future__ import annotations

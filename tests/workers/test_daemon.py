@@ -272,3 +272,14 @@ def test_start_is_race_safe(daemons):
 
 def test_kill_of_an_unknown_worker_is_a_no_op(daemons):
     assert daemons.client().kill_worker("w999", "nothing") is False
+
+
+def test_daemon_leaves_when_its_socket_file_is_removed(daemons):
+    client = daemons.client()
+    worker = DaemonProxy(client).pid
+    pid = daemons.pid()
+    os.unlink(daemons.paths.socket)  # e.g. the runtime dir was cleaned at logout
+    wait_for(lambda: process_gone(pid), what="the daemon to notice and stop")
+    wait_for(lambda: process_gone(worker), what="its worker to leave")
+    with open(daemons.paths.log) as f:
+        assert "stopping: the socket file was removed" in f.read()
