@@ -10,7 +10,8 @@ Standard library only. Loaded at interpreter start-up by ``omnipkg_hook.pth`` wh
 (:mod:`omnipkg_hook.pins`) is imported on first use of ``pin``, ``using``...
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: it is a real import, and this package is
+# imported by every pinned start-up.
 
 __version__ = "0.1.0"
 

@@ -221,7 +221,7 @@ def from_environment(*, exit_on_error: bool = True, strict: bool | None = None, 
     """Make the active pins those of ``OMNIPKG_PINS`` (what the ``.pth`` line runs).
 
     Idempotent: a value already applied (or written by ``pin()``) is not applied again.
-    ``cache=True`` (start-up) records the decision for :mod:`omnipkg_hook._startcache`.
+    ``cache=True`` (start-up) records the decision in the start-up cache (:mod:`omnipkg_hook.startup`).
     A value that does not parse prints one line on stderr and applies nothing. A pin that
     cannot be satisfied prints one line too -- or, with ``OMNIPKG_STRICT=1``, is fatal:
     the process exits with status 1 (``exit_on_error=False`` raises instead).
@@ -256,9 +256,9 @@ def from_environment(*, exit_on_error: bool = True, strict: bool | None = None, 
             print(line, file=sys.stderr)
             return
         if cache and _state.plan is not None:
-            from . import _startcache
+            from . import startup
 
-            _startcache.save(value, _state.plan)
+            startup.save(value, _state.plan)
         _state.env_value = os.environ.get(PINS_VAR, "")  # the canonical form _export wrote
 
 
@@ -437,7 +437,7 @@ def _export(the_plan: Plan | None) -> None:
 
 def _adopt_startup_cache() -> None:
     """Take over pins applied at start-up from the cache (which did not import this module)."""
-    from . import _startcache
+    from . import startup as _startcache
 
     value = _startcache.applied
     if value is None or _state.env_value is not None:
