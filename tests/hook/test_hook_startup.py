@@ -272,3 +272,22 @@ def test_pinned_dists_are_leased_so_gc_keeps_them(two, run_python):
     env = {"OMNIPKG_PINS": "omt-a==2.0"}
     assert run_python(code, env).stdout == "True True\n"  # resolved at start-up
     assert run_python(code, env).stdout == "True True\n"  # from the start-up cache
+
+
+def test_the_start_up_cache_finds_the_store_as_store_py_does(monkeypatch, tmp_path):
+    from omnipkg_hook.store import find_store
+
+    monkeypatch.delenv("OMNIPKG_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for xdg in (None, str(tmp_path / "xdg"), "  "):
+        if xdg is None:
+            monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+        else:
+            monkeypatch.setenv("XDG_DATA_HOME", xdg)
+        assert startup._store_root() == find_store() == default_store_dir()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')  # no [tool.omnipkg]: default
+    assert startup._store_root() == find_store()
+    (tmp_path / "pyproject.toml").write_text('[tool.omnipkg]\nstore = "here"\n')  # store.py reads it
+    assert startup._store_root() is None and find_store() == str(tmp_path / "here")
+    monkeypatch.setenv("OMNIPKG_STORE", "~/elsewhere")
+    assert startup._store_root() == find_store() == os.path.expanduser("~/elsewhere")
