@@ -77,11 +77,13 @@ def _version(manifest: dict) -> Version:
         return Version("0")
 
 
-def resolve_closure(root: Requirement, available, interpreter) -> dict[str, _Picked]:
+def resolve_closure(root: Requirement, available, interpreter, *, prereleases: bool | None = None) -> dict[str, _Picked]:
     """Walk ``root``'s requirements through ``available(name) -> [dist manifest]``.
 
     Picks, per name, the best dist that satisfies every requirement met so far
-    (highest version; among equal versions the best wheel tag). Raises
+    (highest version; among equal versions the best wheel tag). Pre-releases count only
+    where a specifier names one, as in pip, unless ``prereleases=True`` (dists pip
+    itself chose, e.g. under ``--pre``). Raises
     :class:`ClosureError` naming what is missing or inconsistent.
     """
     env = interpreter.markers
@@ -95,7 +97,7 @@ def resolve_closure(root: Requirement, available, interpreter) -> dict[str, _Pic
         specs.setdefault(name, []).append((spec, why))
         current = picked.get(name)
         if current is not None:
-            if not spec.contains(current.manifest["version"], prereleases=True):
+            if not spec.contains(current.manifest["version"], prereleases=prereleases):
                 raise ClosureError(
                     f"{why!r} conflicts with {name} {current.manifest['version']} already in the closure"
                 )
@@ -108,7 +110,7 @@ def resolve_closure(root: Requirement, available, interpreter) -> dict[str, _Pic
                 m
                 for m in available(name)
                 if interpreter.supports(m["tag"])
-                and all(s.contains(m["version"], prereleases=True) for s, _ in specs[name])
+                and all(s.contains(m["version"], prereleases=prereleases) for s, _ in specs[name])
             ]
             if not candidates:
                 raise ClosureError(f"no {name} matching {why!r} is available for Python {interpreter.version}")
@@ -182,7 +184,7 @@ def bubble_from_wheels(store: Store, wheels, requirement, interpreter=None) -> d
         for wheel in wheels:
             m = ingest_wheel(store, os.fspath(wheel), interpreter)
             by_name.setdefault(m["name"], []).append(m)
-        picked = resolve_closure(root, lambda n: by_name.get(n, []), interpreter)
+        picked = resolve_closure(root, lambda n: by_name.get(n, []), interpreter, prereleases=True)
         return write_bubble(store, root, picked, interpreter)
 
 
@@ -234,7 +236,7 @@ def find_bubble(store: Store, requirement, interpreter) -> dict | None:
     """An existing bubble of ``requirement`` for ``interpreter`` (best version), or None."""
     root = requirement if isinstance(requirement, Requirement) else parse_requirement(requirement)
     name = canonicalize_name(root.name)
-    versions = [v for v in store.bubble_versions(name, interpreter.key) if root.specifier.contains(v, prereleases=True)]
+    versions = [v for v in store.bubble_versions(name, interpreter.key) if root.specifier.contains(v)]
     if not versions:
         return None
     best = max(versions, key=lambda v: Version(v))

@@ -330,3 +330,19 @@ def test_find_bubble_selects_the_best_stored_version_for_the_specifier(store, wh
     assert bubbles.find_bubble(store, "x[fancy]", CURRENT) is None
     bubbles.bubble_from_wheels(store, [make_wheel(wheelhouse, "x", "1.10")], "x[fancy]==1.10")
     assert bubbles.find_bubble(store, "x[fancy]", CURRENT)["extras"] == ["fancy"]
+
+
+@pytest.mark.parametrize("root, expected", [
+    ("app", "1.0"),            # a stored pre-release is not chosen unless asked for, as in pip
+    ("app>=2.0rc1", "2.0rc1"),  # a specifier that names a pre-release admits it
+])
+def test_closure_takes_pre_releases_only_when_a_specifier_names_one(root, expected):
+    dists = [M("app", "1.0"), M("app", "2.0rc1")]
+    assert _resolve(root, dists)["app"][0] == expected
+
+
+def test_closure_of_wheels_pip_chose_accepts_their_pre_releases():
+    by_name = {"app": [M("app", "2.0rc1")]}
+    picked = bubbles.resolve_closure(bubbles.parse_requirement("app"), lambda n: by_name.get(n, []), PY39,
+                                     prereleases=True)
+    assert picked["app"].manifest["version"] == "2.0rc1"
