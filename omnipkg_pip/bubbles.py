@@ -97,7 +97,7 @@ def resolve_closure(root: Requirement, available, interpreter, *, prereleases: b
         specs.setdefault(name, []).append((spec, why))
         current = picked.get(name)
         if current is not None:
-            if not spec.contains(current.manifest["version"], prereleases=prereleases):
+            if not spec.contains(current.manifest["version"], prereleases=True):
                 raise ClosureError(
                     f"{why!r} conflicts with {name} {current.manifest['version']} already in the closure"
                 )
@@ -106,12 +106,13 @@ def resolve_closure(root: Requirement, available, interpreter, *, prereleases: b
             current.extras |= extras
             manifest = current.manifest
         else:
-            candidates = [
-                m
-                for m in available(name)
-                if interpreter.supports(m["tag"])
-                and all(s.contains(m["version"], prereleases=prereleases) for s, _ in specs[name])
-            ]
+            combined = SpecifierSet()
+            for s, _ in specs[name]:
+                combined &= s
+            usable = [m for m in available(name) if interpreter.supports(m["tag"])]
+            # filter(), not contains(): like pip, a pre-release only when no final release fits
+            allowed = set(combined.filter({m["version"] for m in usable}, prereleases=prereleases))
+            candidates = [m for m in usable if m["version"] in allowed]
             if not candidates:
                 raise ClosureError(f"no {name} matching {why!r} is available for Python {interpreter.version}")
             manifest = max(candidates, key=lambda m: (_version(m), -(interpreter.rank(m["tag"]) or 0)))
@@ -236,7 +237,7 @@ def find_bubble(store: Store, requirement, interpreter) -> dict | None:
     """An existing bubble of ``requirement`` for ``interpreter`` (best version), or None."""
     root = requirement if isinstance(requirement, Requirement) else parse_requirement(requirement)
     name = canonicalize_name(root.name)
-    versions = [v for v in store.bubble_versions(name, interpreter.key) if root.specifier.contains(v)]
+    versions = list(root.specifier.filter(store.bubble_versions(name, interpreter.key)))
     if not versions:
         return None
     best = max(versions, key=lambda v: Version(v))
