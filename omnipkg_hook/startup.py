@@ -52,7 +52,9 @@ def run(*, exit_on_error: bool = True) -> None:
     """
     value = os.environ.get("OMNIPKG_PINS", "")
     if "omnipkg_hook.pins" not in sys.modules:  # once the pins module runs, it alone decides
-        if value == applied or (value.strip() and load(value)):
+        if value == applied:
+            return
+        if applied is None and value.strip() and load(value):  # switching pins purges: not here
             return
     from .pins import from_environment
 

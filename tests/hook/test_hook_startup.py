@@ -291,3 +291,20 @@ def test_the_start_up_cache_finds_the_store_as_store_py_does(monkeypatch, tmp_pa
     assert startup._store_root() is None and find_store() == str(tmp_path / "here")
     monkeypatch.setenv("OMNIPKG_STORE", "~/elsewhere")
     assert startup._store_root() == find_store() == os.path.expanduser("~/elsewhere")
+
+
+def test_run_again_with_other_pins_switches_through_the_resolver(two, run_python, bubble):
+    bubble("omt-a==3.0", ("omt-a", "3.0", module_files("omt_a", "3.0")))
+    code = """
+import os, sys, omt_a
+from omnipkg_hook import startup
+first = omt_a.VERSION
+os.environ["OMNIPKG_PINS"] = "omt-a==3.0"
+startup.run()
+import omt_a
+print(first, omt_a.VERSION, "omnipkg_hook.pins" in sys.modules)
+"""
+    env = {"OMNIPKG_PINS": "omt-a==2.0"}
+    run_python(SHOW, {"OMNIPKG_PINS": "omt-a==3.0"})  # both values cached
+    run_python(SHOW, env)
+    assert run_python(code, env).stdout == "2.0 3.0 True\n"
