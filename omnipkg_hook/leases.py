@@ -35,7 +35,9 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = ["hold", "release", "held", "in_use", "exclusive"]
 
-_held: dict[str, int] = {}  # dist directory -> fd holding the shared lock
+# dist directory -> fd holding the shared lock. pins adopts into it the leases that the
+# start-up path (omnipkg_hook.startup) takes without importing this module: keep the name.
+_held: dict[str, int] = {}
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 

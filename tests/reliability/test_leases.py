@@ -1,8 +1,8 @@
 """Leases: gc never removes a dist that a live pinned process imports from.
 
-Until ``omnipkg_hook.pins`` takes leases itself, the children here call
-``leases.hold`` right after ``pin()``, exactly where pins will
-(``HOLD_AFTER_PIN``).
+``pin()`` (and ``OMNIPKG_PINS`` at start-up) take the leases themselves; some children
+here also call ``leases.hold`` right after ``pin()`` (``HOLD_AFTER_PIN``), which is then
+a no-op, so the lease module is proven on its own and through pins.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+
+import pytest
 
 from omnipkg_hook import leases
 from omnipkg_hook.store import interpreter_key
@@ -35,9 +37,9 @@ leases.hold(Store(), [c.path for c in pins.plan().routed()])
 """
 
 
-def _spawn(store, code: str) -> subprocess.Popen:
+def _spawn(store, code: str, pins=None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=child_env(store))  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, env=child_env(store, pins))  # fmt: skip
 
 
 def test_hold_in_use_release(stored):
@@ -74,9 +76,18 @@ def test_hold_waits_for_gc_and_sees_the_dist_gone(stored):
     assert result == [[app]] and leases.held() == []
 
 
-def test_gc_keeps_a_dist_a_live_process_uses_and_the_process_still_imports_lazily(stored):
+PIN_ONLY = """
+import omnipkg_hook
+omnipkg_hook.pin({req!r})
+"""
+AT_START_UP = "# OMNIPKG_PINS={req} in the environment\n"
+HOW = {"leases.hold after pin": HOLD_AFTER_PIN, "pin() alone": PIN_ONLY, "OMNIPKG_PINS at start-up": AT_START_UP}
+
+
+@pytest.mark.parametrize("how", list(HOW))
+def test_gc_keeps_a_dist_a_live_process_uses_and_the_process_still_imports_lazily(stored, how):
     """Pin, then the bubble is uninstalled and gc runs, then a submodule is imported lazily."""
-    code = HOLD_AFTER_PIN.format(req="omt-app==1.0") + """
+    code = HOW[how].format(req="omt-app==1.0") + """
 import sys
 import omt_app
 print("pinned", flush=True)
@@ -84,7 +95,7 @@ sys.stdin.readline()
 import omt_app.sub, omt_lib.lazy  # only now, after gc ran
 print(omt_app.sub.WHO, "|", omt_lib.lazy.WHO, flush=True)
 """
-    child = _spawn(stored, code)
+    child = _spawn(stored, code, pins="omt-app==1.0" if how == "OMNIPKG_PINS at start-up" else None)
     try:
         assert child.stdout.readline().strip() == "pinned", child.stderr.read()
         app = dist_dir(stored, "omt-app")
