@@ -226,3 +226,16 @@ def test_installs_gc_and_pinned_imports_at_once_for_longer(store, wheel, wheelho
     seconds = float(os.environ.get("OMNIPKG_CONCURRENCY_SECONDS_SLOW", "60"))
     _check(store, _run(store, wheel, wheelhouse, seconds), seconds, "concurrency_slow")
 
+
+
+def test_readers_never_wait_for_the_writer_lock(stored):
+    """A pinned import while a writer holds the store's lock: readers do not lock at all."""
+    from omnipkg_hook.store import WriteLock
+
+    from .conftest import imports_ok
+
+    with WriteLock(stored):  # held by this process for the whole import in the child
+        imports_ok(stored, "omt-app==1.0", "omt-tool==1.0")
+        proc = subprocess.run([sys.executable, "-c", "import omt_app.sub; print(omt_app.sub.WHO)"],
+                              env=child_env(stored, "omt-app==1.0"), capture_output=True, text=True, timeout=120)
+        assert proc.stdout.strip() == "omt-app 1.0 sub", proc.stderr
