@@ -213,7 +213,7 @@ def main() -> int:
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
 
-    scratch = tempfile.mkdtemp(prefix="pobench-", dir="/tmp")
+    scratch = tempfile.mkdtemp(prefix="pobw-", dir="/tmp")
     os.environ["OMNIPKG_RUNTIME_DIR"] = os.path.join(scratch, "rt")
     store = os.path.join(scratch, "store")
     os.environ["OMNIPKG_STORE"] = store
