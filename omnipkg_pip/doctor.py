@@ -326,7 +326,7 @@ class Scanner:
     def scan_bubbles(self, report: Report) -> None:
         key = interpreter_key()
         tag = sys.implementation.cache_tag
-        for name, version, k, path in self.store.iter_bubbles():
+        for _name, _version, k, path in self.store.iter_bubbles():
             rel = os.path.relpath(path, self.store.root)
             try:
                 m = read_manifest(path)

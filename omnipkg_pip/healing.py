@@ -37,7 +37,16 @@ import time
 from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import DIST_MANIFEST, Store, interpreter_key, make_tmpdir, materialize
 
-from .doctor import PYC_PREFIX, PYC_SUFFIX, Dist, Report, Scanner, _manifest_problem, object_sha, sha256_file
+from .doctor import (
+    PYC_PREFIX,
+    PYC_SUFFIX,
+    Dist,
+    Report,
+    Scanner,
+    _manifest_problem,
+    object_sha,
+    sha256_file,
+)
 
 __all__ = ["repair"]
 
@@ -188,10 +197,10 @@ class _Healer:
             return "its manifest does not name its wheel"
         if wheel in self.fetched:
             return self.fetched[wheel]
+        import tempfile
+
         from . import interp, pip
         from .ingest import ingest_wheel
-
-        import tempfile
 
         work = self.staging("heal-fetch-")
         # pip downloads outside the store (as install does): a pip left running by a killed
