@@ -137,7 +137,8 @@ _StoreDistribution = None
 
 
 def _store_distribution_class():
-    """``PathDistribution`` whose file reads are cached: store files never change in place."""
+    """``PathDistribution`` whose file reads and parsed metadata are cached: store files never
+    change in place."""
     global _StoreDistribution
     if _StoreDistribution is None:
         import pathlib
@@ -149,6 +150,15 @@ def _store_distribution_class():
             def __init__(self, path: str) -> None:
                 super().__init__(pathlib.Path(path))
                 self._texts: dict = {}
+                self._metadata = None
+
+            @property
+            def metadata(self):
+                # Parsed once: the email parser is most of what version() costs, and the
+                # file cannot change (a new version is a new directory).
+                if self._metadata is None:
+                    self._metadata = super().metadata
+                return self._metadata
 
             def read_text(self, filename):
                 try:
