@@ -47,7 +47,7 @@ from omnipkg_hook.store import (
     write_json_atomic,
 )
 
-from .doctor import PYC_PREFIX, PYC_SUFFIX, _entry_ok, _manifest_problem, _safe_rel
+from .doctor import PYC_PREFIX, PYC_SUFFIX, entry_ok, manifest_problem, safe_rel
 
 __all__ = ["export", "import_archive", "ArchiveError", "INDEX", "MAX_MEMBER_BYTES"]
 
@@ -202,7 +202,7 @@ def _read_archive(store: Store, path: str, label: str, objects_dir: str):
                 if not m.isreg():
                     problems.append(f"{name!r}: not a regular file (links and devices are refused)")
                     continue
-                if not _safe_rel(name) or not (name == INDEX or _OBJECT.match(name) or _BUBBLE.match(name)
+                if not safe_rel(name) or not (name == INDEX or _OBJECT.match(name) or _BUBBLE.match(name)
                                                or _DIST_FILE.match(name)):
                     problems.append(f"{name!r}: not a path an archive may hold (escapes the store or unknown)")
                     continue
@@ -268,12 +268,12 @@ def _verify(store: Store, label: str, staged: dict, manifests: dict):
     for name, m in sorted(parsed.items()):
         if name.endswith("/" + DIST_MANIFEST):
             rel = name[: -len(DIST_MANIFEST) - 1]
-            problem = _manifest_problem(m, rel) or _layout_problem(m["files"])
+            problem = manifest_problem(m, rel) or _layout_problem(m["files"])
             problems += [f"{name!r}: {problem}"] if problem else [f"{name!r}: {p}" for p in filter(None, map(have, m["files"]))]
             dists[rel] = m
         elif name.startswith("dists/"):
             files = m.get("files")
-            if not isinstance(files, list) or not all(_entry_ok(e) for e in files) or _layout_problem(files):
+            if not isinstance(files, list) or not all(entry_ok(e) for e in files) or _layout_problem(files):
                 problems.append(f"{name!r}: damaged file list")
                 continue
             problems += [f"{name!r}: {p}" for p in filter(None, map(have, files))]
@@ -292,7 +292,7 @@ def _verify(store: Store, label: str, staged: dict, manifests: dict):
                 continue
             for e in entries.values():
                 p = e.get("path") if isinstance(e, dict) else None
-                if not isinstance(p, str) or not p.startswith("dists/") or not _safe_rel(p) or len(p.split("/")) != 4:
+                if not isinstance(p, str) or not p.startswith("dists/") or not safe_rel(p) or len(p.split("/")) != 4:
                     problems.append(f"{name!r}: names the dist path {p!r}, outside dists/")
                 elif p not in archived and not os.path.exists(os.path.join(store.abspath(p), DIST_MANIFEST)):
                     problems.append(f"{name!r}: its dist {p} is neither in the archive nor in the store")

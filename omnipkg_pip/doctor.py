@@ -128,18 +128,18 @@ class Report:
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def _entry_ok(e) -> bool:
+def entry_ok(e) -> bool:
     return (
         isinstance(e, dict)
         and isinstance(e.get("path"), str)
         and isinstance(e.get("sha256"), str)
         and _SHA256.fullmatch(e["sha256"]) is not None
         and isinstance(e.get("size"), int)
-        and _safe_rel(e["path"])
+        and safe_rel(e["path"])
     )
 
 
-def _safe_rel(rel: str) -> bool:
+def safe_rel(rel: str) -> bool:
     parts = rel.split("/")
     return bool(rel) and not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
 
@@ -170,6 +170,10 @@ class Scanner:
         self.hashed = 0
 
     # -- objects ---------------------------------------------------------------------------
+
+    def forget_stats(self) -> None:
+        """Objects changed (a repair): stat them afresh."""
+        self._ostat.clear()
 
     def ostat(self, obj: str):
         if obj not in self._ostat:
@@ -226,7 +230,7 @@ class Scanner:
         try:
             d.manifest = read_manifest(mpath)
             d.manifest_mtime = os.stat(mpath).st_mtime_ns
-            problem = _manifest_problem(d.manifest, rel)
+            problem = manifest_problem(d.manifest, rel)
         except FileNotFoundError:
             problem = f"{DIST_MANIFEST} is missing"
         except (OSError, StoreCorruptError) as e:
@@ -241,7 +245,7 @@ class Scanner:
             tag = name[len(PYC_PREFIX):-len(PYC_SUFFIX)]
             try:
                 m = read_manifest(os.path.join(path, name))
-                if not isinstance(m.get("files"), list) or not all(_entry_ok(e) for e in m["files"]):
+                if not isinstance(m.get("files"), list) or not all(entry_ok(e) for e in m["files"]):
                     raise StoreCorruptError("its file list is damaged")
                 d.pyc[tag] = (m, os.stat(os.path.join(path, name)).st_mtime_ns)
             except (OSError, StoreCorruptError) as e:
@@ -333,7 +337,7 @@ class Scanner:
                 dists = m["dists"]
                 if not isinstance(dists, dict) or not all(
                     isinstance(e, dict) and isinstance(e.get("path"), str) and e["path"].startswith("dists/")
-                    and _safe_rel(e["path"]) for e in dists.values()
+                    and safe_rel(e["path"]) for e in dists.values()
                 ):
                     raise StoreCorruptError("its list of dists is damaged or names a path outside dists/")
             except (OSError, StoreCorruptError, KeyError, TypeError) as e:
@@ -354,9 +358,9 @@ class Scanner:
                     report.problems.append(Problem("bubble-dist", rel, f"{dname}: {entry['path']} is not compiled for {tag}"))
 
 
-def _manifest_problem(m: dict, rel: str) -> str | None:
+def manifest_problem(m: dict, rel: str) -> str | None:
     files = m.get("files")
-    if not isinstance(files, list) or not all(_entry_ok(e) for e in files):
+    if not isinstance(files, list) or not all(entry_ok(e) for e in files):
         return f"{DIST_MANIFEST} has a damaged file list"
     _, name, version, tag = rel.split("/")
     if (m.get("name"), m.get("version"), m.get("tag")) != (name, version, tag):
@@ -490,7 +494,7 @@ def check(store: Store, *, full: bool = True, scanner: Scanner | None = None, ma
     """Check ``store`` (the caller holds its writer lock). Returns every problem found."""
     t0 = time.perf_counter()
     scanner = scanner or Scanner(store, full)
-    scanner._ostat.clear()
+    scanner.forget_stats()
     scanner.hashed = 0
     report = Report(store.root, "full" if full else "quick")
     for rel in walk_dists(store):

@@ -43,7 +43,7 @@ from .doctor import (
     Dist,
     Report,
     Scanner,
-    _manifest_problem,
+    manifest_problem,
     object_sha,
     sha256_file,
 )
@@ -135,7 +135,7 @@ class _Healer:
             where = self.set_aside(obj, link=True)
             os.unlink(obj)  # the bad bytes live on in the quarantine; nothing may link them again
             self.act("set aside", p.path, f"its bytes do not match its name; now {where}")
-        self.scanner._ostat.clear()
+        self.scanner.forget_stats()
         missing = [o for o in sorted(self.report.refs) if not os.path.exists(o)]
         still = [o for o in missing if not self._from_disk(o, bad_inodes.get(o))]
         for obj in still:
@@ -149,7 +149,7 @@ class _Healer:
                 mine = d.manifest["files"] + (d.pyc[self.tag][0]["files"] if self.tag in d.pyc else [])
                 if obj in {_object(self.store, e) for e in mine} and self._from_wheel(d.manifest, still):
                     break
-        self.scanner._ostat.clear()
+        self.scanner.forget_stats()
 
     def _from_disk(self, obj: str, bad: tuple | None) -> bool:
         """Make ``obj`` again from a good copy already in the store."""
@@ -293,7 +293,7 @@ class _Healer:
                 with open(candidate, "rb") as f:
                     data = f.read()
                 m = json.loads(data)
-                if isinstance(m, dict) and m.get("format") == 1 and _manifest_problem(m, rel) is None:
+                if isinstance(m, dict) and m.get("format") == 1 and manifest_problem(m, rel) is None:
                     return data, self.rel(candidate)
             except (OSError, ValueError):
                 continue
