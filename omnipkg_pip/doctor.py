@@ -24,7 +24,7 @@ kind                 meaning
                      writer lock, so nothing in ``tmp/`` is in use).
 ``main-env``         something of pip-omni's in the running interpreter's main environment:
                      a store dist's metadata, a renamed folder, a ``.pth`` into the store,
-                     two metadata directories for one distribution.
+                     two metadata directories for one distribution (:mod:`.mainenv`).
 ===================  ========================================================================
 
 ``quick`` checks by ``stat`` only (sizes, inodes, mtimes: manifests are written after the
@@ -58,6 +58,8 @@ from dataclasses import asdict, dataclass, field
 
 from omnipkg_hook.errors import StoreCorruptError
 from omnipkg_hook.store import DIST_MANIFEST, Store, WriteLock, interpreter_key, read_manifest
+
+from .mainenv import check_main
 
 __all__ = ["Problem", "Report", "Scanner", "check", "run", "KINDS"]
 
@@ -412,81 +414,6 @@ def walk_dists(store: Store):
                     yield f"dists/{name}/{version}/{tag}"
 
 
-# -- the main environment ------------------------------------------------------------------
-
-_OURS = re.compile(r"omnipkg|pip[-_]omni", re.I)
-
-
-def check_main(store: Store) -> tuple[list, list]:
-    """Problems and notes about the running interpreter's site-packages (never changed here)."""
-    import sysconfig
-
-    try:
-        import importlib.metadata as md
-    except ImportError:  # pragma: no cover
-        return [], []
-    problems, notes = [], []
-    paths = sysconfig.get_paths()
-    sites = []
-    for key in ("purelib", "platlib"):
-        p = paths.get(key)
-        if p and os.path.isdir(p) and p not in sites:
-            sites.append(p)
-    for site in sites:
-        owned, tops, names = set(), set(), {}
-        for dist in md.distributions(path=[site]):
-            meta = os.path.basename(str(getattr(dist, "_path", "")))
-            owned.add(meta)
-            name = (dist.metadata["Name"] or "").lower().replace("_", "-").replace(".", "-")
-            names.setdefault(name, []).append(meta)
-            for top in _record_tops(dist):
-                owned.add(top)
-                tops.add(top)
-            if (dist.read_text("INSTALLER") or "").strip() == "pip-omni":
-                problems.append(Problem("main-env", os.path.join(site, meta),
-                                        "metadata of a store dist (INSTALLER says pip-omni) in the main environment"))
-        for name, metas in sorted(names.items()):
-            if len(metas) > 1:
-                problems.append(Problem("main-env", site, f"{len(metas)} metadata directories for {name}: {', '.join(sorted(metas))}"))
-        for entry in _ls(site):
-            full = os.path.join(site, entry)
-            if entry.endswith(".pth"):
-                try:
-                    with open(full, encoding="utf-8", errors="replace") as f:
-                        text = f.read()
-                except OSError:
-                    text = ""
-                if store.root in text:
-                    problems.append(Problem("main-env", full, f"puts the store ({store.root}) on sys.path"))
-            if entry in owned or entry == "__pycache__":
-                continue
-            renamed = next((t for t in tops if entry != t and entry.startswith(t) and entry[len(t)] in "._-~"
-                            and not entry.endswith((".dist-info", ".egg-info", ".pth", ".py"))), None)
-            if _OURS.search(entry) or renamed:
-                what = f"a renamed copy of {renamed!r}?" if renamed else "looks like pip-omni's"
-                problems.append(Problem("main-env", full, f"no installed distribution owns it ({what})"))
-            else:
-                notes.append(f"{full}: no installed distribution lists it")
-    return problems, notes
-
-
-def _record_tops(dist) -> set[str]:
-    """First path components of the files a distribution's RECORD lists (``dist.files``, faster)."""
-    text = dist.read_text("RECORD")
-    if text is None:
-        return {f.parts[0] for f in dist.files or () if f.parts and f.parts[0] != ".."}
-    tops = set()
-    for line in text.splitlines():
-        if line.startswith('"'):
-            import csv
-
-            line = next(csv.reader([line]))[0]
-        top = line.split(",", 1)[0].split("/", 1)[0]
-        if top and top != "..":
-            tops.add(top)
-    return tops
-
-
 # -- the whole check -----------------------------------------------------------------------
 
 
@@ -509,7 +436,7 @@ def check(store: Store, *, full: bool = True, scanner: Scanner | None = None, ma
         report.problems.append(Problem("tmp-leftover", f"tmp/{entry}", "left by an interrupted writer"))
     if main:
         problems, notes = check_main(store)
-        report.problems += problems
+        report.problems += [Problem("main-env", path, detail) for path, detail in problems]
         report.notes += notes
     q = os.path.join(store.root, "quarantine")
     if os.path.isdir(q) and _ls(q):
@@ -528,7 +455,7 @@ def run(store: Store, *, repair: bool = False, full: bool = True, log=None) -> d
     if not os.path.isdir(store.root):  # nothing installed yet: check main only, create nothing
         problems, notes = check_main(store)
         counts = dict.fromkeys(("objects", "dists", "bubbles", "files", "hashed_bytes"), 0)
-        found = [p.to_dict() for p in problems]
+        found = [Problem("main-env", path, detail).to_dict() for path, detail in problems]
         return {"store": store.root, "mode": "full" if full else "quick", "clean": not found, "counts": counts,
                 "problems": found, "actions": [], "remaining": found, "notes": notes + ["the store is empty"],
                 "seconds": round(time.perf_counter() - t0, 4)}
