@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the import hook against baselines measured in the same run.
 
-    python benchmarks/bench_hook.py [--reps 30] [--store PATH] [--json]
+    python benchmarks/bench_hook.py [--reps 30] [--store PATH] [--generated] [--quick] [--json]
 
 What is measured (DESIGN.md, "Budgets"), each as a ratio or difference against a
 baseline measured in the same run, interleaved, in fresh subprocesses where imports
@@ -20,6 +20,9 @@ which is what makes figures of a few percent comparable on a shared machine:
      generated package of 150 modules. Budget <= 1.02x.
   3. ``python -c pass`` in a venv with the package installed (its .pth line), without
      and with one pin, vs the same venv without the package. Budget +0.2 ms / +1 ms.
+     Twice: in bare venvs (no other .pth: Python's cost of processing any .pth file,
+     ~0.1 ms, and of the first import from site-packages is counted as ours) and in
+     venvs made with pip (where 3.11's setuptools already has a .pth).
   4. warm ``importlib.metadata.version()`` of a pinned name vs the same distribution in
      plain site-packages. Budget <= 0.3 ms.
   5. one ``using()`` switch between two stored versions: enter, import, exit.
@@ -41,7 +44,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -76,9 +78,9 @@ class Bench:
 
     # -- set-up ---------------------------------------------------------------------------
 
-    def venv(self, name: str, hooked: bool, extra_pth: str | None = None) -> str:
+    def venv(self, name: str, hooked: bool, extra_pth: str | None = None, pip: bool = False) -> str:
         path = os.path.join(self.work, name)
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", path], check=True)
+        subprocess.run([sys.executable, "-m", "venv", *([] if pip else ["--without-pip"]), path], check=True)
         python = os.path.join(path, "bin", "python")
         site = subprocess.check_output(
             [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
@@ -216,7 +218,7 @@ class Bench:
         self.add(f"pinned import of {self.module}, store vs site-packages", _stats(base), _stats(meas),
                  BUDGETS["pinned"], "ms", "ratio", f"paired median {statistics.median(ratios):.4f}x")  # fmt: skip
 
-    def startup(self, plain: str, hooked: str) -> None:
+    def startup(self, plain: str, hooked: str, label: str = "") -> None:
         def cpu(python, env=None):
             """CPU time (user + system) of one ``python -c pass``, from the kernel's accounting."""
             pid = os.posix_spawn(python, [python, "-c", "pass"], {**self.env, **(env or {})})
@@ -233,9 +235,9 @@ class Bench:
             base.append(cpu(plain))
             unpinned.append(cpu(hooked))
             pinned.append(cpu(hooked, self.pins(self.versions[-1])))
-        self.add("python -c pass, package installed, no pins", _stats(base), _stats(unpinned),
+        self.add(f"python -c pass{label}, installed, no pins", _stats(base), _stats(unpinned),
                  BUDGETS["pass_unpinned_ms"], "ms", "delta", "CPU time (user+sys) of the process")  # fmt: skip
-        self.add("python -c pass, package installed, one pin", _stats(base), _stats(pinned), BUDGETS["pass_pin_ms"],
+        self.add(f"python -c pass{label}, installed, one pin", _stats(base), _stats(pinned), BUDGETS["pass_pin_ms"],
                  "ms", "delta", "CPU time; the start-up cache is warm (the first start-up resolves: see docs)")  # fmt: skip
 
     def metadata(self, hooked: str, baseline: str) -> None:
@@ -309,6 +311,7 @@ def main(argv=None) -> int:
     parser.add_argument("--generated", action="store_true", help="use the generated package even if rich is stored")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--quick", action="store_true", help="skip the start-up rows in venvs made with pip")
     args = parser.parse_args(argv)
     bench = Bench(args)
     try:
@@ -319,7 +322,10 @@ def main(argv=None) -> int:
         subprocess.run([plain, "-m", "compileall", "-q", target], check=True)  # timestamp .pyc, as pip writes
         bench.unpinned(hooked)
         bench.pinned(hooked, plain)
-        bench.startup(bench.venv("bare", hooked=False), hooked)
+        bench.startup(bench.venv("bare", hooked=False), hooked, " (bare venv)")
+        if not args.quick:  # the usual venv: pip (and setuptools' .pth before 3.12) already there
+            bench.startup(bench.venv("std", hooked=False, pip=True), bench.venv("std-hooked", hooked=True, pip=True),
+                          " (venv with pip)")  # fmt: skip
         bench.metadata(hooked, plain)
         bench.switch(hooked)
     finally:
