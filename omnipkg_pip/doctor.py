@@ -498,5 +498,10 @@ def format_result(result: dict) -> str:
         if result["actions"] or result["problems"] != left:
             lines.append(f"{len(left)} problem(s) left:")
             lines += ["  " + Problem(**p).line() for p in left]
+        if any(p["kind"] != "main-env" for p in left) and not result["actions"]:
+            lines.append("  hint: `pip-omni doctor --repair` repairs the store (and deletes nothing)")
+        if any(p["kind"] == "main-env" for p in left):
+            lines.append("  hint: doctor never changes the main environment; remove what it names yourself, "
+                         "or with pip")
     return "\n".join(lines)
 
