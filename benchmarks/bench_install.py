@@ -247,7 +247,8 @@ class Bench:
             else:
                 env[k] = v
         t = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        # cwd: the scratch dir, so `python -c` helpers import the venv's pip-omni, not a checkout in cwd.
+        proc = subprocess.run(cmd, env=env, cwd=self.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, errors="replace")
         dt = time.perf_counter() - t
         if proc.returncode != 0:
@@ -291,12 +292,13 @@ class Bench:
                 "cpus": os.cpu_count(), "reps": self.args.reps, "requirement": f"rich=={self.root}",
                 "second": f"rich=={self.args.rich_second}", "main_rich": self.args.rich_main}
         meta["load_before"] = _loadavg()
+        meta["file_create_us_before"] = self.file_create_us()
         if self.args.venv and os.path.exists(self.py):
             self.log(f"reusing venv {self.venv}")
         else:
             self.log(f"making venv {self.venv} (pip-omni from {self.args.project}, "
                      f"rich=={self.args.rich_main} in main)")
-            subprocess.run([self.args.python, "-m", "venv", self.venv], check=True, env=self.env)
+            subprocess.run([self.args.python, "-m", "venv", self.venv], check=True, env=self.env, cwd=self.work)
         if not self.args.venv or not os.path.exists(self.omni):
             self.run([self.py, "-m", "pip", "install", "-q", self.args.project, f"rich=={self.args.rich_main}"])
         else:  # a kept venv gets the working tree's pip-omni again, as it is now
@@ -453,9 +455,23 @@ class Bench:
         out["no_compile_vs_target"] = summary([n / t for n, t in zip(no_compile, full)])
         self.results["phases"] = out
 
+    def file_create_us(self) -> float:
+        """Median time to create, write (4 KiB) and close a new file in the scratch dir, in µs:
+        on some machines this dominates both sides and moves a lot from minute to minute."""
+        d = tempfile.mkdtemp(dir=self.work)
+        times = []
+        for i in range(200):
+            t = time.perf_counter()
+            with open(os.path.join(d, str(i)), "wb") as f:
+                f.write(b"x" * 4096)
+            times.append(time.perf_counter() - t)
+        self.rm(d)
+        return round(statistics.median(times) * 1e6, 1)
+
     def close(self) -> None:
         if "meta" in self.results:
             self.results["meta"]["load_after"] = _loadavg()
+            self.results["meta"]["file_create_us_after"] = self.file_create_us()
         if self.args.keep:
             self.log(f"kept {self.work}")
         else:
@@ -497,6 +513,8 @@ def print_table(r: dict) -> None:
           f"median [min-max] (IQR with 4+ reps) over {m['reps']} reps")
     print(f"python {m['venv_python']}, pip {m['pip']}, pip-omni {m['pip_omni']} (git {m['git']}), "
           f"{m['cpus']} cpus, load avg before {m['load_before']} after {m.get('load_after')}")
+    print(f"creating a small file here took {m.get('file_create_us_before')} µs before the run, "
+          f"{m.get('file_create_us_after')} µs after (both sides create ~1000 files per install)")
     print(f"main environment of the venv has rich {m['main_rich']}, so the install goes the bubble path")
     rows: list[tuple[str, str, str, str]] = []
     if "stored" in r:
@@ -509,7 +527,7 @@ def print_table(r: dict) -> None:
             ("    bubbles.bubble_from_store() in-process", fmt_time(s["api_s"], "ms"),
              f"<= {BUDGET_STORED_MS:.0f} ms", verdict(s["api_s"]["median"] * 1e3 <= BUDGET_STORED_MS)),
             ("    reference: python -c pass (interpreter start-up)", fmt_time(s["python_pass_s"], "ms"), "", ""),
-            ("    reference: python -c 'import what install imports'", fmt_time(s["imports_s"], "ms"), "", ""),
+            ("    reference: python -c 'import <what install imports>'", fmt_time(s["imports_s"], "ms"), "", ""),
         ]
     if "cold" in r:
         c = r["cold"]
@@ -526,14 +544,14 @@ def print_table(r: dict) -> None:
         d = r["disk"]
         mb = lambda s: f"{s['median'] / 1e6:.2f} MB"  # noqa: E731
         pct = lambda s: f"{s['median']:.1f} % [{s['min']:.1f}-{s['max']:.1f}]"  # noqa: E731
-        rows.append((f"(c) disk: store with {m['requirement']} + {m['second']} bubbles vs two --target trees",
+        rows.append((f"(c) disk: the store with the {m['requirement']} and {m['second']} bubbles vs two --target trees",
                      "", "", ""))
         for key, label, budgeted in (
-            ("bytes", "with pyc, apparent size (sum st_size, each inode once)", True),
-            ("du", "with pyc, du -s block usage (dirs too, hard links once)", True),
-            ("blocks", "with pyc, allocated blocks of files (each inode once)", False),
-            ("blocks_no_pyc", "without pyc, allocated blocks", False),
-            ("bytes_no_pyc", "without pyc, apparent size", False),
+            ("bytes", "with pyc: apparent size, each inode once", True),
+            ("du", "with pyc: du -s blocks (dirs too)", True),
+            ("blocks", "with pyc: blocks of files, each inode once", False),
+            ("blocks_no_pyc", "without pyc: blocks of files", False),
+            ("bytes_no_pyc", "without pyc: apparent size", False),
         ):
             if f"saved_{key}_percent" not in d:
                 continue
@@ -549,29 +567,31 @@ def print_table(r: dict) -> None:
         p = r["phases"]
         x = lambda k: fmt_ratio(p[k + "_vs_target"])  # noqa: E731
         rows += [
-            (f"phases of a cold bubble through the API ({p['wheels']} wheels, {p['py_files']} .py compiled); "
-             "right: over pip --target of the same rep", "", "", ""),
+            (f"phases of a cold bubble through the API ({p['wheels']} wheels, {p['py_files']} .py compiled; "
+             "third column: over pip --target of the same rep)", "", "", ""),
             ("    pip wheel (resolve + fetch from warm cache)", fmt_time(p["pip_wheel"], "s"), x("pip_wheel"), ""),
             ("      its CPU time (the pip subprocess)", fmt_time(p["pip_wheel_cpu"], "s"), "", ""),
             ("    bubble_from_wheels, total", fmt_time(p["from_wheels"], "s"), x("from_wheels"), ""),
-            ("      its CPU time (this process + compile subprocesses)", fmt_time(p["from_wheels_cpu"], "s"), "", ""),
-            ("      ingest: unpack, RECORD check, objects, links, publish", fmt_time(p["ingest_excl_compile"], "s"),
+            ("      its CPU time (with compile subprocesses)", fmt_time(p["from_wheels_cpu"], "s"), "", ""),
+            ("      ingest: unpack, check, objects, links, publish", fmt_time(p["ingest_excl_compile"], "s"),
              x("ingest_excl_compile"), ""),
             ("      compile_staged: .pyc for the interpreter", fmt_time(p["compile_staged"], "s"),
              x("compile_staged"), ""),
             ("        of which bytecode._run_jobs (compiling)", fmt_time(p["run_jobs"], "s"), x("run_jobs"), ""),
-            ("        of which pyc -> objects + links + pyc manifest", fmt_time(p["pyc_to_objects"], "s"), "", ""),
+            ("        of which pyc -> objects, links, manifest", fmt_time(p["pyc_to_objects"], "s"), "", ""),
             ("    pip wheel + bubble_from_wheels (no CLI start-up)", "", x("api_total"), ""),
             ("    reference: pip install --target DIR (same reps)", fmt_time(p["pip_target_s"], "s"), "1.00x", ""),
             ("    reference: pip install --no-compile --target DIR", fmt_time(p["pip_target_no_compile_s"], "s"),
              x("no_compile"), ""),
         ]
-    w0 = max(len(x[0]) for x in rows)
-    w1 = max(len(x[1]) for x in rows)
-    w2 = max(len(x[2]) for x in rows)
-    print()
+    # Section headings (nothing but a label) print as they are; the other rows line up.
+    body = [x for x in rows if any(x[1:])]
+    w0, w1, w2 = (max(len(x[i]) for x in body) for i in range(3))
     for a, b, c, v in rows:
-        print(f"{a.ljust(w0)}  {b.ljust(w1)}  {c.ljust(w2)}  {v}".rstrip())
+        if not any((b, c, v)):
+            print("\n" + a)
+        else:
+            print(f"{a.ljust(w0)}  {b.ljust(w1)}  {c.ljust(w2)}  {v}".rstrip())
 
 
 def main(argv=None) -> int:
