@@ -14,7 +14,8 @@ Everything is imported on first use (PEP 562), so ``import omnipkg_hook.workers`
 
 Modules: ``protocol`` (frames, message table, handshake), ``worker`` (the worker loop),
 ``zygote``, ``spawn`` (starting workers under any interpreter), ``remote`` (the calling
-side), ``pool``, ``runtime`` (directories, key, peer checks), ``daemon``, ``client``.
+side), ``pool``, ``runtime`` (directories, key, peer checks), ``daemon`` (the process and
+its clients), ``warm`` (its pool of warm workers), ``client``.
 """
 
 from __future__ import annotations
