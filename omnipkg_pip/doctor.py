@@ -21,7 +21,10 @@ kind                 meaning
 ``bubble-dist``      a bubble names a dist that is missing or has another version, or (this
                      interpreter's bubbles) one not compiled for this interpreter.
 ``tmp-leftover``     staging left in ``tmp/`` by an interrupted writer (doctor holds the
-                     writer lock, so nothing in ``tmp/`` is in use).
+                     writer lock, so nothing in ``tmp/`` is in use). Not a problem: no
+                     reader ever looks there, so a store after ``kill -9`` of an install
+                     is clean (DESIGN.md). Listed as ``leftovers``; ``--repair`` and ``gc``
+                     clear them.
 ``main-env``         something of pip-omni's in the running interpreter's main environment:
                      a store dist's metadata, a renamed folder, a ``.pth`` into the store,
                      two metadata directories for one distribution (:mod:`.mainenv`).
@@ -37,6 +40,7 @@ Everything runs under the store's writer lock; readers (pinned processes) never 
     {"store": str, "mode": "quick" | "full", "clean": bool,
      "counts": {"objects": int, "dists": int, "bubbles": int, "files": int, "hashed_bytes": int},
      "problems": [{"kind": str, "path": str, "file": str | null, "detail": str}],
+     "leftovers": [problem, ...],       # tmp-leftover entries: harmless, not counted in "clean"
      "actions": [{"action": str, "path": str, "detail": str}],     # --repair only, else []
      "remaining": [problem, ...],       # after --repair; without it the same as "problems"
      "notes": [str], "seconds": float}
@@ -122,9 +126,10 @@ class Report:
     dists: dict = field(default_factory=dict)  # rel -> Dist
     bubbles: list = field(default_factory=list)  # (rel, manifest or None)
     refs: dict = field(default_factory=dict)  # object path -> [(dist rel, file, manifest mtime, size)]
+    leftovers: list = field(default_factory=list)  # tmp-leftover: harmless, cleared by --repair
 
     def by_kind(self, *kinds) -> list:
-        return [p for p in self.problems if p.kind in kinds]
+        return [p for p in self.problems + self.leftovers if p.kind in kinds]
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -433,7 +438,10 @@ def check(store: Store, *, full: bool = True, scanner: Scanner | None = None, ma
     scanner.object_problems(report)
     scanner.scan_bubbles(report)
     for entry in _ls(store.tmp):
-        report.problems.append(Problem("tmp-leftover", f"tmp/{entry}", "left by an interrupted writer"))
+        report.leftovers.append(Problem("tmp-leftover", f"tmp/{entry}", "left by an interrupted writer"))
+    if report.leftovers:
+        report.notes.append(f"{len(report.leftovers)} staging leftover(s) in tmp/ from interrupted writers: "
+                            "harmless; `pip-omni gc` or `doctor --repair` removes them")
     if main:
         problems, notes = check_main(store)
         report.problems += [Problem("main-env", path, detail) for path, detail in problems]
@@ -463,7 +471,7 @@ def run(store: Store, *, repair: bool = False, full: bool = True, log=None) -> d
         scanner = Scanner(store, full)
         report = check(store, full=full, scanner=scanner)
         actions, remaining = [], report.problems
-        if repair and report.problems:
+        if repair and (report.problems or report.leftovers):
             from . import healing
 
             actions = healing.repair(store, report, scanner, log=log)
@@ -474,6 +482,7 @@ def run(store: Store, *, repair: bool = False, full: bool = True, log=None) -> d
         "clean": not remaining,
         "counts": report.counts,
         "problems": [p.to_dict() for p in report.problems],
+        "leftovers": [p.to_dict() for p in report.leftovers],
         "actions": actions,
         "remaining": [p.to_dict() for p in remaining],
         "notes": report.notes,

@@ -133,7 +133,6 @@ DAMAGE = [
     (damage_bubble_json, {"bubble-damaged"}, {"bubble-damaged"}),
     (delete_object, {"object-missing"}, {"object-missing"}),
     (delete_object_and_file, {"object-missing", "file-missing"}, {"object-missing", "file-missing"}),
-    (leftover_staging, {"tmp-leftover"}, {"tmp-leftover"}),
     (delete_dist_manifest, {"dist-manifest"}, {"dist-manifest"}),
     (damage_pyc_manifest, {"dist-manifest"}, {"dist-manifest"}),
     (delete_dist_dir, {"bubble-dist"}, {"bubble-dist"}),
@@ -244,7 +243,8 @@ def test_cli_exit_codes_and_json(stored, capsys, monkeypatch):
     code, out, _ = _cli(capsys, "--json")
     data = json.loads(out)
     assert code == 1
-    assert set(data) == {"store", "mode", "clean", "counts", "problems", "actions", "remaining", "notes", "seconds"}
+    assert set(data) == {"store", "mode", "clean", "counts", "problems", "leftovers", "actions", "remaining",
+                         "notes", "seconds"}
     assert data["mode"] == "full" and data["clean"] is False and data["actions"] == []
     assert data["remaining"] == data["problems"]
     assert sorted((p["kind"], p["file"]) for p in data["problems"]) == [
@@ -328,3 +328,15 @@ def test_cli_in_a_fresh_venv(omni_venv, wheel, wheelhouse):
     code = "import omt_app.sub, omt_lib.lazy; print(omt_app.sub.WHO, omt_lib.lazy.WHO)"
     out = omni_venv.run("python", "-c", code, env={"OMNIPKG_PINS": "omt-app==1.0"}).stdout
     assert out.split() == ["omt-app", "1.0", "sub", "omt-lib", "1.0", "lazy"]
+
+
+def test_staging_left_by_a_crash_is_harmless_and_repair_clears_it(stored):
+    # DESIGN: kill -9 at any point of an install leaves a store that doctor calls clean.
+    leftover_staging(stored)
+    result = doctor.run(stored, full=True)
+    assert _kinds(result) == set()
+    assert [p["path"] for p in result["leftovers"]] == ["tmp/ingest-crashed"]
+    assert any("staging leftover" in n for n in result["notes"])
+    doctor.run(stored, full=True, repair=True)
+    assert os.listdir(stored.tmp) == []
+    imports_ok(stored, *BOTH)
