@@ -134,9 +134,10 @@ def make_bubbles(store: str, names: list[str]) -> list[str]:
     return pins
 
 
-def new_worker_times(client: DaemonClient, pins: list[str], rounds: int) -> list[int]:
+def new_worker_times(client: DaemonClient, pins: list[str], rounds: int, pause: float = 0.0) -> list[int]:
     """Time from asking for a worker that does not exist to its first answer; with pins,
-    the first request imports the pinned package (what a user's first call does)."""
+    the first request imports the pinned package (what a user's first call does).
+    ``pause`` between rounds lets a zygote fork its spare (it waits for 50 ms of quiet)."""
     out = []
     first = "; ".join(f"import {p.split('==')[0]}" for p in pins) or "None"
     p = DaemonProxy(client, *pins)
@@ -144,6 +145,7 @@ def new_worker_times(client: DaemonClient, pins: list[str], rounds: int) -> list
     for _ in range(rounds):
         client.kill_worker(p.info["id"], "benchmark")
         p.close()
+        time.sleep(pause)
         t0 = time.perf_counter_ns()
         p = DaemonProxy(client, *pins)
         p.execute(first)
@@ -250,13 +252,17 @@ def main() -> int:
         spawn_client = DaemonClient(os.path.join(scratch, "store-spawn"), config=DaemonConfig(zygotes=False))
         clients.append(spawn_client)
         fresh = stats("spawn   (no pins)", new_worker_times(spawn_client, [], args.rounds), "ms")
-        zyg = stats("zygote  (no pins)", new_worker_times(client, [], args.rounds), "ms")
+        zyg = stats("zygote  (no pins), back to back", new_worker_times(client, [], args.rounds), "ms")
+        stats("zygote  (no pins), 0.2 s apart: its spare", new_worker_times(client, [], args.rounds, 0.2), "ms")
         heavy_spawn = DaemonClient(store, runtime_dir=os.path.join(scratch, "rt2"),
                                    config=DaemonConfig(zygotes=False))
         clients.append(heavy_spawn)
         hs = stats("spawn   benchheavy==1.0, first call imports it",
                    new_worker_times(heavy_spawn, [pins[4]], args.rounds), "ms")
-        hz = stats("zygote  benchheavy==1.0 (preloaded there)", new_worker_times(client, [pins[4]], args.rounds), "ms")
+        hz = stats("zygote  benchheavy==1.0 (preloaded), back to back",
+                   new_worker_times(client, [pins[4]], args.rounds), "ms")
+        stats("zygote  benchheavy==1.0, 0.2 s apart: its spare",
+              new_worker_times(client, [pins[4]], args.rounds, 0.2), "ms")
 
         omni = None
         if args.omnipkg:
@@ -267,8 +273,10 @@ def main() -> int:
         verdicts = [
             ("warm trivial call p50 <= 50 us", call["p50"] <= BUDGET_CALL_P50_US, f"{call['p50']:.1f} us"),
             ("warm trivial call p99 <= 150 us", call["p99"] <= BUDGET_CALL_P99_US, f"{call['p99']:.1f} us"),
-            ("new worker from a zygote <= 5 ms (p50)", zyg["p50"] <= BUDGET_ZYGOTE_MS, f"{zyg['p50']:.2f} ms"),
-            ("pinned new worker from its zygote <= 5 ms (p50)", hz["p50"] <= BUDGET_ZYGOTE_MS, f"{hz['p50']:.2f} ms"),
+            ("new worker from a zygote <= 5 ms (p50, back to back)", zyg["p50"] <= BUDGET_ZYGOTE_MS,
+             f"{zyg['p50']:.2f} ms"),
+            ("pinned new worker from its zygote <= 5 ms (p50, b2b)", hz["p50"] <= BUDGET_ZYGOTE_MS,
+             f"{hz['p50']:.2f} ms"),
         ]
         for text, ok, value in verdicts:
             print(f"  {'ok  ' if ok else 'MISS'} {text:<50} {value}")

@@ -12,7 +12,11 @@ then fail the same way when user code imports that name, with the real traceback
 
 Protocol: FORK (with one fd, the new worker's control socket) -> RESULT ``(pid,)``;
 QUIT or EOF -> exit. The child closes the zygote's socket, says READY on its own
-socket and runs :class:`~omnipkg_hook.workers.worker.WorkerLoop`. The zygote reaps its
+socket and runs :class:`~omnipkg_hook.workers.worker.WorkerLoop`. To keep a fork out
+of the way, the zygote keeps one *spare* child forked ahead of time (made once the
+daemon has been quiet for ``SPARE_DELAY``), blocked until a FORK hands it its control
+socket; a spare costs only the pages it has written since the fork, and it exits with
+the zygote. The zygote reaps its
 children (SIGCHLD) and logs abnormal exits to stderr. Linux; on macOS the owners do
 not use zygotes (fork without exec is unsafe with system frameworks there).
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import gc
 import importlib
 import os
+import select
 import signal
 import socket
 import sys
@@ -30,7 +35,9 @@ import threading
 from . import protocol as P
 from .worker import describe_exception, run_started, worker_info
 
-__all__ = ["serve", "preload", "thread_count"]
+__all__ = ["serve", "preload", "thread_count", "SPARE_DELAY"]
+
+SPARE_DELAY = 0.05  # seconds of quiet before the zygote forks its next spare worker
 
 
 def thread_count() -> int:
@@ -70,6 +77,14 @@ def _reap(signum, frame) -> None:
             os.write(2, f"pip-omni zygote {os.getpid()}: worker {pid} died of signal {os.WTERMSIG(status)}\n".encode())
 
 
+class _Spare:
+    """A child forked ahead of time; it waits on ``conn`` for its control socket."""
+
+    def __init__(self, pid: int, conn: P.Connection) -> None:
+        self.pid = pid
+        self.conn = conn
+
+
 def serve(control: P.Connection, info: dict) -> int:
     done, failed = preload()
     gc.collect()
@@ -83,18 +98,37 @@ def serve(control: P.Connection, info: dict) -> int:
         return 1
     if threads == 1:
         signal.signal(signal.SIGCHLD, _reap)
+    spare: _Spare | None = None
     while True:
+        if threads == 1 and spare is None and not control.pending():
+            # fork the next spare once the daemon has been quiet for a moment, so that
+            # the fork does not compete with the worker just handed out for the CPU
+            if not select.select([control.sock], [], [], SPARE_DELAY)[0]:
+                spare = _fork_spare(control)
+                continue
         try:
             kind, body = control.recv()
         except (EOFError, OSError):
             return 0
         if kind == P.FORK and threads == 1:
             fd = control.take_fd()
-            try:
-                pid = _fork(control, fd)
-            except OSError as e:
-                control.send(P.ERROR, P.dumps(("OSError", f"fork failed: {e}", "", "", "")))
-                continue
+            pid = None
+            if spare is not None:
+                try:
+                    spare.conn.send_fds(P.ATTACH, b"", [fd])
+                    pid = spare.pid
+                    os.close(fd)
+                except OSError:  # the spare died: fork one now
+                    pass
+                spare.conn.close()
+                spare = None
+            if pid is None:
+                try:
+                    pid = _fork_now(control, fd)
+                except OSError as e:
+                    os.close(fd)
+                    control.send(P.ERROR, P.dumps(("OSError", f"fork failed: {e}", "", "", "")))
+                    continue
             control.send_obj(P.RESULT, (pid,))
         elif kind == P.QUIT:
             return 0
@@ -102,17 +136,52 @@ def serve(control: P.Connection, info: dict) -> int:
             control.send(P.ERROR, P.dumps(("ProtocolError", f"zygote cannot handle {kind!r}", "", "", "")))
 
 
-def _fork(control: P.Connection, fd: int) -> int:
+def _fork_now(control: P.Connection, fd: int) -> int:
+    """Fork a worker whose control socket is ``fd``."""
     parent = os.getpid()
     pid = os.fork()
     if pid:
         os.close(fd)
         return pid
+    _child(parent, control, lambda: fd)
+
+
+def _fork_spare(control: P.Connection) -> _Spare | None:
+    """Fork a worker that waits for its control socket (the next FORK hands it over)."""
+    parent = os.getpid()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        pid = os.fork()
+    except OSError as e:
+        sys.stderr.write(f"pip-omni zygote {parent}: cannot fork a spare worker: {e}\n")
+        ours.close()
+        theirs.close()
+        return None
+    if pid:
+        theirs.close()
+        return _Spare(pid, P.Connection(ours))
+    ours.close()
+
+    def wait_for_fd() -> int:
+        waiter = P.Connection(theirs, fds=True)
+        try:
+            waiter.recv()
+            return waiter.take_fd()
+        except (EOFError, OSError):
+            os._exit(0)  # the zygote is gone: so are we
+        finally:
+            waiter.close()
+
+    _child(parent, control, wait_for_fd)
+
+
+def _child(parent: int, control: P.Connection, get_fd) -> None:
+    """The forked child: become a worker; never return into the zygote's loop."""
     code = 1
-    try:  # the child: never return into the zygote's loop
+    try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         control.close()
-        sock = socket.socket(fileno=fd)
+        sock = socket.socket(fileno=get_fd())
         info = worker_info("forked")
         info["zygote"] = parent
         code = run_started(P.Connection(sock, control.max_frame, fds=True), info)
