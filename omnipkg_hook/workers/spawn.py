@@ -190,6 +190,27 @@ class Process:
             return True
         return True
 
+    def wait_dead(self, timeout: float) -> bool:
+        """Wait until the process has exited (its sockets are closed then); False on timeout."""
+        if self.popen is not None:
+            try:
+                self.popen.wait(timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        if self.pidfd is not None:
+            import select
+
+            return bool(select.select([self.pidfd], [], [], timeout)[0])
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
     def kill(self) -> None:
         try:
             if self.popen is not None:

@@ -279,6 +279,7 @@ class WarmPool:
         self.log(f"killing worker {w.id} pid {w.proc.pid}: {reason}")
         self._forget(w)
         w.proc.kill()
+        w.proc.wait_dead(5.0)  # answer once it is gone: the caller's next call reconnects cleanly
         return True
 
     def _make_room(self) -> None:

@@ -283,3 +283,30 @@ def test_daemon_leaves_when_its_socket_file_is_removed(daemons):
     wait_for(lambda: process_gone(worker), what="its worker to leave")
     with open(daemons.paths.log) as f:
         assert "stopping: the socket file was removed" in f.read()
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if _ppid(int(entry)) == pid and not process_gone(int(entry)):
+                    out.add(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+@linux_only
+def test_zygote_hands_out_its_spare_and_forks_the_next(daemons):
+    client = daemons.client()
+    p = DaemonProxy(client)
+    first = p.pid
+    zygote = client.status()["zygotes"][0]["pid"]
+    spares = wait_for(lambda: _children(zygote) - {first}, what="the zygote to fork a spare")
+    (spare,) = spares
+    client.kill_worker(p.info["id"], "test")
+    assert p.call("os:getpid") == spare  # the new worker is the spare, handed over
+    wait_for(lambda: _children(zygote) - {spare, first}, what="the next spare")
+    client.stop()
+    assert all(process_gone(pid) for pid in (zygote, spare, *_children(zygote)))
