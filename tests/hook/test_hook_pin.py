@@ -357,3 +357,22 @@ def test_pins_module_is_also_the_pins_function():
     import omnipkg_hook.pins as module
 
     assert omnipkg_hook.pins is module and module() == [] and callable(omnipkg_hook.pin)
+
+
+def test_finder_installs_once_first_and_is_removable():
+    class Other:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            return None
+
+    assert finder.install() is finder.FINDER and finder.install() is finder.FINDER
+    assert sys.meta_path.count(finder.FINDER) == 1 and sys.meta_path[0] is finder.FINDER
+    sys.meta_path.insert(0, Other)
+    try:
+        finder.install()  # pushed back by another finder: moved to the front, not added twice
+        assert sys.meta_path[0] is finder.FINDER and sys.meta_path.count(finder.FINDER) == 1
+    finally:
+        sys.meta_path.remove(Other)
+    finder.uninstall()
+    finder.uninstall()
+    assert finder.FINDER not in sys.meta_path and not finder.installed()
