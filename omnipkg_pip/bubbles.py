@@ -31,7 +31,6 @@ from omnipkg_hook.errors import InvalidPinError, OmnipkgError
 from omnipkg_hook.store import DIST_MANIFEST, FORMAT, Store, WriteLock, read_manifest, write_json_atomic
 
 from . import bytecode, interp
-from .ingest import ingest_wheel
 
 __all__ = [
     "parse_requirement",
@@ -178,6 +177,8 @@ def _write_scripts(store: Store, manifest: dict, interpreter) -> None:
 
 def bubble_from_wheels(store: Store, wheels, requirement, interpreter=None) -> dict:
     """Ingest ``wheels`` (local files) and publish the bubble of ``requirement`` from them."""
+    from .ingest import ingest_wheel  # pypa/installer: only when there are wheels to ingest
+
     interpreter = interpreter or interp.current()
     root = requirement if isinstance(requirement, Requirement) else parse_requirement(requirement)
     with WriteLock(store):

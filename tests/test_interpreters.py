@@ -158,3 +158,37 @@ def test_multiverse_run_with_one_failing_interpreter(omni_venv, wheel, wheelhous
     assert [(r["python"], r["exit"]) for r in table] == [("3.9", 0), ("3.12", 4)]
     assert "[3.9] dep 1.0 on (3, 9)" in proc.stderr
     assert "[3.12] dep 2.0 on (3, 12)" in proc.stderr
+
+
+def test_a_39_worker_called_from_here_runs_39_with_39_bubbles(store, wheel, wheelhouse, monkeypatch):
+    import tempfile
+
+    from omnipkg_hook.workers import DaemonClient, DaemonProxy, WorkerPool
+    from omnipkg_pip import bubbles, interp
+
+    path = need("3.9")
+    if CURRENT == "3.9":
+        pytest.skip("this test runs on 3.9 itself; it needs another interpreter to call from")
+    _marky(wheel)
+    interpreters.adopt(store, "3.9")
+    bubbles.bubble_from_wheels(store, sorted(wheelhouse.glob("*.whl")), "marky==1.0", interp.inspect(path))
+    probe = "import sys, dep; (sys.version_info[:2], dep.__version__, dep.__file__)"
+
+    pool = WorkerPool(store=store.root)
+    try:
+        version, dep, where = pool.get("marky==1.0", python="3.9").execute(probe).value
+    finally:
+        pool.close()
+    assert (version, dep) == ((3, 9), "1.0") and where.startswith(store.root)
+
+    runtime = tempfile.mkdtemp(prefix="omt-", dir="/tmp")  # AF_UNIX paths must stay short
+    monkeypatch.setenv("OMNIPKG_RUNTIME_DIR", runtime)
+    client = DaemonClient(store.root, runtime_dir=runtime)
+    try:
+        proxy = DaemonProxy(client, "marky==1.0", python="3.9")
+        assert proxy.call("platform:python_version").startswith("3.9.")
+        assert proxy.execute(probe).value[:2] == ((3, 9), "1.0")
+    finally:
+        client.stop(timeout=10)
+        client.close()
+        shutil.rmtree(runtime, ignore_errors=True)

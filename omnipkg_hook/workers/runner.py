@@ -3,7 +3,7 @@
 What ``pip-omni run`` starts for each interpreter, through the workers' ``BOOT``
 (:mod:`omnipkg_hook.workers.spawn`), so the interpreter needs no pip-omni installed::
 
-    python -c BOOT <omnipkg_hook dir> runner --pins PINS -- (-c CODE | -m MODULE | PATH) [ARGS...]
+    python -c BOOT .../omnipkg_hook/workers/_boot.py runner --pins PINS -- (-c CODE | -m MODULE | PATH) [ARGS...]
 
 The pins are applied strictly: a run that cannot get the versions it asked for fails
 with status 1 and one line on stderr, it never runs against the wrong version.

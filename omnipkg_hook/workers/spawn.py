@@ -26,6 +26,7 @@ workers must not depend on the ``PYTHONPATH`` of whichever client happened to st
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -70,10 +71,12 @@ def worker_env(base: dict, store: str) -> dict:
 
 
 def resolve_python(python: str | None) -> str:
-    """The executable for ``python=``: for now only the running interpreter.
+    """The executable for ``python=``: None (this interpreter), a path, or a version.
 
-    Other interpreters need ``pip-omni python adopt`` (step 4); spawning already works
-    for them (BOOT needs no installation), only choosing them is missing.
+    A version (``"3.9"``, ``"3.12.1"``) names an interpreter adopted with
+    ``pip-omni python adopt``: the store's ``interpreters.json`` is read here with the
+    standard library (the format is documented in ``omnipkg_pip/interpreters.py``), the
+    highest matching version whose executable still exists wins.
     """
     exe = sys.executable
     if not exe:
@@ -81,13 +84,40 @@ def resolve_python(python: str | None) -> str:
     if python is None or python == exe:
         return exe
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    if python == version or os.path.abspath(os.path.expanduser(python)) == os.path.abspath(exe):
+    if python in (version, platform_version()) or os.path.abspath(os.path.expanduser(python)) == os.path.abspath(exe):
         return exe
-    raise InterpreterError(
-        f"python={python!r}: workers on another interpreter are not available yet; "
-        f"this process runs {exe!r} (Python {version})",
-        f"leave python unset (or pass {version!r}) to use this interpreter",
-    )
+    if os.sep in python or os.path.exists(python):
+        path = os.path.abspath(os.path.expanduser(python))
+        if not os.access(path, os.X_OK) or os.path.isdir(path):
+            raise InterpreterError(f"python={python!r} is not an executable interpreter",
+                                   "give the path of a python executable, or an adopted version like '3.9'")
+        return path
+    from ..store import find_store
+
+    registry = os.path.join(find_store(), "interpreters.json")
+    try:
+        with open(registry, encoding="utf-8") as f:
+            records = json.load(f).get("interpreters", [])
+    except FileNotFoundError:
+        records = []
+    except (OSError, ValueError, AttributeError) as e:
+        raise InterpreterError(f"cannot read {registry!r}: {e}",
+                               "delete the file and adopt your interpreters again") from None
+    hits = [r for r in records if isinstance(r, dict)
+            and (r.get("version") == python or str(r.get("version", "")).startswith(python + "."))]
+    hits.sort(key=lambda r: [int(x) for x in str(r["version"]).split(".") if x.isdigit()], reverse=True)
+    for r in hits:
+        if os.access(str(r.get("path", "")), os.X_OK):
+            return r["path"]
+    if hits:
+        raise InterpreterError(f"the adopted Python {python} at {hits[0].get('path')!r} no longer exists",
+                               f"run `pip-omni python forget {python}` and adopt it again")
+    raise InterpreterError(f"python={python!r}: Python {python} is not adopted (this process runs Python {version})",
+                           f"run `pip-omni python adopt {python}` first")
+
+
+def platform_version() -> str:
+    return ".".join(map(str, sys.version_info[:3]))
 
 
 def canonical_pins(pins) -> tuple[str, ...]:

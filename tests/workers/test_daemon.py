@@ -224,12 +224,12 @@ def test_zygotes_off_spawns_workers(daemons):
     assert s["workers"][0]["via"] == "spawn" and s["zygotes"] == []
 
 
-def test_other_interpreters_are_refused_clearly_for_now(daemons):
+def test_another_interpreter_must_be_adopted_first(daemons):
     client = daemons.client()
     other = "3.12" if sys.version_info[:2] != (3, 12) else "3.11"
-    with pytest.raises(InterpreterError, match="not available yet") as info:
+    with pytest.raises(InterpreterError, match=f"Python {other} is not adopted") as info:
         DaemonProxy(client, python=other)
-    assert "leave python unset" in str(info.value)
+    assert f"pip-omni python adopt {other}" in str(info.value)
     assert DaemonProxy(client, python=f"{sys.version_info[0]}.{sys.version_info[1]}").execute("1").value == 1
 
 

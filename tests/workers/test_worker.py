@@ -323,10 +323,11 @@ def test_forked_child_gets_its_own_session(pool):
     assert w.execute("secret").value == "parent"
 
 
-def test_other_interpreters_are_refused_clearly_for_now(pool):
+def test_another_interpreter_must_be_adopted_first(pool):
     other = "3.12" if sys.version_info[:2] != (3, 12) else "3.11"
-    with pytest.raises(InterpreterError, match=rf"python='{other}': workers on another interpreter are not available yet"):
+    with pytest.raises(InterpreterError, match=rf"python='{other}': Python {other} is not adopted") as info:
         pool.get(python=other)
+    assert info.value.hint == f"run `pip-omni python adopt {other}` first"
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     assert pool.get(python=version) is pool.get(python=sys.executable) is pool.get()
 
