@@ -359,8 +359,10 @@ class Bench:
     # (b) + (c)
 
     def bench_cold_and_disk(self) -> None:
+        """(b), (c) and the phases, all in the same reps: the machine's drift during a run
+        (file creation got 10-30x slower within minutes here) then hits them alike."""
         spec = f"rich=={self.root}"
-        ours, theirs, ratios, disk = [], [], [], []
+        ours, theirs, ratios, disk, phases, no_compile = [], [], [], [], [], []
         same_set = None
         for i in range(self.args.reps):
             self.log(f"(b) rep {i + 1}/{self.args.reps}")
@@ -385,12 +387,20 @@ class Bench:
                 self.rm(target2)
             self.rm(store)
             self.rm(target)
+            if "phases" in self.args.only:
+                store, target = self.fresh("store-p"), self.fresh("target-p")
+                phases.append(self.py_json(_PHASES, spec, store=store))
+                no_compile.append(self.pip_target(spec, target, "--no-compile"))
+                self.rm(store)
+                self.rm(target)
         self.results["cold"] = {"pip_omni_s": summary(ours), "pip_target_s": summary(theirs),
                                 "ratio": summary(ratios),
                                 "ratio_of_medians": statistics.median(ours) / statistics.median(theirs),
                                 "same_set": same_set}
         if disk:
             self.results["disk"] = self.disk_summary(disk)
+        if phases:
+            self.results["phases"] = self.phases_summary(phases, theirs, no_compile)
 
     def compare_sets(self, store: str, target: str) -> dict:
         key = None
@@ -422,21 +432,7 @@ class Bench:
 
     # phases
 
-    def bench_phases(self) -> None:
-        spec = f"rich=={self.root}"
-        rows = []
-        no_compile, full = [], []
-        for i in range(self.args.reps):
-            self.log(f"phases rep {i + 1}/{self.args.reps}")
-            store = self.fresh("store-p")
-            rows.append(self.py_json(_PHASES, spec, store=store))
-            self.rm(store)
-            target = self.fresh("target-p")
-            no_compile.append(self.pip_target(spec, target, "--no-compile"))
-            self.rm(target)
-            target = self.fresh("target-p")
-            full.append(self.pip_target(spec, target))
-            self.rm(target)
+    def phases_summary(self, rows: list[dict], full: list[float], no_compile: list[float]) -> dict:
         out = {k: summary([r[k] for r in rows])
                for k in ("pip_wheel", "from_wheels", "compile_staged", "run_jobs", "ensure_compiled",
                          "pip_wheel_cpu", "from_wheels_cpu")}
@@ -446,14 +442,14 @@ class Bench:
         out["wheels"] = rows[-1]["wheels"]
         out["pip_target_no_compile_s"] = summary(no_compile)
         out["pip_target_s"] = summary(full)
-        # Each phase over the pip --target run of the same rep: robust to the machine's drift.
+        # Each phase over (b)'s pip --target run of the same rep: robust to the machine's drift.
         for k in ("pip_wheel", "from_wheels", "compile_staged", "run_jobs"):
             out[f"{k}_vs_target"] = summary([r[k] / t for r, t in zip(rows, full)])
         out["ingest_excl_compile_vs_target"] = summary(
             [(r["from_wheels"] - r["compile_staged"]) / t for r, t in zip(rows, full)])
         out["api_total_vs_target"] = summary([(r["pip_wheel"] + r["from_wheels"]) / t for r, t in zip(rows, full)])
         out["no_compile_vs_target"] = summary([n / t for n, t in zip(no_compile, full)])
-        self.results["phases"] = out
+        return out
 
     def file_create_us(self) -> float:
         """Median time to create, write (4 KiB) and close a new file in the scratch dir, in µs:
@@ -580,7 +576,7 @@ def print_table(r: dict) -> None:
             ("        of which bytecode._run_jobs (compiling)", fmt_time(p["run_jobs"], "s"), x("run_jobs"), ""),
             ("        of which pyc -> objects, links, manifest", fmt_time(p["pyc_to_objects"], "s"), "", ""),
             ("    pip wheel + bubble_from_wheels (no CLI start-up)", "", x("api_total"), ""),
-            ("    reference: pip install --target DIR (same reps)", fmt_time(p["pip_target_s"], "s"), "1.00x", ""),
+            ("    reference: pip install --target DIR ((b), same reps)", fmt_time(p["pip_target_s"], "s"), "1.00x", ""),
             ("    reference: pip install --no-compile --target DIR", fmt_time(p["pip_target_no_compile_s"], "s"),
              x("no_compile"), ""),
         ]
@@ -625,12 +621,10 @@ def main(argv=None) -> int:
         bench.warm_up()
         if "a" in args.only:
             bench.bench_stored()
-        if args.only & {"b", "c"}:
+        if args.only & {"b", "c", "phases"}:
             bench.bench_cold_and_disk()
             if "b" not in args.only:
                 del bench.results["cold"]
-        if "phases" in args.only:
-            bench.bench_phases()
     except BenchError as e:
         print(f"bench_install: {e}", file=sys.stderr)
         return 2
