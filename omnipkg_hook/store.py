@@ -369,6 +369,31 @@ def write_json_atomic(store: Store, path: str, data: dict) -> None:
         raise
 
 
+def put_object(store: Store, data: bytes, executable: bool = False) -> str:
+    """Store ``data`` as an object unless it is there; return its sha256. Caller holds the lock."""
+    import hashlib
+    import tempfile
+
+    sha = hashlib.sha256(data).hexdigest()
+    obj = store.object_path(sha, executable)
+    if not os.path.exists(obj):
+        os.makedirs(store.tmp, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="obj-", dir=store.tmp)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, 0o555 if executable else 0o444)
+            os.makedirs(os.path.dirname(obj), exist_ok=True)
+            os.rename(tmp, obj)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    return sha
+
+
 def link_object(store: Store, entry: dict, dest: str) -> None:
     """Put the object of manifest ``entry`` at ``dest``: a hard link, or a copy across filesystems."""
     global _copy_warned

@@ -97,6 +97,11 @@ def export(store: Store, path: str, requirements=(), key: str | None = None) -> 
             manifest = read_manifest(bubble_path)
             members[os.path.relpath(bubble_path, store.root).replace(os.sep, "/")] = _read(bubble_path)
             dists.update(e["path"] for e in manifest["dists"].values())
+            for e in manifest["dists"].values():  # the dists' manifests kept as objects
+                for k in ("manifest", "pyc_manifest"):
+                    if e.get(k):
+                        obj = store.object_path(e[k])
+                        members[os.path.relpath(obj, store.root).replace(os.sep, "/")] = obj
         for rel in sorted(dists):
             directory = store.abspath(rel)
             for name in sorted(os.listdir(directory)):
@@ -296,6 +301,15 @@ def _verify(store: Store, label: str, staged: dict, manifests: dict):
                     problems.append(f"{name!r}: names the dist path {p!r}, outside dists/")
                 elif p not in archived and not os.path.exists(os.path.join(store.abspath(p), DIST_MANIFEST)):
                     problems.append(f"{name!r}: its dist {p} is neither in the archive nor in the store")
+                for k in ("manifest", "pyc_manifest"):  # the dist's manifests kept as objects
+                    sha = e.get(k) if isinstance(e, dict) else None
+                    if sha is None:
+                        continue
+                    valid = isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha) is not None
+                    obj = store.object_path(sha) if valid else None
+                    rel = os.path.relpath(obj, store.root).replace(os.sep, "/") if obj else None
+                    if rel is None or (rel not in staged and not os.path.exists(obj)):
+                        problems.append(f"{name!r}: its object {rel or repr(sha)} is neither in the archive nor in the store")
             bubbles[name] = m
     for name in pycs:
         rel = name.rsplit("/", 1)[0]

@@ -28,7 +28,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from omnipkg_hook.errors import InvalidPinError, OmnipkgError
-from omnipkg_hook.store import DIST_MANIFEST, FORMAT, Store, WriteLock, read_manifest, write_json_atomic
+from omnipkg_hook.store import DIST_MANIFEST, FORMAT, Store, WriteLock, put_object, read_manifest, write_json_atomic
 
 from . import bytecode, interp
 
@@ -135,12 +135,16 @@ def write_bubble(store: Store, root: Requirement, picked: dict[str, _Picked], in
     dists = {}
     for dep, p in sorted(picked.items()):
         m = p.manifest
+        rel = store.dist_relpath(m["name"], m["version"], m["tag"])
         dists[dep] = {
             "version": m["version"],
-            "path": store.dist_relpath(m["name"], m["version"], m["tag"]),
+            "path": rel,
             "top_level": m["top_level"],
             "namespaces": m["namespaces"],
             "requires": dict(sorted(p.requires.items())),
+            # The dist's manifests as objects too: a dist directory deleted whole can be
+            # rebuilt from objects alone (omnipkg_hook.repair, doctor --repair).
+            **_manifest_objects(store, store.abspath(rel), interpreter.cache_tag),
         }
     eps = root_manifest.get("entry_points", {})
     manifest = {
@@ -161,6 +165,17 @@ def write_bubble(store: Store, root: Requirement, picked: dict[str, _Picked], in
     _write_scripts(store, manifest, interpreter)
     write_json_atomic(store, store.bubble_path(name, manifest["version"], interpreter.key), manifest)
     return manifest
+
+
+def _manifest_objects(store: Store, dist_dir: str, cache_tag: str) -> dict:
+    out = {}
+    for key, name in (("manifest", DIST_MANIFEST), ("pyc_manifest", bytecode.pyc_manifest_name(cache_tag))):
+        try:
+            with open(os.path.join(dist_dir, name), "rb") as f:
+                out[key] = put_object(store, f.read())
+        except FileNotFoundError:
+            pass
+    return out
 
 
 def _write_scripts(store: Store, manifest: dict, interpreter) -> None:

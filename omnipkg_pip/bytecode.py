@@ -30,6 +30,7 @@ from omnipkg_hook.store import (
     FORMAT,
     Store,
     make_tmpdir,
+    put_object,
     normalize,
     write_json_atomic,
 )
@@ -239,21 +240,12 @@ def ensure_compiled(store: Store, manifest: dict, dist_dir: str, interpreter) ->
 
 
 def _link_published(store: Store, dist_dir: str, rel: str, data: bytes, work: str) -> dict:
-    sha = hashlib.sha256(data).hexdigest()
-    obj = store.object_path(sha)
-    if not os.path.exists(obj):
-        tmp = os.path.join(work, "obj-" + sha)
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o444)
-        os.makedirs(os.path.dirname(obj), exist_ok=True)
-        os.rename(tmp, obj)
+    sha = put_object(store, data)
     dest = os.path.join(dist_dir, *rel.split("/"))
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp_link = os.path.join(work, "link-" + sha)
     if os.path.lexists(tmp_link):
         os.unlink(tmp_link)
-    os.link(obj, tmp_link)
+    os.link(store.object_path(sha), tmp_link)
     os.replace(tmp_link, dest)
     return {"path": rel, "sha256": sha, "size": len(data), "mode": 0o644}
-

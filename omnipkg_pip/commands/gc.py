@@ -72,10 +72,15 @@ def _ls(path: str) -> list[str]:
 
 
 def _dist_objects(store: Store, path: str, into: set) -> None:
-    """Add the objects the manifests of the dist at ``path`` name to ``into``."""
+    """Add to ``into`` the objects the manifests of the dist at ``path`` name, and the
+    objects holding those manifests' own bytes (bubbles record them for rebuilding)."""
+    import hashlib
+
     for fname in _ls(path):
         if fname == DIST_MANIFEST or (fname.startswith("omnipkg-pyc-") and fname.endswith(".json")):
             try:
+                with open(os.path.join(path, fname), "rb") as fh:
+                    into.add(store.object_path(hashlib.sha256(fh.read()).hexdigest()))
                 m = read_manifest(os.path.join(path, fname))
             except (OSError, ValueError):
                 continue
@@ -88,11 +93,15 @@ def garbage(store: Store) -> dict:
     and "in_use": unreferenced dists kept because a live process holds them."""
     referenced_dists = set()
     live_bins = set()
+    live_objects = set()
     for name, version, key, path in store.iter_bubbles():
         m = read_manifest(path)
-        referenced_dists.update(d["path"] for d in m["dists"].values())
+        for d in m["dists"].values():
+            referenced_dists.add(d["path"])
+            # the dist's manifests kept as objects (for rebuilding a deleted dist directory)
+            live_objects.update(store.object_path(d[k]) for k in ("manifest", "pyc_manifest") if d.get(k))
         live_bins.add(os.path.basename(store.bubble_bin(name, version, key)))
-    dead_dists, in_use, live_objects = [], [], set()
+    dead_dists, in_use = [], []
     for rel, path in _walk_dists(store):
         if rel not in referenced_dists:
             if not leases.in_use(path):

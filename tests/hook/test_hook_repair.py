@@ -36,24 +36,24 @@ def _reinstall() -> str:
 
 
 def _record_manifests(store, dist_dir) -> None:
-    """What the bubble manifest needs for a dist directory that is gone entirely to be rebuilt:
-    the dist manifest (and this interpreter's .pyc manifest) kept as objects, their sha256 in
-    the bubble's dist entry."""
+    """The pip side records, per bubble dist entry, the dist manifest (and this
+    interpreter's .pyc manifest) as objects: what rebuilding a dist directory that is
+    gone entirely needs. Check they are there and match the files."""
+    with open(store.bubble_path("omt-a", "2.0", KEY)) as f:
+        entry = json.load(f)["dists"]["omt-a"]
+    for field, name in (("manifest", "omnipkg-dist.json"), ("pyc_manifest", f"omnipkg-pyc-{TAG}.json")):
+        with open(os.path.join(dist_dir, name), "rb") as f:
+            sha = hashlib.sha256(f.read()).hexdigest()
+        assert entry[field] == sha and os.path.exists(store.object_path(sha))
+
+
+def _forget_manifests(store) -> None:
+    """A bubble written before its entries recorded the manifests."""
     path = store.bubble_path("omt-a", "2.0", KEY)
     with open(path) as f:
         bubble = json.load(f)
-    entry = bubble["dists"]["omt-a"]
-    for field, name in (("manifest", "omnipkg-dist.json"), ("pyc_manifest", f"omnipkg-pyc-{TAG}.json")):
-        with open(os.path.join(dist_dir, name), "rb") as f:
-            data = f.read()
-        sha = hashlib.sha256(data).hexdigest()
-        obj = store.object_path(sha)
-        if not os.path.exists(obj):
-            os.makedirs(os.path.dirname(obj), exist_ok=True)
-            with open(obj, "wb") as f:
-                f.write(data)
-            os.chmod(obj, 0o444)
-        entry[field] = sha
+    for field in ("manifest", "pyc_manifest"):
+        bubble["dists"]["omt-a"].pop(field, None)
     write_json_atomic(store, path, bubble)
 
 
@@ -122,6 +122,7 @@ def test_a_deleted_dist_directory_without_pyc_manifest_is_compiled_again(store, 
 
 
 def test_a_deleted_dist_directory_without_a_recorded_manifest_says_reinstall(store, stored):
+    _forget_manifests(store)
     shutil.rmtree(stored)
     message = (
         f"cannot repair omt-a 2.0 in the store: its directory is missing and its manifest is gone with it "
