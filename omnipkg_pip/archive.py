@@ -43,6 +43,7 @@ from omnipkg_hook.store import (
     interpreter_key,
     make_tmpdir,
     materialize,
+    normalize,
     read_manifest,
     write_json_atomic,
 )
@@ -72,7 +73,6 @@ def _object(store: Store, entry: dict) -> str:
 def export(store: Store, path: str, requirements=(), key: str | None = None) -> dict:
     """Write the bubbles ``requirements`` (``NAME==VERSION``; all when empty) of interpreter ``key``
     to the archive ``path``. Returns the archive's index."""
-    from packaging.utils import canonicalize_name
 
     from .bubbles import parse_requirement
 
@@ -84,7 +84,7 @@ def export(store: Store, path: str, requirements=(), key: str | None = None) -> 
             for text in requirements:
                 req = parse_requirement(text)
                 pinned = [s.version for s in req.specifier if s.operator in ("==", "===")]
-                found = pinned and available.get((canonicalize_name(req.name), pinned[0]))
+                found = pinned and available.get((normalize(req.name), pinned[0]))
                 if not found:
                     raise ArchiveError(f"no bubble {text!r} for {key} to export",
                                        "name bubbles as NAME==VERSION; `pip-omni list` shows them")

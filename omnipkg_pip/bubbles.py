@@ -24,11 +24,19 @@ from dataclasses import dataclass
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from omnipkg_hook.errors import InvalidPinError, OmnipkgError
-from omnipkg_hook.store import DIST_MANIFEST, FORMAT, Store, WriteLock, put_object, read_manifest, write_json_atomic
+from omnipkg_hook.store import (
+    DIST_MANIFEST,
+    FORMAT,
+    Store,
+    WriteLock,
+    normalize,
+    put_object,
+    read_manifest,
+    write_json_atomic,
+)
 
 from . import bytecode, interp
 
@@ -89,7 +97,7 @@ def resolve_closure(root: Requirement, available, interpreter, *, prereleases: b
     picked: dict[str, _Picked] = {}
     specs: dict[str, list[tuple[SpecifierSet, str]]] = {}
     queue: list[tuple[str, set, SpecifierSet, str]] = [
-        (canonicalize_name(root.name), set(root.extras), root.specifier, str(root))
+        (normalize(root.name), set(root.extras), root.specifier, str(root))
     ]
     while queue:
         name, extras, spec, why = queue.pop(0)
@@ -120,7 +128,7 @@ def resolve_closure(root: Requirement, available, interpreter, *, prereleases: b
             req = Requirement(line)
             if not _applies(req, env, current.extras):
                 continue
-            dep = canonicalize_name(req.name)
+            dep = normalize(req.name)
             old = current.requires.get(dep)
             text = str(req.specifier)
             current.requires[dep] = ",".join(x for x in (old, text) if x) if old is not None else text
@@ -130,7 +138,7 @@ def resolve_closure(root: Requirement, available, interpreter, *, prereleases: b
 
 def write_bubble(store: Store, root: Requirement, picked: dict[str, _Picked], interpreter) -> dict:
     """Publish the bubble manifest (the last step of making a bubble)."""
-    name = canonicalize_name(root.name)
+    name = normalize(root.name)
     root_manifest = picked[name].manifest
     dists = {}
     for dep, p in sorted(picked.items()):
@@ -252,7 +260,7 @@ def bubble_from_store(store: Store, requirement, interpreter=None) -> dict | Non
 def find_bubble(store: Store, requirement, interpreter) -> dict | None:
     """An existing bubble of ``requirement`` for ``interpreter`` (best version), or None."""
     root = requirement if isinstance(requirement, Requirement) else parse_requirement(requirement)
-    name = canonicalize_name(root.name)
+    name = normalize(root.name)
     versions = list(root.specifier.filter(store.bubble_versions(name, interpreter.key)))
     if not versions:
         return None

@@ -30,8 +30,8 @@ from omnipkg_hook.store import (
     FORMAT,
     Store,
     make_tmpdir,
-    put_object,
     normalize,
+    put_object,
     write_json_atomic,
 )
 

@@ -35,7 +35,14 @@ import sys
 import time
 
 from omnipkg_hook.errors import OmnipkgError
-from omnipkg_hook.store import DIST_MANIFEST, Store, interpreter_key, make_tmpdir, materialize
+from omnipkg_hook.store import (
+    DIST_MANIFEST,
+    Store,
+    interpreter_key,
+    make_tmpdir,
+    materialize,
+    normalize,
+)
 
 from .doctor import (
     PYC_PREFIX,
@@ -450,7 +457,7 @@ def _object(store: Store, entry: dict) -> str:
 
 def _find_wheel(directory: str, manifest: dict) -> str | None:
     """The wheel in ``directory`` that is ``manifest``'s dist (same name, version and tag)."""
-    from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
     exact = os.path.join(directory, manifest.get("wheel") or "-")
     if os.path.exists(exact):
@@ -461,7 +468,7 @@ def _find_wheel(directory: str, manifest: dict) -> str | None:
         except InvalidWheelFilename:
             continue
         tag = "-".join(fname[:-4].split("-")[-3:])
-        if (canonicalize_name(name), str(version), tag) == (manifest["name"], manifest["version"], manifest["tag"]):
+        if (normalize(name), str(version), tag) == (manifest["name"], manifest["version"], manifest["tag"]):
             return os.path.join(directory, fname)
     return None
 

@@ -103,15 +103,19 @@ class Interpreter:
         return best
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def current() -> Interpreter:
+    """The running interpreter; cached on disk like any other (``sys_tags`` costs ~10 ms)."""
+    cached = _load_cached(sys.executable)
+    if cached is not None and cached.prefix == sys.prefix:
+        return cached
+    import sysconfig
+
     from packaging import markers, tags
 
     from omnipkg_hook.store import interpreter_key
 
-    import sysconfig
-
-    return Interpreter(
+    info = Interpreter(
         executable=sys.executable,
         version=".".join(map(str, sys.version_info[:3])),
         version_info=tuple(sys.version_info[:2]),
@@ -122,6 +126,8 @@ def current() -> Interpreter:
         purelib=sysconfig.get_paths()["purelib"],
         prefix=sys.prefix,
     )
+    _save_cached(sys.executable, info)
+    return info
 
 
 def _cache_path(executable: str) -> tuple[str, str]:
@@ -142,7 +148,7 @@ def interp_probe_version() -> str:
     return hashlib.sha256(_PROBE.encode()).hexdigest()[:12]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def inspect(executable: str) -> Interpreter:
     """Facts about the interpreter at ``executable`` (the running one is read in-process).
 
@@ -153,31 +159,37 @@ def inspect(executable: str) -> Interpreter:
         executable
     ) == os.path.abspath(sys.executable):
         return current()
+    info = _load_cached(executable)
+    if info is None:
+        info = _probe(executable)
+        _save_cached(executable, info)
+    return info
+
+
+def _load_cached(executable: str) -> Interpreter | None:
     try:
         cache, stamp = _cache_path(executable)
+        with open(cache, encoding="utf-8") as f:
+            cached = json.load(f)
+        if cached.get("stamp") != stamp:
+            return None
+        data = cached["data"]
+        data["version_info"] = tuple(data["version_info"])
+        return Interpreter(**data)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _save_cached(executable: str, info: Interpreter) -> None:
+    try:
+        cache, stamp = _cache_path(executable)
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        tmp = f"{cache}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"stamp": stamp, "data": dataclasses.asdict(info) | {"version_info": list(info.version_info)}}, f)
+        os.replace(tmp, cache)
     except OSError:
-        cache = stamp = None
-    if cache:
-        try:
-            with open(cache, encoding="utf-8") as f:
-                cached = json.load(f)
-            if cached.get("stamp") == stamp:
-                data = cached["data"]
-                data["version_info"] = tuple(data["version_info"])
-                return Interpreter(**data)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    info = _probe(executable)
-    if cache:
-        try:
-            os.makedirs(os.path.dirname(cache), exist_ok=True)
-            tmp = f"{cache}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({"stamp": stamp, "data": dataclasses.asdict(info) | {"version_info": list(info.version_info)}}, f)
-            os.replace(tmp, cache)
-        except OSError:
-            pass
-    return info
+        pass
 
 
 def _probe(executable: str) -> Interpreter:

@@ -57,7 +57,7 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _has_pip(python: str) -> bool:
     if os.path.realpath(python) == os.path.realpath(sys.executable):
         return True

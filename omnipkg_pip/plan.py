@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+
+from omnipkg_hook.store import normalize
 
 __all__ = ["ReportItem", "Plan", "items_from_report", "closure", "plan_install"]
 
@@ -39,7 +40,7 @@ def items_from_report(report: dict) -> dict[str, ReportItem]:
     items = {}
     for entry in report.get("install", []):
         meta = entry["metadata"]
-        name = canonicalize_name(meta["name"])
+        name = normalize(meta["name"])
         items[name] = ReportItem(
             name=name,
             version=meta["version"],
@@ -72,7 +73,7 @@ def closure(root: ReportItem, items: dict[str, ReportItem], env: dict) -> set[st
                 req.marker.evaluate({**env, "extra": e}) for e in seen[name] | {""}
             ):
                 continue
-            queue.append((canonicalize_name(req.name), set(req.extras)))
+            queue.append((normalize(req.name), set(req.extras)))
     return {n for n in seen if n in items}
 
 

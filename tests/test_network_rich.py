@@ -11,7 +11,6 @@ import json
 import os
 
 import pytest
-
 from conftest import tree_digest
 
 pytestmark = pytest.mark.network

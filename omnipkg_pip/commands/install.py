@@ -22,10 +22,8 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass
 
-from packaging.utils import canonicalize_name
-
 from omnipkg_hook.errors import OmnipkgError, PipError
-from omnipkg_hook.store import Store
+from omnipkg_hook.store import Store, normalize
 
 from .. import bubbles, environment, interpreters, pip, plan, progress
 
@@ -129,7 +127,7 @@ def run(args) -> int:
     bubble_jobs: list[tuple[str, str]] = []
     pending: list[str] = []
     for text, req in parsed:
-        name = canonicalize_name(req.name)
+        name = normalize(req.name)
         have = main_now.get(name)
         if args.bubble:
             bubble_jobs.append((text, "--bubble"))
@@ -166,7 +164,7 @@ def run(args) -> int:
                 rows.append(Row(n, it.version, "main", "would install", note))
 
     if args.dry_run:
-        rows += [Row(canonicalize_name(bubbles.parse_requirement(t).name), _version_of(t), "bubble",
+        rows += [Row(normalize(bubbles.parse_requirement(t).name), _version_of(t), "bubble",
                      "would create", reason) for t, reason in bubble_jobs]
         _print(rows, args)
         return 0
@@ -190,7 +188,7 @@ def _version_of(text: str) -> str:
 
 def _make_bubble(store: Store, interpreter, text: str, reason: str, common: list[str], verbose: int) -> Row:
     req = bubbles.parse_requirement(text)
-    name = canonicalize_name(req.name)
+    name = normalize(req.name)
     if req.url is None:
         existing = bubbles.find_bubble(store, req, interpreter)
         if existing is not None:

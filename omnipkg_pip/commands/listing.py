@@ -25,11 +25,10 @@ import json
 import os
 import sys
 
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from omnipkg_hook.errors import OmnipkgError
-from omnipkg_hook.store import Store, main_versions, read_manifest
+from omnipkg_hook.store import Store, main_versions, normalize, read_manifest
 
 from .. import environment, interpreters
 
@@ -98,7 +97,7 @@ def run_list(args) -> int:
 def run_show(args) -> int:
     store = Store()
     interpreter = interpreters.resolve_python(store, args.python)
-    name = canonicalize_name(args.name)
+    name = normalize(args.name)
     found = main_versions(environment.sys_path(interpreter), exclude=store.root).get(name)
     main = {"version": found[0], "location": found[1]} if found else None
     bubbles = []

@@ -22,10 +22,8 @@ import sys
 import threading
 import time
 
-from packaging.utils import canonicalize_name
-
 from omnipkg_hook.errors import OmnipkgError
-from omnipkg_hook.store import Store
+from omnipkg_hook.store import Store, normalize
 from omnipkg_hook.workers import spawn
 
 from .. import bubbles, environment, interpreters
@@ -61,7 +59,7 @@ def _missing(store: Store, interpreter, pins: list[str]) -> list[str]:
             continue
         if main is None:
             main = environment.installed(interpreter, store)
-        have = main.get(canonicalize_name(req.name))
+        have = main.get(normalize(req.name))
         if have is not None and req.specifier.contains(have, prereleases=True):
             continue
         out.append(text)

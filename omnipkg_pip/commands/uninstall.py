@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 
-from packaging.utils import canonicalize_name
-
 from omnipkg_hook.errors import OmnipkgError
-from omnipkg_hook.store import Store, WriteLock, make_tmpdir
+from omnipkg_hook.store import Store, WriteLock, make_tmpdir, normalize
 
 from .. import bubbles, environment, interpreters
 
@@ -62,7 +60,7 @@ def run(args) -> int:
         if not pinned:
             plain.append(text)
             continue
-        name, version = canonicalize_name(req.name), pinned[0]
+        name, version = normalize(req.name), pinned[0]
         interpreter = interpreters.resolve_python(store, args.python)
         removed = remove_bubble(store, name, version, None if args.all_interpreters else interpreter.key)
         if removed:
