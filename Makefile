@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench lint clean
+.PHONY: test demo examples bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/pip-omni demo --yes
+
+examples: $(STAMP)
+	@for f in examples/pin_at_startup.py examples/pin_in_code.py examples/switch_with_using.py examples/ci_pins.py; do \
+		echo "== $$f"; $(PY) $$f || exit 1; done
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -57,3 +57,32 @@ def test_main_still_imports_its_own_rich(rich_env):
     out = venv.run("python", "-c", "import importlib.metadata as m, rich; print(m.version('rich'), rich.__file__)").stdout
     version, path = out.split()
     assert version == "13.7.1" and path.startswith(str(venv.site))
+
+
+def _readme_block(containing: str) -> str:
+    readme = open(os.path.join(os.path.dirname(__file__), os.pardir, "README.md"), encoding="utf-8").read()
+    blocks = readme.split("```python\n")[1:]
+    return next(b.split("```", 1)[0] for b in blocks if containing in b)
+
+
+def _printed(block: str) -> list[str]:
+    """What the README says a block prints: the comment after each print(...)."""
+    return [line.split("#", 1)[1].strip().split(":")[0].split()[0] for line in block.splitlines()
+            if line.lstrip().startswith("print(")]
+
+
+@pytest.mark.parametrize("marker", ['pin("rich==13.4.2")', 'using("rich==13.5.3")'])
+def test_the_readme_examples_work_as_printed(rich_env, marker):
+    venv = rich_env[0]
+    block = _readme_block(marker)
+    out = venv.run("python", "-c", block).stdout.split()
+    assert out == _printed(block) and out  # e.g. ['13.5.3', '13.7.1']
+
+
+def test_omnipkg_pins_at_start_up_imports_the_bubble_and_metadata_agrees(rich_env):
+    venv = rich_env[0]
+    out = venv.run("python", "-c", "import importlib.metadata as m, rich; print(m.version('rich'), rich.__file__)",
+                   env={"OMNIPKG_PINS": "rich==13.4.2"}).stdout
+    version, path = out.split()
+    assert version == "13.4.2"
+    assert path.startswith(os.path.join(venv.env["OMNIPKG_STORE"], "dists", "rich", "13.4.2"))
