@@ -217,12 +217,23 @@ def _restore_bytecode(store: Store, old: str, new: str, manifest: dict, entry: d
                     dest = os.path.join(new, *e["path"].split("/"))
                     os.makedirs(os.path.dirname(dest), exist_ok=True)
                     link_object(store, e, dest)
-                with open(os.path.join(new, name), "wb") as f:
-                    f.write(data)
+                _place_bytes(store, os.path.join(new, name), data)
         except (ValueError, KeyError, TypeError, OSError):
             continue
     if not os.path.exists(os.path.join(new, mine)):
         _compile(store, new, manifest)
+
+
+def _place_bytes(store: Store, dest: str, data: bytes) -> None:
+    """``data`` at ``dest``: a link to its object when the store has it (manifests are
+    objects too), else a plain file."""
+    import hashlib
+
+    try:
+        os.link(store.object_path(hashlib.sha256(data).hexdigest()), dest)
+    except OSError:
+        with open(dest, "wb") as f:
+            f.write(data)
 
 
 def _compile(store: Store, root: str, manifest: dict) -> None:

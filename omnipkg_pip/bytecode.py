@@ -32,7 +32,6 @@ from omnipkg_hook.store import (
     make_tmpdir,
     normalize,
     put_object,
-    write_json_atomic,
 )
 
 __all__ = ["pyc_manifest_name", "compile_staged", "ensure_compiled"]
@@ -215,8 +214,8 @@ def compile_staged(store: Store, manifest: dict, dest, interpreter) -> None:
     """Compile a dist being staged (``dest`` is its StoreDestination)."""
     compiled, _bad = _compile(manifest, dest.dist_dir, interpreter, store)
     entries = [dest.add_bytes(rel, data, False) for rel, data in sorted(compiled.items())]
-    with open(os.path.join(dest.dist_dir, pyc_manifest_name(interpreter.cache_tag)), "w") as f:
-        json.dump({"format": FORMAT, "cache_tag": interpreter.cache_tag, "files": entries}, f, indent=1)
+    record = {"format": FORMAT, "cache_tag": interpreter.cache_tag, "files": entries}
+    dest.add_bytes(pyc_manifest_name(interpreter.cache_tag), json.dumps(record, indent=1).encode("utf-8"), False)
 
 
 def ensure_compiled(store: Store, manifest: dict, dist_dir: str, interpreter) -> bool:
@@ -233,7 +232,9 @@ def ensure_compiled(store: Store, manifest: dict, dist_dir: str, interpreter) ->
         entries = []
         for rel, data in sorted(compiled.items()):
             entries.append(_link_published(store, dist_dir, rel, data, work))
-        write_json_atomic(store, target, {"format": FORMAT, "cache_tag": interpreter.cache_tag, "files": entries})
+        record = {"format": FORMAT, "cache_tag": interpreter.cache_tag, "files": entries}
+        _link_published(store, dist_dir, pyc_manifest_name(interpreter.cache_tag),
+                        json.dumps(record, indent=1).encode("utf-8"), work)  # last: by rename
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return True

@@ -329,10 +329,11 @@ def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter
         "files": sorted(dest.files, key=lambda f: f["path"]),
     }
     bytecode.compile_staged(store, manifest, dest, interpreter)
-    with open(os.path.join(dest.dist_dir, DIST_MANIFEST), "w", encoding="utf-8") as f:
-        import json
+    import json
 
-        json.dump(manifest, f, indent=1, sort_keys=True)
+    # The manifest is itself an object (linked like any file), the one bubbles record for
+    # rebuilding a deleted dist: stored once, not twice.
+    dest.add_bytes(DIST_MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8"), False)
     return manifest
 
 

@@ -86,3 +86,20 @@ def test_omnipkg_pins_at_start_up_imports_the_bubble_and_metadata_agrees(rich_en
     version, path = out.split()
     assert version == "13.4.2"
     assert path.startswith(os.path.join(venv.env["OMNIPKG_STORE"], "dists", "rich", "13.4.2"))
+
+
+def test_the_rich_switching_example_runs_as_printed(rich_env):
+    import shutil
+    import tempfile
+
+    venv = rich_env[0]
+    example = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "rich_switching.py")
+    runtime = tempfile.mkdtemp(prefix="omt-", dir="/tmp")  # AF_UNIX paths must stay short
+    try:
+        proc = venv.run("python", example, env={"OMNIPKG_RUNTIME_DIR": runtime}, check=False)
+        venv.run("daemon", "stop", env={"OMNIPKG_RUNTIME_DIR": runtime}, check=False)
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    checks = [line for line in proc.stdout.splitlines() if line[:3] in ("ok ", "BAD")]
+    assert len(checks) == 7 and all(line.startswith("ok ") for line in checks), proc.stdout

@@ -142,9 +142,13 @@ def test_good_every_file_is_a_hard_link_to_a_read_only_object(store, good):
     run, same = (next(f for f in manifest["files"] if f["path"] == p) for p in ("goodpkg/run.sh", "goodpkg/same-bytes.txt"))
     assert run["sha256"] == same["sha256"]
     assert (dist / "goodpkg/run.sh").stat().st_ino != (dist / "goodpkg/same-bytes.txt").stat().st_ino
-    # A fresh store holds exactly the objects the dist uses.
+    # A fresh store holds exactly the objects the dist uses: its files and its two
+    # manifests, which are objects too (linked, so bubbles can record them at no cost).
     used = {e["sha256"] + ("x" if e["mode"] & 0o111 else "") for e in entries}
-    assert set(_objects(store)) == used
+    manifests = {_sha((dist / name).read_bytes()) for name in (DIST_MANIFEST, PYC_MANIFEST)}
+    for name in (DIST_MANIFEST, PYC_MANIFEST):
+        assert (dist / name).stat().st_ino == Path(store.object_path(_sha((dist / name).read_bytes()))).stat().st_ino
+    assert set(_objects(store)) == used | manifests
     # Nothing in the dist directory is outside the two manifests but the manifests themselves.
     on_disk = {str(p.relative_to(dist)) for p in dist.rglob("*") if p.is_file()}
     assert on_disk == {e["path"] for e in entries} | {DIST_MANIFEST, PYC_MANIFEST}

@@ -110,7 +110,9 @@ def delete_dist_manifest(store):
 
 
 def damage_pyc_manifest(store):
-    with open(os.path.join(dist_dir(store, "omt-lib"), f"omnipkg-pyc-{TAG}.json"), "w") as f:
+    path = os.path.join(dist_dir(store, "omt-lib"), f"omnipkg-pyc-{TAG}.json")
+    os.unlink(path)  # a replaced file: writing through it would damage its object too (another case)
+    with open(path, "w") as f:
         f.write("{not json")
 
 
