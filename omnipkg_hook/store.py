@@ -346,19 +346,19 @@ def make_tmpdir(store: Store, prefix: str) -> str:
     return tempfile.mkdtemp(prefix=prefix, dir=store.tmp)
 
 
-def write_json_atomic(store: Store, path: str, data: dict) -> None:
-    """Write ``data`` to ``path`` via a file in tmp/ and one rename."""
+def write_atomic(store: Store, path: str, data: bytes, mode: int = 0o644, fsync: bool = False) -> None:
+    """Write ``data`` to ``path`` via a file in tmp/ and one rename (readers see all or nothing)."""
     import tempfile
 
     os.makedirs(store.tmp, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="json-", dir=store.tmp)
+    fd, tmp = tempfile.mkstemp(prefix="w-", dir=store.tmp)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         os.replace(tmp, path)
     except BaseException:
@@ -369,29 +369,32 @@ def write_json_atomic(store: Store, path: str, data: dict) -> None:
         raise
 
 
+def write_json_atomic(store: Store, path: str, data: dict) -> None:
+    """Write ``data`` as JSON to ``path``, atomically and durably (manifests, registries)."""
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    write_atomic(store, path, text.encode("utf-8"), 0o644, fsync=True)
+
+
 def put_object(store: Store, data: bytes, executable: bool = False) -> str:
     """Store ``data`` as an object unless it is there; return its sha256. Caller holds the lock."""
     import hashlib
-    import tempfile
 
     sha = hashlib.sha256(data).hexdigest()
     obj = store.object_path(sha, executable)
     if not os.path.exists(obj):
-        os.makedirs(store.tmp, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="obj-", dir=store.tmp)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o555 if executable else 0o444)
-            os.makedirs(os.path.dirname(obj), exist_ok=True)
-            os.rename(tmp, obj)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomic(store, obj, data, 0o555 if executable else 0o444)
     return sha
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def link_object(store: Store, entry: dict, dest: str) -> None:

@@ -52,7 +52,6 @@ true when nothing remains; the command exits 1 otherwise.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -61,7 +60,14 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from omnipkg_hook.errors import StoreCorruptError
-from omnipkg_hook.store import DIST_MANIFEST, Store, WriteLock, interpreter_key, read_manifest
+from omnipkg_hook.store import (
+    DIST_MANIFEST,
+    Store,
+    WriteLock,
+    file_sha256,
+    interpreter_key,
+    read_manifest,
+)
 
 from .mainenv import check_main
 
@@ -151,12 +157,7 @@ def safe_rel(rel: str) -> bool:
     return bool(rel) and not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
 
 
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+
 
 
 def object_sha(path: str) -> str:
@@ -199,7 +200,7 @@ class Scanner:
         if self.verified.get(obj) == stamp:
             return True
         try:
-            good = sha256_file(obj) == object_sha(obj)
+            good = file_sha256(obj) == object_sha(obj)
         except OSError:
             return None
         self.hashed += st.st_size
@@ -295,7 +296,7 @@ class Scanner:
                 continue
             if self.full:
                 try:
-                    good = sha256_file(d.path + "/" + rel) == e["sha256"]
+                    good = file_sha256(d.path + "/" + rel) == e["sha256"]
                     self.hashed += st.st_size
                 except OSError:
                     good = False

@@ -50,9 +50,9 @@ from .doctor import (
     Dist,
     Report,
     Scanner,
+    file_sha256,
     manifest_problem,
     object_sha,
-    sha256_file,
 )
 
 __all__ = ["repair"]
@@ -174,7 +174,7 @@ class _Healer:
             if not stat.S_ISREG(st.st_mode) or (bad and (st.st_ino, st.st_dev) == bad):
                 continue
             try:
-                if sha256_file(path) != sha:
+                if file_sha256(path) != sha:
                     continue
             except OSError:
                 continue
@@ -223,7 +223,7 @@ class _Healer:
             if path is None:
                 lines = [x for x in result.output.splitlines() if x.startswith("ERROR")]
                 answer = f"pip could not fetch it ({lines[-1] if lines else 'exit ' + str(result.returncode)})"
-            elif manifest.get("wheel_sha256") and sha256_file(path) != manifest["wheel_sha256"]:
+            elif manifest.get("wheel_sha256") and file_sha256(path) != manifest["wheel_sha256"]:
                 answer = "the wheel fetched again is not the one installed (sha256 differs); not used"
             else:
                 scratch = Store(os.path.join(work, "scratch"))
@@ -288,7 +288,7 @@ class _Healer:
             if sha:
                 obj = self.store.object_path(sha)
                 try:
-                    if sha256_file(obj) == sha:
+                    if file_sha256(obj) == sha:
                         with open(obj, "rb") as f:
                             return f.read(), "the bubble's record of it"
                 except OSError:

@@ -35,7 +35,15 @@ from installer.sources import WheelFile
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from omnipkg_hook.errors import WheelRejectedError
-from omnipkg_hook.store import DIST_MANIFEST, FORMAT, Store, make_tmpdir, normalize, read_manifest
+from omnipkg_hook.store import (
+    DIST_MANIFEST,
+    FORMAT,
+    Store,
+    file_sha256,
+    make_tmpdir,
+    normalize,
+    read_manifest,
+)
 
 from . import bytecode
 
@@ -242,14 +250,6 @@ def _import_names(paths: list[str]) -> tuple[list[str], list[str]]:
     return top, namespaces
 
 
-def _wheel_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def ingest_wheel(store: Store, wheel_path: str, interpreter) -> dict:
     """Put ``wheel_path`` into the store (if not there) with .pyc for ``interpreter``.
 
@@ -319,7 +319,7 @@ def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter
         "version": version,
         "tag": tag,
         "wheel": filename,
-        "wheel_sha256": _wheel_sha256(wheel_path),
+        "wheel_sha256": file_sha256(wheel_path),
         "dist_info": wheel.dist_info_dir,
         "top_level": top_level,
         "namespaces": namespaces,
