@@ -142,6 +142,8 @@ def _daemon_checks(store: Store) -> list:
     from omnipkg_hook.workers import DaemonClient, DaemonProxy
 
     rows = []
+    was_running = subprocess.run([sys.executable, "-m", "omnipkg_pip", "daemon", "status"],
+                                 capture_output=True).returncode == 0
     client = DaemonClient()
     try:
         for version in BUBBLES:
@@ -161,7 +163,7 @@ def _daemon_checks(store: Store) -> list:
             rows.append((f"daemon worker rich=={version} (warm, median of 200)", warm.value, path,
                          times[len(times) // 2]))
     finally:
-        close = getattr(client, "close", None)
-        if close:
-            close()
+        if not was_running:  # leave the machine as we found it
+            client.stop(timeout=10)
+        client.close()
     return rows
