@@ -78,6 +78,7 @@ def default_store_dir() -> str:
 
 
 _TOOL_SECTION = re.compile(r"^\s*\[\s*tool\s*\.\s*omnipkg\s*\]\s*$", re.M)
+_STORE_KEY = re.compile(r"^\s*[\"']?store[\"']?\s*=")
 _STORE_LINE = re.compile(r"""^\s*store\s*=\s*(?:"([^"\\]*)"|'([^']*)')\s*(?:#.*)?$""")
 
 
@@ -127,6 +128,11 @@ def _read_store_setting(path: str) -> str | None:
                 if m:
                     value = m.group(1) if m.group(1) is not None else m.group(2)
                     break
+                if _STORE_KEY.match(line):  # a store setting we cannot read: never guess
+                    raise StoreCorruptError(
+                        f"cannot read [tool.omnipkg] store in {path!r}: {line.strip()!r}",
+                        'on Python < 3.11 write it as store = "path/to/store", or set OMNIPKG_STORE',
+                    ) from None
     if value is None:
         return None
     if not isinstance(value, str) or not value:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pytest
-
 from conftest import tree_digest
 
 
@@ -22,12 +22,20 @@ def _run(venv, args, cwd, extra_env=None, drop=("OMNIPKG_STORE",)):
     return subprocess.run(args, capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
-BROKEN_PYPROJECT = [
-    ('[tool.omnipkg]\nstore = "unterminated\n', r"cannot read '.*pyproject\.toml': ",
-     "fix the TOML, or set OMNIPKG_STORE to choose the store explicitly"),
-    ("[tool.omnipkg]\nstore = 5\n", r"\[tool\.omnipkg\] store in '.*pyproject\.toml' must be a non-empty string, not 5",
-     'write store = "path/to/store"'),
-]
+if sys.version_info >= (3, 11):  # tomllib reads the file
+    BROKEN_PYPROJECT = [
+        ('[tool.omnipkg]\nstore = "unterminated\n', r"cannot read '.*pyproject\.toml': ",
+         "fix the TOML, or set OMNIPKG_STORE to choose the store explicitly"),
+        ("[tool.omnipkg]\nstore = 5\n", r"\[tool\.omnipkg\] store in '.*pyproject\.toml' must be a non-empty string, not 5",
+         'write store = "path/to/store"'),
+    ]
+else:  # no TOML parser in the stdlib: only the documented simple form is read, never guessed
+    _HINT = 'on Python < 3.11 write it as store = "path/to/store", or set OMNIPKG_STORE'
+    BROKEN_PYPROJECT = [
+        ('[tool.omnipkg]\nstore = "unterminated\n',
+         r"cannot read \[tool\.omnipkg\] store in '.*pyproject\.toml': 'store = \"unterminated'", _HINT),
+        ("[tool.omnipkg]\nstore = 5\n", r"cannot read \[tool\.omnipkg\] store in '.*pyproject\.toml': 'store = 5'", _HINT),
+    ]
 
 
 @pytest.mark.parametrize("text, message, hint", BROKEN_PYPROJECT, ids=["half-written", "not a string"])
