@@ -1,6 +1,6 @@
 # Every target does its own set-up on a fresh machine: it makes .venv when missing.
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
