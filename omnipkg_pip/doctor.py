@@ -128,7 +128,6 @@ class Report:
     problems: list = field(default_factory=list)
     counts: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
-    seconds: float = 0.0
     dists: dict = field(default_factory=dict)  # rel -> Dist
     bubbles: list = field(default_factory=list)  # (rel, manifest or None)
     refs: dict = field(default_factory=dict)  # object path -> [(dist rel, file, manifest mtime, size)]
@@ -425,7 +424,6 @@ def walk_dists(store: Store):
 
 def check(store: Store, *, full: bool = True, scanner: Scanner | None = None, main: bool = True) -> Report:
     """Check ``store`` (the caller holds its writer lock). Returns every problem found."""
-    t0 = time.perf_counter()
     scanner = scanner or Scanner(store, full)
     scanner.forget_stats()
     scanner.hashed = 0
@@ -454,7 +452,6 @@ def check(store: Store, *, full: bool = True, scanner: Scanner | None = None, ma
         dists=len(report.dists), bubbles=len(report.bubbles),
         files=sum(len(r) for r in report.refs.values()), hashed_bytes=scanner.hashed,
     )  # fmt: skip
-    report.seconds = time.perf_counter() - t0
     return report
 
 

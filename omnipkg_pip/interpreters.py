@@ -19,7 +19,6 @@ import glob
 import json
 import os
 import re
-import sys
 import time
 
 from omnipkg_hook.errors import InterpreterError
@@ -248,8 +247,3 @@ def bubble_counts(store: Store) -> dict[str, int]:
     for _n, _v, key, _p in store.iter_bubbles():
         counts[key] = counts.get(key, 0) + 1
     return counts
-
-
-def this_interpreter_record() -> dict:
-    cur = interp.current()
-    return {"version": cur.version, "path": sys.executable, "key": cur.key, "source": "running pip-omni"}

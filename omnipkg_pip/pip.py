@@ -150,18 +150,16 @@ def _reason(lines: list[str]) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def dry_run_report(python: str, args: list[str], *, what: str, ignore_installed: bool = False,
-                   verbose: int = 0) -> dict:
+def dry_run_report(python: str, args: list[str], *, what: str, verbose: int = 0) -> dict:
     """What ``pip install`` would do: pip's installation report (``--dry-run --report``)."""
     import tempfile
 
     fd, report_path = tempfile.mkstemp(prefix="pip-omni-report-", suffix=".json")
     os.close(fd)
     try:
-        extra = ["--ignore-installed"] if ignore_installed else []
         run_pip(
             python,
-            ["install", "--dry-run", "--report", report_path, *extra, *args],
+            ["install", "--dry-run", "--report", report_path, *args],
             what=what,
             verbose=verbose,
         )

@@ -44,7 +44,6 @@ class _Worker:
         self.error: BaseException | None = None
         self.created = time.time()
         self.last_open = time.monotonic()
-        self.opens = 0
         self.stats: dict = {}
         self.stat_time: float | None = None
         self.stat_sent: float | None = None
@@ -111,7 +110,6 @@ class WarmPool:
                 theirs.close()
             with self.lock:
                 w.last_open = time.monotonic()
-                w.opens += 1
                 # the next STAT will count this session; until then, count it ourselves
                 w.stats = {**w.stats, "clients": w.stats.get("clients", 0) + 1}
             return ours, self._public(w)
