@@ -74,6 +74,32 @@ def tree_digest(*roots: os.PathLike, skip=("__pycache__",)) -> dict[str, str]:
     return out
 
 
+def store_state(*roots: os.PathLike) -> dict[str, tuple]:
+    """Every entry under ``roots`` -> (kind, sha256 or link target, mode, inode, nlink, uid).
+
+    For hostile-input tests: equal before and after means nothing was written, replaced,
+    re-linked, chmod'ed or chown'ed -- not even an object rewritten with the same bytes.
+    """
+    out = {}
+    for root in roots:
+        root = Path(root)
+        if not os.path.lexists(root):
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in sorted(dirnames + filenames):
+                p = os.path.join(dirpath, name)
+                st = os.lstat(p)
+                if os.path.islink(p):
+                    body = ("link", os.readlink(p))
+                elif os.path.isdir(p):
+                    body = ("dir", "")
+                else:
+                    with open(p, "rb") as fh:
+                        body = ("file", hashlib.sha256(fh.read()).hexdigest())
+                out[os.path.relpath(p, root)] = (*body, st.st_mode, st.st_ino, st.st_nlink, st.st_uid)
+    return out
+
+
 @dataclass
 class Venv:
     path: Path
