@@ -50,7 +50,7 @@ from omnipkg_hook.store import (
 
 from .doctor import PYC_PREFIX, PYC_SUFFIX, entry_ok, manifest_problem, safe_rel
 
-__all__ = ["export", "import_archive", "ArchiveError", "INDEX", "MAX_MEMBER_BYTES"]
+__all__ = ["export", "import_archive", "publish_checked", "chosen_bubbles", "ArchiveError", "INDEX", "MAX_MEMBER_BYTES"]
 
 INDEX = "omnipkg-archive.json"
 MAX_MEMBER_BYTES = 1 << 30
@@ -74,23 +74,9 @@ def export(store: Store, path: str, requirements=(), key: str | None = None) -> 
     """Write the bubbles ``requirements`` (``NAME==VERSION``; all when empty) of interpreter ``key``
     to the archive ``path``. Returns the archive's index."""
 
-    from .bubbles import parse_requirement
-
     key = key or interpreter_key()
     with WriteLock(store):
-        available = {(n, v): p for n, v, k, p in store.iter_bubbles(key)}
-        chosen = []
-        if requirements:
-            for text in requirements:
-                req = parse_requirement(text)
-                pinned = [s.version for s in req.specifier if s.operator in ("==", "===")]
-                found = pinned and available.get((normalize(req.name), pinned[0]))
-                if not found:
-                    raise ArchiveError(f"no bubble {text!r} for {key} to export",
-                                       "name bubbles as NAME==VERSION; `pip-omni list` shows them")
-                chosen.append(found)
-        else:
-            chosen = [available[k] for k in sorted(available)]
+        chosen = chosen_bubbles(store, requirements, key)
         members: dict[str, bytes | str] = {}
         dists: set[str] = set()
         for bubble_path in chosen:
@@ -115,6 +101,26 @@ def export(store: Store, path: str, requirements=(), key: str | None = None) -> 
                  "dists": sorted(dists), "objects": sum(1 for m in members if m.startswith("objects/"))}
         _write_tar(path, index, members)
     return index
+
+
+def chosen_bubbles(store: Store, requirements, key: str, verb: str = "export") -> list[str]:
+    """Paths of the bubble manifests ``requirements`` (``NAME==VERSION``; all when empty) name
+    for interpreter ``key`` (also ``store push``)."""
+    from .bubbles import parse_requirement
+
+    available = {(n, v): p for n, v, k, p in store.iter_bubbles(key)}
+    if not requirements:
+        return [available[k] for k in sorted(available)]
+    chosen = []
+    for text in requirements:
+        req = parse_requirement(text)
+        pinned = [s.version for s in req.specifier if s.operator in ("==", "===")]
+        found = pinned and available.get((normalize(req.name), pinned[0]))
+        if not found:
+            raise ArchiveError(f"no bubble {text!r} for {key} to {verb}",
+                               "name bubbles as NAME==VERSION; `pip-omni list` shows them")
+        chosen.append(found)
+    return chosen
 
 
 def _read(path: str) -> bytes:
@@ -174,8 +180,7 @@ def import_archive(store: Store, path: str) -> dict:
         work = make_tmpdir(store, "import-")
         try:
             staged, manifests = _read_archive(store, path, label, os.path.join(work, "objects"))
-            bubbles, dists, pycs = _verify(store, label, staged, manifests)
-            return _publish(store, work, staged, bubbles, dists, pycs, manifests)
+            return publish_checked(store, work, staged, manifests, lambda problems: _reject(label, problems))
         finally:
             shutil.rmtree(work, ignore_errors=True)
             if not had_tmp:
@@ -243,7 +248,16 @@ def _reject(label: str, problems: list[str]):
                        "nothing was imported; export it again from a sound store (`pip-omni doctor` there)")
 
 
-def _verify(store: Store, label: str, staged: dict, manifests: dict):
+def publish_checked(store: Store, work: str, staged: dict, manifests: dict, reject) -> dict:
+    """Check ``manifests`` (store-relative name -> bytes) against each other, the objects
+    ``staged`` (store-relative object path -> hash-checked file in ``work``) and the store; when
+    all holds, publish what the store lacks. ``reject(problems)`` raises. The caller holds the
+    write lock. Shared by ``store import`` and ``store pull`` (:mod:`omnipkg_pip.remote`)."""
+    bubbles, dists, pycs = _verify(store, staged, manifests, reject)
+    return _publish(store, work, staged, bubbles, dists, pycs, manifests)
+
+
+def _verify(store: Store, staged: dict, manifests: dict, reject):
     problems: list[str] = []
 
     def have(entry) -> str | None:
@@ -316,7 +330,7 @@ def _verify(store: Store, label: str, staged: dict, manifests: dict):
         if rel not in dists and not os.path.exists(os.path.join(store.abspath(rel), DIST_MANIFEST)):
             problems.append(f"{name!r}: its dist is neither in the archive nor in the store")
     if problems:
-        _reject(label, problems)
+        reject(problems)
     return bubbles, dists, pycs
 
 
