@@ -40,13 +40,17 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_gc)
-    s = sub.add_parser("store", help="the store: info; export FILE [NAME==VERSION ...]; import FILE")
-    s.add_argument("action", choices=("info", "export", "import"))
+    s = sub.add_parser("store", help="the store: info; export FILE [NAME==VERSION ...]; import FILE; "
+                       "push|pull REMOTE [NAME==VERSION ...]")
+    s.add_argument("action", choices=("info", "export", "import", "push", "pull"))
     s.add_argument("args", nargs="*", metavar="FILE [NAME==VERSION ...]",
                    help="export: the archive to write and the bubbles to put in it (default: all of this "
                    "interpreter); import: the archive to read (see omnipkg_pip/archive.py)")
     s.add_argument("--python", metavar="PATH", help="export: the bubbles of this interpreter")
     s.add_argument("--json", action="store_true")
+    from . import remote  # push/pull: omnipkg_pip/commands/remote.py
+
+    remote.add_store_options(s)
     s.set_defaults(func=run_store)
 
 
@@ -222,6 +226,10 @@ def run_store(args) -> int:
         if args.args:
             raise OmnipkgError(f"`pip-omni store info` takes no arguments, not {args.args!r}")
         return run_info(args)
+    if args.action in ("push", "pull"):
+        from . import remote
+
+        return remote.run(args)
     from .. import archive
 
     return archive.run(args)

@@ -26,6 +26,7 @@ from omnipkg_hook.errors import OmnipkgError, PipError
 from omnipkg_hook.store import Store, normalize
 
 from .. import bubbles, environment, interpreters, pip, plan, progress
+from . import remote
 
 __all__ = ["register", "run", "Row"]
 
@@ -88,6 +89,7 @@ def register(sub) -> None:
     p.epilog = ("pip options that shape resolution (-c, -i, --extra-index-url, -f, --no-index, --pre, "
                 "--only-binary, --no-binary, --prefer-binary, --trusted-host, -C, --cert, --proxy, ...) "
                 "are passed to every pip call; -U, --force-reinstall, --no-deps, --user, -e only to installs into main.")
+    remote.add_install_options(p)
     p.set_defaults(func=run)
 
 
@@ -96,7 +98,7 @@ class Row:
     name: str
     version: str
     where: str  # "main" | "bubble"
-    action: str  # "installed" | "created" | "present" | "would install" | "would create"
+    action: str  # "installed" | "created" | "pulled" | "present" | "would install" | "would create"
     reason: str = ""
 
 
@@ -170,8 +172,10 @@ def run(args) -> int:
         return 0
 
     # Bubbles first: if one fails, main has not been touched.
+    shared = remote.for_install(args) if bubble_jobs else None
     for text, reason in bubble_jobs:
-        rows.append(_make_bubble(store, interpreter, text, reason, common, args.verbose))
+        rows.append(_make_bubble(store, interpreter, text, reason, common, args.verbose, shared))
+    remote.push_made(shared, store, interpreter, rows)
     if the_plan is not None and the_plan.to_main:
         _install_main(interpreter, the_plan, main_now, common, main_only, args)
         for row in rows:
@@ -186,7 +190,8 @@ def _version_of(text: str) -> str:
     return str(req.specifier) or "*"
 
 
-def _make_bubble(store: Store, interpreter, text: str, reason: str, common: list[str], verbose: int) -> Row:
+def _make_bubble(store: Store, interpreter, text: str, reason: str, common: list[str], verbose: int,
+                 shared=None) -> Row:
     req = bubbles.parse_requirement(text)
     name = normalize(req.name)
     if req.url is None:
@@ -197,6 +202,9 @@ def _make_bubble(store: Store, interpreter, text: str, reason: str, common: list
         if manifest is not None:
             return Row(name, manifest["version"], "bubble", "created",
                        f"{reason}; {len(manifest['dists'])} dists, all already stored")
+        pulled = remote.pull_for_install(shared, store, req, interpreter)  # omnipkg_pip/commands/remote.py
+        if pulled is not None:
+            return Row(name, pulled["version"], "bubble", "pulled", f"{reason}; from {shared.url}")
     import tempfile
 
     # Downloads stay outside the store: only writers holding the lock use <store>/tmp.

@@ -1,0 +1,94 @@
+"""Remote stores: a store shared by a CI fleet or a team, in S3 or a shared folder.
+
+``pip-omni store push REMOTE [NAME==VERSION ...]`` uploads bubbles; ``store pull`` brings
+them into the local store, verified before anything is published (:mod:`.sync`). The
+bytes live behind a :mod:`.backends` backend: ``s3://bucket/prefix`` (boto3, the
+``[s3]`` extra) or ``file:///path``.
+
+Only the user chooses a remote: ``--remote URL``, ``OMNIPKG_REMOTE``, or
+``[tool.omnipkg] remote = "..."`` (and ``remote_push = true``) in the nearest
+pyproject.toml, read only when the user running pip-omni owns that file. The import hook
+never reads any of it: pins never touch the network.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from .backends import RemoteStoreError, open_backend
+
+__all__ = ["RemoteStoreError", "open_backend", "Settings", "settings"]
+
+
+@dataclass
+class Settings:
+    url: str | None
+    push: bool = False
+    source: str = ""
+
+
+def _nearest_pyproject(start: str) -> str | None:
+    here = os.path.abspath(start)
+    while True:
+        candidate = os.path.join(here, "pyproject.toml")
+        if os.path.isfile(candidate):
+            return candidate
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
+def _pyproject_settings(path: str) -> dict:
+    """``[tool.omnipkg]`` of ``path`` when the running user owns it; else nothing (said once)."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            raw = f.read()
+    except OSError:
+        return {}
+    if b"omnipkg" not in raw:
+        return {}
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        print(f"pip-omni: ignoring [tool.omnipkg] in {path!r}: it belongs to uid {st.st_uid}, not you "
+              "(set OMNIPKG_REMOTE or pass --remote)", file=sys.stderr)
+        return {}
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(raw.decode("utf-8", "replace"))
+    except tomllib.TOMLDecodeError as e:
+        raise RemoteStoreError(f"cannot read {path!r}: {e}", "fix the TOML, or set OMNIPKG_REMOTE") from None
+    section = data.get("tool", {}).get("omnipkg", {})
+    return section if isinstance(section, dict) else {}
+
+
+def settings(cli_url: str | None = None, cli_push: bool = False, no_remote: bool = False,
+             cwd: str | None = None) -> Settings:
+    """The remote the user configured and whether installs push to it."""
+    if no_remote:
+        return Settings(None)
+    section = {}
+    pyproject = _nearest_pyproject(cwd or os.getcwd())
+    if pyproject:
+        section = _pyproject_settings(pyproject)
+    push = cli_push or section.get("remote_push") is True
+    if "remote_push" in section and not isinstance(section["remote_push"], bool):
+        raise RemoteStoreError(f"[tool.omnipkg] remote_push in {pyproject!r} must be true or false, "
+                               f"not {section['remote_push']!r}", "write remote_push = true")
+    if cli_url:
+        return Settings(cli_url, push, "--remote")
+    env = os.environ.get("OMNIPKG_REMOTE", "").strip()
+    if env:
+        return Settings(env, push, "OMNIPKG_REMOTE")
+    url = section.get("remote")
+    if url is None:
+        return Settings(None, push)
+    if not isinstance(url, str) or not url:
+        raise RemoteStoreError(f"[tool.omnipkg] remote in {pyproject!r} must be a URL, not {url!r}",
+                               'write remote = "s3://bucket/prefix" or "file:///path"')
+    return Settings(url, push, pyproject)
