@@ -117,9 +117,13 @@ class FileBackend(Backend):
         self._count()
         base = self._path(prefix.rstrip("/"))
         out = []
-        for dirpath, _dirs, files in os.walk(base):
+        for dirpath, dirs, files in os.walk(base):
             rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
-            out += [f"{rel}/{f}" for f in files]
+            if rel == ".":
+                dirs[:] = [d for d in dirs if d != "tmp"]  # writers' staging, not keys
+                out += files
+            else:
+                out += [f"{rel}/{f}" for f in files]
         return sorted(out)
 
 
