@@ -12,7 +12,7 @@ from omnipkg_hook.store import Store, interpreter_key
 from omnipkg_pip import doctor
 from omnipkg_pip.remote import RemoteStoreError, open_backend, sync
 
-from .conftest import THREE, imports_ok, pip_omni, remote_put
+from .conftest import THREE, child_env, imports_ok, pip_omni, remote_put
 
 KEY = interpreter_key()
 
@@ -85,7 +85,8 @@ def test_the_cli_pushes_and_pulls_and_a_pulled_bubble_has_its_scripts(stored, re
     assert os.access(script, os.X_OK)
     import subprocess
 
-    assert subprocess.run([script], capture_output=True, text=True).stdout == "omt-cli ran\n"
+    ran = subprocess.run([script], capture_output=True, text=True, env=child_env(runner))
+    assert ran.stdout == "omt-cli ran\n", ran.stderr
     missing = pip_omni(runner, "store", "pull", remote, "omt-app==1.0", check=1)
     assert f"the remote has no bubble 'bubbles/omt-app/1.0/{KEY}.json'" in missing.stderr
 
