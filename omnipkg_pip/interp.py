@@ -1,8 +1,8 @@
 """Facts about an interpreter that installing for it needs: key, markers, wheel tags, paths.
 
-For the running interpreter they are read in-process; for another one a short
-subprocess prints them as JSON (stdlib only, plus ``packaging.tags`` loaded from
-our own installation for the supported tags).
+Both come from :mod:`omnipkg_hook._tags` (standard library only): imported for the
+running interpreter, run as a script with ``-I -S`` inside another one, which then
+has nothing but its own standard library on ``sys.path`` -- never our packages.
 """
 
 from __future__ import annotations
@@ -15,53 +15,13 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+from omnipkg_hook import _tags
 from omnipkg_hook.errors import InterpreterError
 
 __all__ = ["Interpreter", "current", "inspect"]
 
-# Runs inside the target interpreter with -I -S: stdlib only until the tags part.
-_PROBE = r"""
-import json, os, platform, sys, sysconfig
-def key():
-    machine = os.uname().machine if hasattr(os, "uname") else os.environ.get("PROCESSOR_ARCHITECTURE", "unknown")
-    abiflags = getattr(sys, "abiflags", "").replace("m", "")
-    return f"{sys.implementation.cache_tag}{abiflags}-{sys.platform}-{machine.lower()}"
-def fmt(info):
-    v = "{0.major}.{0.minor}.{0.micro}".format(info)
-    if info.releaselevel != "final":
-        v += info.releaselevel[0] + str(info.serial)
-    return v
-iv = sys.implementation.version
-markers = {
-    "implementation_name": sys.implementation.name,
-    "implementation_version": fmt(iv),
-    "os_name": os.name,
-    "platform_machine": platform.machine(),
-    "platform_release": platform.release(),
-    "platform_system": platform.system(),
-    "platform_version": platform.version(),
-    "python_full_version": platform.python_version(),
-    "platform_python_implementation": platform.python_implementation(),
-    "python_version": ".".join(platform.python_version_tuple()[:2]),
-    "sys_platform": sys.platform,
-}
-tags = None
-if len(sys.argv) > 1:
-    sys.path.append(sys.argv[1])
-    from packaging import tags as _tags
-    tags = [str(t) for t in _tags.sys_tags()]
-print(json.dumps({
-    "executable": sys.executable,
-    "version": platform.python_version(),
-    "version_info": list(sys.version_info[:2]),
-    "cache_tag": sys.implementation.cache_tag,
-    "key": key(),
-    "markers": markers,
-    "tags": tags,
-    "purelib": sysconfig.get_paths()["purelib"],
-    "prefix": sys.prefix,
-}))
-"""
+# Run as a script by another interpreter with -I -S: its own standard library only.
+_PROBE_FILE = _tags.__file__
 
 
 @dataclass
@@ -109,23 +69,11 @@ def current() -> Interpreter:
     cached = _load_cached(sys.executable)
     if cached is not None and cached.prefix == sys.prefix:
         return cached
-    import sysconfig
-
-    from packaging import markers, tags
-
-    from omnipkg_hook.store import interpreter_key
-
-    info = Interpreter(
-        executable=sys.executable,
-        version=".".join(map(str, sys.version_info[:3])),
-        version_info=tuple(sys.version_info[:2]),
-        cache_tag=sys.implementation.cache_tag,
-        key=interpreter_key(),
-        markers=dict(markers.default_environment()),
-        tags=[str(t) for t in tags.sys_tags()],
-        purelib=sysconfig.get_paths()["purelib"],
-        prefix=sys.prefix,
-    )
+    data = _tags.facts()
+    data["version"] = ".".join(map(str, sys.version_info[:3]))
+    data["version_info"] = tuple(data["version_info"])
+    data["executable"] = sys.executable
+    info = Interpreter(**data)
     _save_cached(sys.executable, info)
     return info
 
@@ -142,10 +90,12 @@ def _cache_path(executable: str) -> tuple[str, str]:
     return os.path.join(platformdirs.user_cache_dir("pip-omni", appauthor=False), "interpreters", name + ".json"), stamp
 
 
+@functools.cache
 def interp_probe_version() -> str:
     import hashlib
 
-    return hashlib.sha256(_PROBE.encode()).hexdigest()[:12]
+    with open(_PROBE_FILE, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:12]
 
 
 @functools.cache
@@ -193,32 +143,42 @@ def _save_cached(executable: str, info: Interpreter) -> None:
 
 
 def _probe(executable: str) -> Interpreter:
-    import packaging
-
-    packaging_parent = os.path.dirname(os.path.dirname(packaging.__file__))
+    hint = f"pip-omni needs a Python 3.9 to 3.13 that runs with -I -S; `{executable} -I -S -c pass` shows what is wrong"
     try:
-        out = subprocess.run(
-            [executable, "-I", "-S", "-c", _PROBE, packaging_parent],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout
-        data = json.loads(out)
+        proc = subprocess.run([executable, "-I", "-S", _PROBE_FILE], capture_output=True, timeout=60)
     except FileNotFoundError:
         raise InterpreterError(
             f"interpreter {executable!r} does not exist",
             "run `pip-omni python list` to see the interpreters pip-omni knows",
         ) from None
-    except (subprocess.SubprocessError, ValueError, OSError) as e:
+    except subprocess.TimeoutExpired:
+        raise InterpreterError(f"interpreter {executable!r} did not answer within 60 s", hint) from None
+    except OSError as e:
+        raise InterpreterError(f"cannot run interpreter {executable!r}: {e.strerror or e}", hint) from None
+    if proc.returncode != 0:
+        why = _telling_line(proc.stderr) or f"exit status {proc.returncode} and nothing on stderr"
+        raise InterpreterError(f"interpreter {executable!r} failed: {why}", hint)
+    try:
+        data = json.loads(proc.stdout)
+        data["version_info"] = tuple(data["version_info"])
+        too_old = data["version_info"] < (3, 9)
+        info = None if too_old else Interpreter(**data)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        said = _telling_line(proc.stdout) or "nothing"
+        raise InterpreterError(f"interpreter {executable!r} did not answer as a Python does: it printed {said}",
+                               hint) from None
+    if too_old:
         raise InterpreterError(
-            f"cannot run interpreter {executable!r}: {e}",
-            "check that it is a working Python 3.9+",
-        ) from None
-    data["version_info"] = tuple(data["version_info"])
-    if data["version_info"] < (3, 9):
-        raise InterpreterError(
-            f"Python {data['version']} at {executable!r} is not supported",
+            f"Python {data.get('version')} at {executable!r} is not supported",
             "pip-omni supports Python 3.9 to 3.13",
         )
-    return Interpreter(**data)
+    return info
+
+
+def _telling_line(raw: bytes) -> str:
+    """The line of a child's output that says what failed, quoted: the first (a traceback's last)."""
+    lines = [line.strip() for line in raw.decode("utf-8", "replace").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    return repr(line if len(line) <= 200 else line[:200] + "...")
