@@ -32,6 +32,12 @@ needs_packaging_26 = pytest.mark.skipif(
     not PACKAGING_26, reason=f"packaging {packaging.__version__} < 26; _pep440 follows 26"
 )
 
+try:  # packaging 26.4 rejects a bare "===", older ones accept it (we follow 26.4)
+    PSpecifierSet("===")
+    EMPTY_ARBITRARY_INVALID = False
+except PInvalidSpecifier:
+    EMPTY_ARBITRARY_INVALID = True
+
 # --------------------------------------------------------------------------- versions
 
 VALID_VERSIONS = [  # (as written, normalised)
@@ -606,8 +612,17 @@ def test_any_text_is_a_specifier_set_or_invalid(text):
     try:
         ours = SpecifierSet(text)
     except InvalidSpecifier:
-        if text.isascii():
+        if text.isascii() and (EMPTY_ARBITRARY_INVALID or text.strip() != "==="):
             with pytest.raises(PInvalidSpecifier):
                 PSpecifierSet(text)
     else:
         assert str(ours) == str(PSpecifierSet(text))
+
+
+def test_arbitrary_equality_needs_a_string():
+    """``===`` with nothing after it is invalid, as in packaging 26.4 (older ones accepted it)."""
+    with pytest.raises(InvalidSpecifier):
+        SpecifierSet("===")
+    with pytest.raises(InvalidSpecifier):
+        SpecifierSet(">=1.0, === ")
+    assert str(SpecifierSet("===foobar")) == "===foobar"
