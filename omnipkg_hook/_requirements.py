@@ -296,13 +296,14 @@ def _read_pin_file(path: str, source: str) -> list[tuple[str, str]]:
     """``(file:line, requirement)`` for each requirement line of a pin file."""
     if not path:
         raise InvalidPinError(f"{source}: '@' names no file", f"write {source}=@path/to/pins.txt")
+    from .store import read_regular_file  # a regular file of at most 1 MiB; a FIFO cannot block us
+
     try:
-        with open(os.path.expanduser(path), encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        lines = read_regular_file(os.path.expanduser(path))[0].decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise InvalidPinError(
             f"{source}: cannot read pin file {path!r}: {getattr(e, 'strerror', None) or e}",
-            f"{source}=@path names a requirements-style file with one pin per line",
+            f"{source}=@path names a regular requirements-style file (at most 1 MiB) with one pin per line",
         ) from None
     items, pending, first = [], "", 0
     for number, line in enumerate([*lines, ""], 1):  # "" ends a trailing continuation

@@ -51,14 +51,32 @@ def run(*, exit_on_error: bool = True) -> None:
     changed; otherwise it is resolved (and the decision cached).
     """
     value = os.environ.get("OMNIPKG_PINS", "")
-    if "omnipkg_hook.pins" not in sys.modules:  # once the pins module runs, it alone decides
-        if value == applied:
-            return
-        if applied is None and value.strip() and load(value):  # switching pins purges: not here
-            return
-    from .pins import from_environment
+    try:
+        if "omnipkg_hook.pins" not in sys.modules:  # once the pins module runs, it alone decides
+            if value == applied:
+                return
+            if applied is None and value.strip() and load(value):  # switching pins purges: not here
+                return
+        from .pins import from_environment
 
-    from_environment(exit_on_error=exit_on_error, cache=True)
+        from_environment(exit_on_error=exit_on_error, cache=True)
+    except BaseException as e:  # MemoryError, a bug, an interrupt: strict never starts without its pins
+        if not exit_on_error or os.environ.get("OMNIPKG_STRICT", "").strip().lower() not in ("1", "true", "yes", "on"):
+            raise
+        _strict_exit(value, e)
+
+
+def _strict_exit(value: str, e: BaseException) -> None:
+    """One line on stderr and ``os._exit(1)`` (SystemExit from a .pth line would not stop site)."""
+    try:
+        line = (f"pip-omni: error: OMNIPKG_PINS={value!r} cannot be applied: {type(e).__name__}: {e}"
+                "; OMNIPKG_STRICT=1 stops here").encode("utf-8", "replace")
+    except BaseException:  # not even memory to format it
+        line = b"pip-omni: error: OMNIPKG_PINS cannot be applied (out of memory); OMNIPKG_STRICT=1 stops here"
+    try:
+        os.write(2, line + b"\n")
+    finally:
+        os._exit(1)
 
 
 def run_if_pinned() -> None:

@@ -24,7 +24,7 @@ import os
 import re
 import sys
 
-from .errors import StoreCorruptError
+from .errors import StoreCorruptError, StoreError
 
 __all__ = [
     "APP_NAME",
@@ -83,10 +83,24 @@ _STORE_LINE = re.compile(r"""^\s*store\s*=\s*(?:"([^"\\]*)"|'([^']*)')\s*(?:#.*)
 
 
 def _pyproject_store(start: str) -> str | None:
-    """``[tool.omnipkg] store`` of the nearest pyproject.toml above ``start``."""
+    """``[tool.omnipkg] store`` of the nearest pyproject.toml above ``start`` that we may trust.
+
+    git's ``safe.directory`` stance: the walk goes up from ``start`` through directories
+    owned by the current user or root and stops at the first one that is not; a
+    pyproject.toml is read only if it is owned by the current user or root. One another
+    user controls is ignored with one warning line (the default store is used).
+    """
     here = os.path.abspath(start)
     while True:
         candidate = os.path.join(here, "pyproject.toml")
+        try:
+            trusted = _trusted_owner(os.stat(here).st_uid)
+        except OSError:
+            return None
+        if not trusted:
+            if os.path.isfile(candidate):
+                _read_store_setting(candidate, foreign_dir=here)  # warns when it names a store
+            return None
         if os.path.isfile(candidate):
             return _read_store_setting(candidate)
         parent = os.path.dirname(here)
@@ -95,13 +109,74 @@ def _pyproject_store(start: str) -> str | None:
         here = parent
 
 
-def _read_store_setting(path: str) -> str | None:
+def _euid() -> int | None:
+    return os.geteuid() if hasattr(os, "geteuid") else None
+
+
+def _trusted_owner(uid: int) -> bool:
+    """The current user or root (always true where there are no uids)."""
+    me = _euid()
+    return me is None or uid in (me, 0)
+
+
+_warned: set = set()
+
+
+def warn_once(line: str) -> None:
+    """``pip-omni: warning: line`` on stderr, once per process."""
+    if line not in _warned:
+        _warned.add(line)
+        print(f"pip-omni: warning: {line}", file=sys.stderr)
+
+
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def read_regular_file(path: str, limit: int = MAX_CONFIG_BYTES) -> tuple[bytes, os.stat_result]:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, and its fstat.
+
+    Opened with ``O_NONBLOCK`` (a FIFO cannot block the open) and checked with ``fstat``
+    on the open file, so a FIFO, device or directory is refused without being read.
+    Raises ``OSError`` (``strerror`` says why) otherwise.
+    """
+    import errno
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket")
+            raise OSError(errno.EINVAL, f"not a regular file (it is {kind})", path)
+        if st.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes ({st.st_size})", path)
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:  # grew while we read
+                raise OSError(errno.EFBIG, f"larger than {limit} bytes", path)
+            chunks.append(chunk)
+        return b"".join(chunks), st
+    finally:
+        os.close(fd)
+
+
+def _read_store_setting(path: str, foreign_dir: str | None = None) -> str | None:
+    try:
+        raw, st = read_regular_file(path)
     except OSError:
         return None
     if b"omnipkg" not in raw:  # the common case costs one read and no parser
+        return None
+    if foreign_dir is not None or not _trusted_owner(st.st_uid):
+        whose = (f"its directory {foreign_dir!r} is owned by uid {os.stat(foreign_dir).st_uid}" if foreign_dir
+                 else f"it is owned by uid {st.st_uid}")
+        warn_once(f"ignoring [tool.omnipkg] in {path!r}: {whose}, not by you (uid {_euid()}) or root; "
+                  "using the default store (set OMNIPKG_STORE to choose one)")
         return None
     text = raw.decode("utf-8", "replace")
     value = None
@@ -288,43 +363,150 @@ def main_versions(paths: list[str] | None = None, exclude: str | None = None) ->
 
 _copy_warned = False
 
+DIR_MODE = 0o755  # every directory pip-omni makes in a store, whatever the umask
+# What a writer creates or removes at the top of the store: never a link, never another user's.
+STORE_DIRS = ("objects", "dists", "bubbles", "bin", "tmp", "quarantine", "cache")
+
+
+def makedirs(path: str) -> None:
+    """``os.makedirs(path, exist_ok=True)``, each new directory ``DIR_MODE`` whatever the umask."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path:
+        makedirs(parent)
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+        return
+    os.chmod(path, DIR_MODE)
+
+
+def check_writable(store: Store) -> None:
+    """Refuse to write into ``store`` when it is another user's, or when a directory at its
+    top (``tmp/``, ``bin/``...) is a symbolic link or another user's: one line, nothing written."""
+    import stat
+
+    me = _euid()
+    try:
+        st = os.stat(store.root)
+    except FileNotFoundError:
+        return
+    if me is not None and st.st_uid != me:
+        raise StoreError(
+            f"cannot write the store {store.root!r}: it belongs to uid {st.st_uid}, not to you (uid {me})",
+            "read-only commands (list, show, why, doctor, pins) work there; "
+            "to install, use a store of your own (OMNIPKG_STORE)",
+        )
+    for name in STORE_DIRS:
+        path = os.path.join(store.root, name)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise StoreError(
+                f"cannot write the store {store.root!r}: {name}/ is a symbolic link (to {os.readlink(path)!r}); "
+                "pip-omni never follows a link out of the store",
+                f"make {path} a real directory (or remove it) and rerun",
+            )
+        if not stat.S_ISDIR(st.st_mode) or (me is not None and st.st_uid != me):
+            raise StoreError(
+                f"cannot write the store {store.root!r}: {name}/ is "
+                + ("not a directory" if not stat.S_ISDIR(st.st_mode) else f"owned by uid {st.st_uid}, not by you"),
+                f"fix or remove {path} and rerun",
+            )
+
+
+def store_oserror(store_root: str, e: OSError) -> StoreError | None:
+    """The one line for an ``OSError`` about the store's filesystem rather than its data: no
+    space, no quota, a read-only file system, no permission. None for anything else, or for
+    an error about a file outside the store."""
+    import errno
+
+    full = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    name = os.fsdecode(e.filename) if isinstance(e.filename, (str, bytes)) else None
+    root = os.path.abspath(store_root)
+    if e.errno not in (*full, errno.EROFS, errno.EACCES, errno.EPERM) or (
+        name and os.path.commonpath([root, os.path.abspath(name)]) != root
+    ):
+        return None
+    if e.errno in full:
+        quota = " (disk quota exceeded)" if e.errno != errno.ENOSPC else ""
+        return StoreError(f"no space left on the store's filesystem ({store_root!r}){quota}",
+                          "free space there and rerun (`pip-omni gc` removes what no bubble uses); "
+                          "nothing half-written is visible in the store")
+    why = "is on a read-only file system" if e.errno == errno.EROFS else (
+        f"is not writable or readable by you ({e.strerror}" + (f": {name!r})" if name else ")"))
+    return StoreError(f"the store {store_root!r} {why}",
+                      "read-only commands (list, show, why, doctor, pins) work there; "
+                      "to install, use a store you can write (OMNIPKG_STORE)")
+
 
 class WriteLock:
     """``with WriteLock(store):`` -- the store's single writer lock (``fcntl.flock``).
 
     Blocks until free; ``on_wait`` is called once if it has to wait. Re-entrant in
     one process: nested use is counted, so library calls can take it freely.
+
+    Before locking it checks the store is ours to write (:func:`check_writable`) and
+    fails with one line if not. ``optional=True`` is for read-only work that likes a
+    still store but does not need one (``doctor``, ``gc --dry-run``): where the store
+    cannot be written (another user's, a read-only mount) it goes on without the lock
+    and ``held`` is False.
     """
 
     _depth: dict[str, int] = {}
     _fds: dict[str, int] = {}
+    fix_umask = False  # the pip side sets it: files and directories made under the lock ignore a tight umask
 
-    def __init__(self, store: Store, on_wait=None) -> None:
+    def __init__(self, store: Store, on_wait=None, optional: bool = False) -> None:
         self.store = store
         self.on_wait = on_wait
+        self.optional = optional
+        self.held = False
+        self._umask = None
 
     def __enter__(self) -> WriteLock:
         path = self.store.lock
         depth = WriteLock._depth.get(path, 0)
         if depth == 0:
-            os.makedirs(self.store.root, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                check_writable(self.store)
+                makedirs(self.store.root)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                             | getattr(os, "O_CLOEXEC", 0), 0o644)
+            except OSError as e:
+                if self.optional:
+                    return self
+                if isinstance(e, StoreError):
+                    raise
+                raise (store_oserror(self.store.root, e) or e) from None
             try:
                 _lock_fd(fd, self.on_wait)
             except BaseException:
                 os.close(fd)
                 raise
             WriteLock._fds[path] = fd
+            if WriteLock.fix_umask:
+                self._umask = os.umask(0o022)
         WriteLock._depth[path] = depth + 1
+        self.held = True
         return self
 
     def __exit__(self, *exc) -> None:
+        if not self.held:
+            return
         path = self.store.lock
         depth = WriteLock._depth[path] - 1
         WriteLock._depth[path] = depth
         if depth == 0:
             fd = WriteLock._fds.pop(path)
             del WriteLock._depth[path]
+            if self._umask is not None:
+                os.umask(self._umask)
             os.close(fd)  # closing releases the flock
 
 
@@ -348,15 +530,115 @@ def make_tmpdir(store: Store, prefix: str) -> str:
     """A fresh directory under ``<store>/tmp`` (same filesystem as what it publishes into)."""
     import tempfile
 
-    os.makedirs(store.tmp, exist_ok=True)
-    return tempfile.mkdtemp(prefix=prefix, dir=store.tmp)
+    makedirs(store.tmp)
+    path = tempfile.mkdtemp(prefix=prefix, dir=store.tmp)
+    os.chmod(path, DIR_MODE)  # what is built in it is renamed into the store as it is
+    return path
+
+
+# -- downloads: staged in <store>/tmp without the writer lock --------------------------------
+#
+# pip downloads for minutes, so it cannot hold the writer lock; but what it fetches belongs
+# in tmp/, where gc and doctor see (and clear) what a killed install left. Each download
+# directory is held with an exclusive flock on the directory itself, for as long as the
+# process that made it -- or the pip it handed the descriptor to -- lives. gc and doctor
+# --repair remove an entry of tmp/ only while they hold that flock themselves (claim_tmp).
+
+
+class DownloadDir:
+    """``with DownloadDir(store, "wheels-") as d:`` -- ``d.path``, held while in use; ``d.fd`` is
+    the descriptor holding it (pass it to a subprocess that writes there: ``pass_fds``)."""
+
+    def __init__(self, store: Store, prefix: str) -> None:
+        self.store, self.prefix = store, prefix
+        self.path, self.fd = "", -1
+
+    def __enter__(self) -> DownloadDir:
+        import tempfile
+
+        check_writable(self.store)
+        while True:
+            try:
+                makedirs(self.store.tmp)
+                path = tempfile.mkdtemp(prefix="dl-" + self.prefix, dir=self.store.tmp)
+            except OSError as e:
+                raise (store_oserror(self.store.root, e) or e) from None
+            fd = _hold_dir(path)
+            if fd is not None:
+                self.path, self.fd = path, fd
+                return self
+            # a gc removed it between mkdtemp and the flock: make another
+
+    def __exit__(self, *exc) -> None:
+        import shutil
+
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _hold_dir(path: str) -> int | None:
+    """An fd holding ``path`` with an exclusive flock; None if ``path`` went away meanwhile."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no flock; gc may remove a live download
+        return -1
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        same = os.path.samestat(os.fstat(fd), os.lstat(path))
+    except OSError:
+        same = False
+    if not same:
+        os.close(fd)
+        return None
+    return fd
+
+
+class claim_tmp:
+    """``with claim_tmp(path) as free:`` -- ``free`` is False while a live download holds the
+    ``tmp/`` entry ``path``; when True the caller may remove it (we hold it until the block ends)."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.fd = path, -1
+
+    def __enter__(self) -> bool:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return True
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+                              | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            return True  # a link, a FIFO, gone: nobody holds it
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    def __exit__(self, *exc) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def tmp_in_use(path: str) -> bool:
+    """Whether a live download holds the ``tmp/`` entry ``path`` (see :class:`DownloadDir`)."""
+    with claim_tmp(path) as free:
+        return not free
 
 
 def write_atomic(store: Store, path: str, data: bytes, mode: int = 0o644, fsync: bool = False) -> None:
     """Write ``data`` to ``path`` via a file in tmp/ and one rename (readers see all or nothing)."""
     import tempfile
 
-    os.makedirs(store.tmp, exist_ok=True)
+    makedirs(store.tmp)
     fd, tmp = tempfile.mkstemp(prefix="w-", dir=store.tmp)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -365,7 +647,7 @@ def write_atomic(store: Store, path: str, data: bytes, mode: int = 0o644, fsync:
                 f.flush()
                 os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        makedirs(os.path.dirname(path))
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -431,7 +713,8 @@ def materialize(store: Store, files: list[dict], dest: str) -> None:
 
     Raises ``FileNotFoundError`` naming the object when one is missing.
     """
-    os.mkdir(dest)
+    os.mkdir(dest, DIR_MODE)
+    os.chmod(dest, DIR_MODE)
     made = {dest}
     for entry in files:
         parts = entry["path"].split("/")
@@ -439,6 +722,6 @@ def materialize(store: Store, files: list[dict], dest: str) -> None:
         for part in parts[:-1]:
             parent = os.path.join(parent, part)
             if parent not in made:
-                os.makedirs(parent, exist_ok=True)
+                makedirs(parent)
                 made.add(parent)
         link_object(store, entry, os.path.join(parent, parts[-1]))

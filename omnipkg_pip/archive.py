@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import tarfile
+import zlib
 
 from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import (
@@ -42,18 +43,23 @@ from omnipkg_hook.store import (
     WriteLock,
     interpreter_key,
     make_tmpdir,
+    makedirs,
     materialize,
     normalize,
     read_manifest,
+    store_oserror,
     write_json_atomic,
 )
 
 from .doctor import PYC_PREFIX, PYC_SUFFIX, entry_ok, manifest_problem, safe_rel
 
-__all__ = ["export", "import_archive", "publish_checked", "chosen_bubbles", "ArchiveError", "INDEX", "MAX_MEMBER_BYTES"]
+__all__ = ["export", "import_archive", "publish_checked", "chosen_bubbles", "ArchiveError", "INDEX",
+           "MAX_MEMBER_BYTES", "MAX_TOTAL_BYTES", "MAX_MANIFEST_BYTES", "parse_size"]
 
 INDEX = "omnipkg-archive.json"
-MAX_MEMBER_BYTES = 1 << 30
+MAX_MEMBER_BYTES = 1 << 30  # one object
+MAX_MANIFEST_BYTES = 64 << 20  # one manifest (read into memory to be parsed)
+MAX_TOTAL_BYTES = 8 << 30  # everything unpacked, unless `store import --max-size` says more
 _OBJECT = re.compile(r"^objects/[0-9a-f]{2}/[0-9a-f]{62}x?$")
 _BUBBLE = re.compile(r"^bubbles/[^/]+/[^/]+/[^/]+\.json$")
 _DIST_FILE = re.compile(r"^dists/[^/]+/[^/]+/[^/]+/(omnipkg-dist\.json|omnipkg-pyc-[^/]+\.json)$")
@@ -75,7 +81,9 @@ def export(store: Store, path: str, requirements=(), key: str | None = None) -> 
     to the archive ``path``. Returns the archive's index."""
 
     key = key or interpreter_key()
-    with WriteLock(store):
+    # Read-only work: no write lock (it works on a store the user cannot write). What it
+    # reads is immutable once published; leases keep a concurrent gc from removing the dists.
+    with _leased(store) as lease:
         chosen = chosen_bubbles(store, requirements, key)
         members: dict[str, bytes | str] = {}
         dists: set[str] = set()
@@ -88,6 +96,7 @@ def export(store: Store, path: str, requirements=(), key: str | None = None) -> 
                     if e.get(k):
                         obj = store.object_path(e[k])
                         members[os.path.relpath(obj, store.root).replace(os.sep, "/")] = obj
+        lease(dists)
         for rel in sorted(dists):
             directory = store.abspath(rel)
             for name in sorted(os.listdir(directory)):
@@ -123,6 +132,27 @@ def chosen_bubbles(store: Store, requirements, key: str, verb: str = "export") -
     return chosen
 
 
+@contextlib.contextmanager
+def _leased(store: Store):
+    """``lease(dists)`` takes a lease on each dist for the life of the block (not the ones the
+    process held already); a dist that is gone is an :class:`ArchiveError`."""
+    from omnipkg_hook import leases
+
+    before, taken = set(leases.held()), []
+
+    def lease(dists) -> None:
+        missing = leases.hold(store, sorted(dists))
+        taken.extend(d for d in leases.held() if d not in before)
+        if missing:
+            raise ArchiveError(f"{os.path.relpath(missing[0], store.root)!r} is gone from the store; nothing exported",
+                               "another pip-omni removed it meanwhile; run the export again")
+
+    try:
+        yield lease
+    finally:
+        leases.release(taken)
+
+
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
@@ -143,18 +173,33 @@ def _write_tar(path: str, index: dict, members: dict) -> None:
                 if isinstance(value, bytes):
                     _add(tf, name, value)
                     continue
-                with open(value, "rb") as f:  # an object: checked while it is copied
-                    data = f.read()
                 sha = os.path.basename(os.path.dirname(value)) + os.path.basename(value).rstrip("x")
-                if hashlib.sha256(data).hexdigest() != sha:
+                with open(value, "rb") as f:  # an object: streamed, and checked while it is copied
+                    info = tarfile.TarInfo(name)
+                    info.size, info.mode, info.mtime = os.fstat(f.fileno()).st_size, 0o644, 0
+                    hashing = _Hashing(f)
+                    tf.addfile(info, hashing)
+                if hashing.h.hexdigest() != sha or hashing.n != info.size:
                     raise ArchiveError(f"the store's object {value!r} does not match its name; nothing exported",
                                        "run `pip-omni doctor --repair` first")
-                _add(tf, name, data)
         os.replace(part, path)
     except BaseException:
         if os.path.exists(part):
             os.unlink(part)
         raise
+
+
+class _Hashing:
+    """A file that hashes what is read from it (so export reads each object once)."""
+
+    def __init__(self, f) -> None:
+        self.f, self.h, self.n = f, hashlib.sha256(), 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.f.read(size)
+        self.h.update(data)
+        self.n += len(data)
+        return data
 
 
 def _add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -168,18 +213,20 @@ def _add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
 # -- import ------------------------------------------------------------------------------------
 
 
-def import_archive(store: Store, path: str) -> dict:
+def import_archive(store: Store, path: str, max_bytes: int = MAX_TOTAL_BYTES) -> dict:
     """Verify the archive at ``path`` completely, then publish what the store lacks.
 
-    Returns ``{"objects": n, "dists": [...], "bubbles": [...], "present": [...]}`` (what
-    was added; what was there already). Raises :class:`ArchiveError` naming every problem.
+    Members are streamed to ``tmp/`` (never read whole into memory) and their sizes add up
+    to at most ``max_bytes``. Returns ``{"objects": n, "dists": [...], "bubbles": [...],
+    "present": [...]}`` (what was added; what was there already). Raises
+    :class:`ArchiveError` naming every problem; then the store is as it was.
     """
     label = os.path.basename(path)
     with WriteLock(store):
         had_tmp = os.path.isdir(store.tmp)
         work = make_tmpdir(store, "import-")
         try:
-            staged, manifests = _read_archive(store, path, label, os.path.join(work, "objects"))
+            staged, manifests = _read_archive(store, path, label, os.path.join(work, "objects"), max_bytes)
             return publish_checked(store, work, staged, manifests, lambda problems: _reject(label, problems))
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -190,12 +237,13 @@ def import_archive(store: Store, path: str) -> dict:
                     pass
 
 
-def _read_archive(store: Store, path: str, label: str, objects_dir: str):
-    """Stage every object (hash-checked) and read every manifest; collect every problem."""
+def _read_archive(store: Store, path: str, label: str, objects_dir: str, max_bytes: int):
+    """Stage every object (hash-checked, streamed) and read every manifest; collect every problem."""
     problems: list[str] = []
     staged: dict[str, str] = {}  # store-relative object path -> staged file
     manifests: dict[str, bytes] = {}
     seen = set()
+    total = 0
     os.makedirs(objects_dir)
     try:
         tf = tarfile.open(path, "r:*")
@@ -216,24 +264,39 @@ def _read_archive(store: Store, path: str, label: str, objects_dir: str):
                                                or _DIST_FILE.match(name)):
                     problems.append(f"{name!r}: not a path an archive may hold (escapes the store or unknown)")
                     continue
-                if m.size > MAX_MEMBER_BYTES:
-                    problems.append(f"{name!r}: too large ({m.size} bytes)")
+                limit = MAX_MEMBER_BYTES if _OBJECT.match(name) else MAX_MANIFEST_BYTES
+                if m.size > limit:
+                    problems.append(f"{name!r}: too large ({m.size} bytes; at most {limit})")
                     continue
-                data = tf.extractfile(m).read(MAX_MEMBER_BYTES + 1)
-                if _OBJECT.match(name):
-                    base = os.path.basename(name)
-                    sha = name.split("/")[1] + base.rstrip("x")
-                    if hashlib.sha256(data).hexdigest() != sha:
-                        problems.append(f"{name!r}: its bytes do not match its name")
-                        continue
-                    target = os.path.join(objects_dir, name.split("/")[1] + base)
-                    with open(target, "wb") as f:
-                        f.write(data)
-                    os.chmod(target, 0o555 if base.endswith("x") else 0o444)
-                    staged[name] = target
-                else:
-                    manifests[name] = data
-        except (OSError, tarfile.TarError, EOFError) as e:
+                total += m.size
+                if total > max_bytes:
+                    problems.append(f"unpacked, it is more than {max_bytes} bytes (at {name!r}); "
+                                    "`pip-omni store import --max-size` raises the limit")
+                    break
+                src = tf.extractfile(m)
+                if not _OBJECT.match(name):
+                    manifests[name] = src.read(limit + 1)
+                    continue
+                base = os.path.basename(name)
+                sha = name.split("/")[1] + base.rstrip("x")
+                target = os.path.join(objects_dir, name.split("/")[1] + base)
+                h = hashlib.sha256()
+                with open(target, "xb") as f:  # streamed: never more than 1 MiB in memory
+                    for chunk in iter(lambda: src.read(1 << 20), b""):
+                        h.update(chunk)
+                        f.write(chunk)
+                if h.hexdigest() != sha:
+                    problems.append(f"{name!r}: its bytes do not match its name")
+                    os.unlink(target)
+                    continue
+                os.chmod(target, 0o555 if base.endswith("x") else 0o444)
+                staged[name] = target
+        except OSError as e:
+            full = store_oserror(store.root, e)
+            if full is not None:  # our disk, not the archive
+                raise full from None
+            problems.append(f"the archive is truncated or damaged ({e})")
+        except (tarfile.TarError, EOFError, zlib.error) as e:
             problems.append(f"the archive is truncated or damaged ({e})")
     if INDEX not in manifests and not problems:
         problems.append(f"{INDEX!r} is missing: not a pip-omni archive")
@@ -325,13 +388,33 @@ def _verify(store: Store, staged: dict, manifests: dict, reject):
                     if rel is None or (rel not in staged and not os.path.exists(obj)):
                         problems.append(f"{name!r}: its object {rel or repr(sha)} is neither in the archive nor in the store")
             bubbles[name] = m
-    for name in pycs:
+    for name, pm in pycs.items():
         rel = name.rsplit("/", 1)[0]
         if rel not in dists and not os.path.exists(os.path.join(store.abspath(rel), DIST_MANIFEST)):
             problems.append(f"{name!r}: its dist is neither in the archive nor in the store")
+        elif rel in dists:  # both linked into one directory: no path may be in both lists
+            clash = {e["path"] for e in dists[rel]["files"]} & {e["path"] for e in pm["files"]}
+            if clash:
+                problems.append(f"{name!r}: lists {sorted(clash)[0]!r}, a file of the dist itself")
+    referenced = set()  # every object some manifest of the archive names; nothing else comes in
+    for m in [] if problems else [*dists.values(), *pycs.values()]:
+        referenced.update(os.path.relpath(_object(store, e), store.root).replace(os.sep, "/") for e in m["files"])
+    for m in [] if problems else bubbles.values():
+        for e in m["dists"].values():
+            referenced.update(f"objects/{e[k][:2]}/{e[k][2:]}" for k in ("manifest", "pyc_manifest")
+                              if isinstance(e.get(k), str))
+    stray = sorted(set(staged) - referenced)
+    if stray:
+        problems.append(f"{stray[0]!r}: no manifest in the archive references it"
+                        + (f" (nor {len(stray) - 1} other objects)" if len(stray) > 1 else ""))
     if problems:
         reject(problems)
     return bubbles, dists, pycs
+
+
+def _reserved(path: str) -> bool:
+    """A name the store itself uses in a dist directory (its manifests): never a file of the dist."""
+    return path == DIST_MANIFEST or ("/" not in path and path.startswith(PYC_PREFIX) and path.endswith(PYC_SUFFIX))
 
 
 def _layout_problem(files: list) -> str | None:
@@ -339,7 +422,7 @@ def _layout_problem(files: list) -> str | None:
     paths = [e["path"] for e in files]
     dirs = {p.rsplit("/", 1)[0] for p in paths if "/" in p}
     dirs |= {d.rsplit("/", i)[0] for d in list(dirs) for i in range(1, d.count("/") + 1)}
-    clash = next((p for p in paths if p in dirs or p in (DIST_MANIFEST,)), None)
+    clash = next((p for p in paths if p in dirs or _reserved(p)), None)
     if len(set(paths)) != len(paths):
         return "lists one path twice"
     return f"{clash!r} is both a file and a directory, or reserved" if clash else None
@@ -353,9 +436,12 @@ def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, 
     for rel, src in sorted(staged.items()):
         obj = store.abspath(rel)
         if not os.path.exists(obj):
-            os.makedirs(os.path.dirname(obj), exist_ok=True)
-            os.rename(src, obj)
-            result["objects"] += 1
+            makedirs(os.path.dirname(obj))
+            try:
+                os.link(src, obj)  # never replaces: an existing object is not written again
+                result["objects"] += 1
+            except FileExistsError:
+                pass
     for rel, m in sorted(dists.items()):
         path = store.abspath(rel)
         if os.path.exists(os.path.join(path, DIST_MANIFEST)):
@@ -363,14 +449,14 @@ def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, 
             continue
         new = os.path.join(work, "dist-" + str(len(result["dists"])))
         materialize(store, m["files"], new)
-        with open(os.path.join(new, DIST_MANIFEST), "wb") as f:
+        with open(os.path.join(new, DIST_MANIFEST), "xb") as f:  # a new file, never through a link
             f.write(manifests[f"{rel}/{DIST_MANIFEST}"])
         for name, pm in pycs.items():
             if name.startswith(rel + "/"):
                 materialize_into(store, pm["files"], new)
-                with open(os.path.join(new, name.rsplit("/", 1)[1]), "wb") as f:
+                with open(os.path.join(new, name.rsplit("/", 1)[1]), "xb") as f:
                     f.write(manifests[name])
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        makedirs(os.path.dirname(path))
         os.rename(new, path)
         result["dists"].append(rel)
     key = interpreter_key()
@@ -392,6 +478,14 @@ def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, 
         write_json_atomic(store, path, m)
         result["bubbles"].append(name)
     return result
+
+
+def parse_size(text: str) -> int:
+    """``"8G"``, ``"500M"``, ``"1.5T"``, ``"12345"`` (bytes) -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, re.I)
+    if not m:
+        raise ArchiveError(f"--max-size {text!r} is not a size", "e.g. --max-size 20G (K, M, G, T: powers of 1024)")
+    return int(float(m.group(1)) * 1024 ** "_KMGT".index(m.group(2).upper() or "_"))
 
 
 # -- the command line (``pip-omni store export|import``, registered in commands/gc.py) ---------
@@ -416,7 +510,7 @@ def run(args) -> int:
         return 0
     if len(args.args) != 1:
         raise ArchiveError("`pip-omni store import` takes one FILE", "e.g. pip-omni store import bubbles.tar.gz")
-    result = import_archive(store, args.args[0])
+    result = import_archive(store, args.args[0], parse_size(args.max_size) if args.max_size else MAX_TOTAL_BYTES)
     if args.json:
         print(json.dumps(result, indent=1))
     else:

@@ -114,6 +114,17 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 1
+    except OSError as e:  # a full disk, a read-only store, a file we may not read: one line
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        from omnipkg_hook.store import find_store, store_oserror
+
+        known = store_oserror(find_store(), e)
+        line = f"{e.strerror}: {os.fsdecode(e.filename)!r}" if e.strerror and e.filename else str(e) or repr(e)
+        error(*(known.message, known.hint) if known else (line, "rerun with -v for the traceback"))
+        return 1
     except KeyboardInterrupt:
         error("interrupted; nothing half-done is visible in the store (staging is left in tmp/ for gc)")
         return 130

@@ -67,6 +67,7 @@ from omnipkg_hook.store import (
     file_sha256,
     interpreter_key,
     read_manifest,
+    tmp_in_use,
 )
 
 from .mainenv import check_main
@@ -437,6 +438,8 @@ def check(store: Store, *, full: bool = True, scanner: Scanner | None = None, ma
     scanner.object_problems(report)
     scanner.scan_bubbles(report)
     for entry in _ls(store.tmp):
+        if tmp_in_use(os.path.join(store.tmp, entry)):
+            continue  # a download in progress (omnipkg_hook.store.DownloadDir), not a leftover
         report.leftovers.append(Problem("tmp-leftover", f"tmp/{entry}", "left by an interrupted writer"))
     if report.leftovers:
         report.notes.append(f"{len(report.leftovers)} staging leftover(s) in tmp/ from interrupted writers: "
@@ -465,7 +468,10 @@ def run(store: Store, *, repair: bool = False, full: bool = True, log=None) -> d
         return {"store": store.root, "mode": "full" if full else "quick", "clean": not found, "counts": counts,
                 "problems": found, "actions": [], "remaining": found, "notes": notes + ["the store is empty"],
                 "seconds": round(time.perf_counter() - t0, 4)}
-    with WriteLock(store, on_wait=lambda: log and log("waiting for another pip-omni process to finish")):
+    # Checking needs no lock where the store cannot be written (a read-only mount, another
+    # user's store): optional=True goes on without it there. Repairing does need it.
+    with WriteLock(store, on_wait=lambda: log and log("waiting for another pip-omni process to finish"),
+                   optional=not repair):
         scanner = Scanner(store, full)
         report = check(store, full=full, scanner=scanner)
         actions, remaining = [], report.problems

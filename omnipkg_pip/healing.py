@@ -69,6 +69,8 @@ def repair(store: Store, report: Report, scanner: Scanner, log=None) -> list[dic
     finally:
         for work in h.work:
             shutil.rmtree(work, ignore_errors=True)
+        for download in h.downloads:
+            download.__exit__(None, None, None)
     return h.actions
 
 
@@ -81,6 +83,7 @@ class _Healer:
         self.quarantine = os.path.join(store.root, "quarantine", time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}")
         self.actions: list[dict] = []
         self.work: list[str] = []  # our own staging (tmp/, downloads), removed at the end
+        self.downloads: list = []  # DownloadDirs in tmp/, released at the end
         self.fetched: dict[str, object] = {}  # wheel file name -> scratch Store, or the reason it failed
         self.key = interpreter_key()
         self.tag = sys.implementation.cache_tag
@@ -117,10 +120,13 @@ class _Healer:
     # -- 1. leftovers --------------------------------------------------------------------------
 
     def set_aside_leftovers(self) -> None:
+        from omnipkg_hook.store import claim_tmp
+
         for p in self.report.by_kind("tmp-leftover", "object-stray"):
             path = self.store.abspath(p.path)
-            if os.path.lexists(path):
-                self.act("set aside", p.path, f"{p.detail}; now {self.set_aside(path)}")
+            with claim_tmp(path) as free:  # a download that started since the check stays
+                if free and os.path.lexists(path):
+                    self.act("set aside", p.path, f"{p.detail}; now {self.set_aside(path)}")
 
     # -- 2. objects ----------------------------------------------------------------------------
 
@@ -204,21 +210,22 @@ class _Healer:
             return "its manifest does not name its wheel"
         if wheel in self.fetched:
             return self.fetched[wheel]
-        import tempfile
+        from omnipkg_hook.store import DownloadDir
 
         from . import interp, pip
         from .ingest import ingest_wheel
 
         work = self.staging("heal-fetch-")
-        # pip downloads outside the store (as install does): a pip left running by a killed
-        # doctor must not write into tmp/ behind the next writer's back.
-        dest = tempfile.mkdtemp(prefix="pip-omni-refetch-")
-        self.work.append(dest)
+        # pip downloads into tmp/ (gc and doctor clear what a killed repair leaves), in a
+        # directory held by a flock pip inherits: no gc removes it while that pip lives.
+        download = DownloadDir(self.store, "refetch-").__enter__()
+        self.downloads.append(download)
+        dest = download.path
         name = manifest.get("project_name") or manifest["name"]
         args = ["download", "--no-deps", "--only-binary", ":all:", "--dest", dest,
                 *_tag_args(manifest["tag"]), f"{name}=={manifest['version']}"]  # fmt: skip
         try:
-            result = pip.run_pip(sys.executable, args, what=f"fetch {wheel} again", check=False)
+            result = pip.run_pip(sys.executable, args, what=f"fetch {wheel} again", check=False, hold=download)
             path = _find_wheel(dest, manifest)
             if path is None:
                 lines = [x for x in result.output.splitlines() if x.startswith("ERROR")]

@@ -314,6 +314,13 @@ def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter
             install(wheel, dest, {"INSTALLER": b"pip-omni\n"})
         except WheelRejectedError:
             raise
+        except OSError as e:  # a full disk is not a bad wheel
+            from omnipkg_hook.store import store_oserror
+
+            full = store_oserror(store.root, e)
+            if full is not None:
+                raise full from None
+            wheel.problems.append(_installer_issue(e))
         except Exception as e:
             wheel.problems.append(_installer_issue(e))
         if wheel.problems:

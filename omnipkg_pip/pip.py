@@ -105,10 +105,13 @@ def _prune_logs(directory: str, keep: int = 50) -> None:
             pass
 
 
-def run_pip(python: str, args: list[str], *, what: str, verbose: int = 0, check: bool = True) -> PipResult:
+def run_pip(python: str, args: list[str], *, what: str, verbose: int = 0, check: bool = True,
+            hold=None) -> PipResult:
     """Run ``python -m pip <args>``; ``what`` names the step for progress and errors.
 
     With ``check`` a non-zero exit raises :class:`PipError` with pip's own reason.
+    ``hold``: a :class:`omnipkg_hook.store.DownloadDir` pip writes into; pip inherits the
+    descriptor that holds it, so gc leaves it alone while pip lives, even if we are killed.
     """
     cmd = [*_pip_command(python), "--no-input", "--disable-pip-version-check", *args]
     log = _new_log(what)
@@ -124,6 +127,7 @@ def run_pip(python: str, args: list[str], *, what: str, verbose: int = 0, check:
             env=_clean_env(),
             text=True,
             errors="replace",
+            pass_fds=(hold.fd,) if hold is not None and hold.fd >= 0 else (),
         )
         assert proc.stdout is not None
         for line in proc.stdout:

@@ -249,7 +249,7 @@ def test_pin_file_missing(tmp_path):
     assert caught.value.message == (
         f"PINS: cannot read pin file {str(missing)!r}: No such file or directory"
     )
-    assert caught.value.hint == "PINS=@path names a requirements-style file with one pin per line"
+    assert caught.value.hint == "PINS=@path names a regular requirements-style file (at most 1 MiB) with one pin per line"
     with pytest.raises(InvalidPinError, match="cannot read pin file"):
         parse_pins(f"@{tmp_path}")  # a directory
 

@@ -30,7 +30,7 @@ import sys
 
 from omnipkg_hook import leases
 from omnipkg_hook.errors import OmnipkgError
-from omnipkg_hook.store import DIST_MANIFEST, Store, WriteLock, make_tmpdir, read_manifest
+from omnipkg_hook.store import DIST_MANIFEST, Store, WriteLock, claim_tmp, make_tmpdir, read_manifest, tmp_in_use
 
 __all__ = ["register", "collect", "garbage"]
 
@@ -47,6 +47,8 @@ def register(sub) -> None:
                    help="export: the archive to write and the bubbles to put in it (default: all of this "
                    "interpreter); import: the archive to read (see omnipkg_pip/archive.py)")
     s.add_argument("--python", metavar="PATH", help="export: the bubbles of this interpreter")
+    s.add_argument("--max-size", metavar="SIZE", help="import: refuse an archive that unpacks to more than "
+                   "SIZE (default 8G; K, M, G, T)")
     s.add_argument("--json", action="store_true")
     from . import remote  # push/pull: omnipkg_pip/commands/remote.py
 
@@ -55,15 +57,16 @@ def register(sub) -> None:
 
 
 def _walk_dists(store: Store):
-    """Yield (relpath, absolute dir) of every dist directory."""
-    for name in _ls(store.dists):
-        for version in _ls(os.path.join(store.dists, name)):
-            for tag in _ls(os.path.join(store.dists, name, version)):
+    """Yield (relpath, absolute dir) of every dist directory (real directories: gc never
+    follows a link out of the store, and never removes what one points at)."""
+    for name in _dirs(store.dists):
+        for version in _dirs(os.path.join(store.dists, name)):
+            for tag in _dirs(os.path.join(store.dists, name, version)):
                 yield "/".join(("dists", name, version, tag)), os.path.join(store.dists, name, version, tag)
 
 
 def _walk_objects(store: Store):
-    for prefix in _ls(store.objects):
+    for prefix in _dirs(store.objects):
         for rest in _ls(os.path.join(store.objects, prefix)):
             yield os.path.join(store.objects, prefix, rest)
 
@@ -71,6 +74,15 @@ def _walk_objects(store: Store):
 def _ls(path: str) -> list[str]:
     try:
         return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def _dirs(path: str) -> list[str]:
+    """The entries of ``path`` that are directories, not links to one."""
+    try:
+        with os.scandir(path) as it:
+            return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
     except OSError:
         return []
 
@@ -116,20 +128,24 @@ def garbage(store: Store) -> dict:
     dead_objects = [o for o in _walk_objects(store) if o not in live_objects]
     size = _size(dead_objects)
     # Only bubble script directories; files in bin/ are the interpreter shims.
-    bins = [os.path.join(store.bin, b) for b in _ls(store.bin)
-            if b not in live_bins and os.path.isdir(os.path.join(store.bin, b))]
-    tmp = [os.path.join(store.tmp, t) for t in _ls(store.tmp)]
+    bins = [os.path.join(store.bin, b) for b in _dirs(store.bin) if b not in live_bins]
+    tmp = [os.path.join(store.tmp, t) for t in _ls(store.tmp) if not tmp_in_use(os.path.join(store.tmp, t))]
     return {"dists": dead_dists, "objects": dead_objects, "bins": bins, "tmp": tmp, "bytes": size,
             "in_use": in_use}
 
 
 def collect(store: Store, dry_run: bool = False) -> dict:
-    with WriteLock(store):
+    """Remove (``dry_run``: only list) what :func:`garbage` finds. A dry run needs no write
+    lock: on a store the user cannot write it reports without one."""
+    with WriteLock(store, optional=dry_run):
         g = garbage(store)
         if dry_run:
             return g
         for t in g["tmp"]:
-            shutil.rmtree(t, ignore_errors=True) if os.path.isdir(t) else _unlink(t)
+            with claim_tmp(t) as free:  # a download that started since garbage() looked stays
+                if not free:
+                    continue
+                _remove(t)
         trash = make_tmpdir(store, "gc-")
         kept: set = set()
         for i, d in enumerate(g["dists"]):
@@ -161,6 +177,14 @@ def _size(paths) -> int:
         except OSError:
             pass
     return size
+
+
+def _remove(path: str) -> None:
+    """A file, a link (not what it points at) or a directory tree."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        _unlink(path)
 
 
 def _unlink(path: str) -> None:

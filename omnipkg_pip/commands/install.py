@@ -205,18 +205,16 @@ def _make_bubble(store: Store, interpreter, text: str, reason: str, common: list
         pulled = remote.pull_for_install(shared, store, req, interpreter)  # omnipkg_pip/commands/remote.py
         if pulled is not None:
             return Row(name, pulled["version"], "bubble", "pulled", f"{reason}; from {shared.url}")
-    import tempfile
+    from omnipkg_hook.store import DownloadDir
 
-    # Downloads stay outside the store: only writers holding the lock use <store>/tmp.
-    work = tempfile.mkdtemp(prefix="pip-omni-wheels-")
-    try:
-        pip.run_pip(interpreter.executable, ["wheel", "--wheel-dir", work, text, *common],
-                    what=f"fetch {text} and its dependencies", verbose=verbose)
-        wheels = sorted(glob.glob(os.path.join(work, "*.whl")))
+    # Downloads are staged in <store>/tmp (gc and doctor clear what a killed install leaves),
+    # held by a flock that pip inherits, so a concurrent gc never removes a live download.
+    with DownloadDir(store, "wheels-") as work:
+        pip.run_pip(interpreter.executable, ["wheel", "--wheel-dir", work.path, text, *common],
+                    what=f"fetch {text} and its dependencies", verbose=verbose, hold=work)
+        wheels = sorted(glob.glob(os.path.join(work.path, "*.whl")))
         with progress.step(f"store {len(wheels)} wheels"):
             manifest = bubbles.bubble_from_wheels(store, wheels, req, interpreter)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return Row(name, manifest["version"], "bubble", "created", f"{reason}; {len(manifest['dists'])} dists")
 
 
