@@ -4,3 +4,14 @@ May import packaging, platformdirs and installer. Never imported by ``omnipkg_ho
 """
 
 __version__ = "0.1.0"
+
+
+def _store_modes() -> None:
+    # What the pip side makes in a store under the writer lock is 0755 / 0644 whatever the
+    # umask (README, "Reliability"): the lock sets umask 022 while it is held.
+    from omnipkg_hook.store import WriteLock
+
+    WriteLock.fix_umask = True
+
+
+_store_modes()
