@@ -275,7 +275,7 @@ def _read_archive(store: Store, path: str, label: str, objects_dir: str, max_byt
                     break
                 src = tf.extractfile(m)
                 if not _OBJECT.match(name):
-                    manifests[name] = src.read(limit + 1)
+                    manifests[name] = src.read(m.size)  # checked against its cap above
                     continue
                 base = os.path.basename(name)
                 sha = name.split("/")[1] + base.rstrip("x")

@@ -94,9 +94,9 @@ _nobody: list = []
 
 def user_home() -> str:
     """A directory ``nobody`` may write (made once per session)."""
-    if not _nobody or _nobody[0] is None:
+    if not _nobody or _nobody[0][0] is None:
         raise AssertionError("nobody_python() first")
-    return _nobody[0][2]
+    return _nobody[0][0][2]
 
 
 def nobody_python() -> tuple[str, str]:
@@ -104,9 +104,10 @@ def nobody_python() -> tuple[str, str]:
     or skip saying why. The test interpreter itself often sits in root's 0700 home, so a
     system interpreter of the same version is used with the test environment's site-packages."""
     if _nobody:
-        if _nobody[0] is None:
-            pytest.skip(_nobody[1])
-        return _nobody[0][0], _nobody[0][1]
+        info, reason = _nobody[0]
+        if info is None:
+            pytest.skip(reason)
+        return info[0], info[1]
     reason = None
     if not hasattr(os, "setuid") or os.geteuid() != 0:
         reason = "running a command as another user needs root (os.setuid)"
@@ -121,11 +122,14 @@ def nobody_python() -> tuple[str, str]:
                      f"/usr/bin/python{ver}", f"/usr/local/bin/python{ver}"):
             if not cand or not os.path.exists(cand):
                 continue
-            probe = subprocess.run(
-                [cand, "-c", "import sys, omnipkg_pip.archive, packaging; print('%d.%d' % sys.version_info[:2])"],
-                capture_output=True, text=True, env={"PYTHONPATH": path, "PATH": os.environ.get("PATH", "")},
-                preexec_fn=lambda: (os.setgid(NOBODY), os.setgroups([]), os.setuid(NOBODY)), cwd="/",
-            )
+            try:
+                probe = subprocess.run(
+                    [cand, "-c", "import sys, omnipkg_pip.archive, packaging; print('%d.%d' % sys.version_info[:2])"],
+                    capture_output=True, text=True, env={"PYTHONPATH": path, "PATH": os.environ.get("PATH", "")},
+                    preexec_fn=lambda: (os.setgid(NOBODY), os.setgroups([]), os.setuid(NOBODY)), cwd="/",
+                )
+            except OSError:  # it cannot even be executed by nobody
+                continue
             if probe.returncode == 0 and probe.stdout.strip() == ver:
                 _nobody.append(((cand, path, home), None))
                 return cand, path

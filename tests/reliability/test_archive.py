@@ -8,7 +8,7 @@ import os
 import tarfile
 
 import pytest
-from conftest import tree_digest  # tests/conftest.py
+from conftest import store_state, tree_digest  # tests/conftest.py
 
 from omnipkg_hook.store import Store, interpreter_key
 from omnipkg_pip import archive, doctor, pip
@@ -175,14 +175,14 @@ def test_a_tampered_archive_is_rejected_and_the_store_is_unchanged(stored, tmp_p
     _write(bad, members, extra)
     target = Store(str(tmp_path / "target"))  # a store with something else in it
     bubble_from_wheels(target, [wheel("omt-other", "1.0")], "omt-other==1.0")
-    before = tree_digest(target.root)
+    before = store_state(target.root)  # bytes, inodes, modes, links, owners
     assert not os.path.exists(tmp_path / "evil.py")
 
     with pytest.raises(archive.ArchiveError, match=r"^rejected the archive 'bad\.tar': .*" + message) as e:
         archive.import_archive(target, bad)
 
     assert e.value.hint == "nothing was imported; export it again from a sound store (`pip-omni doctor` there)"
-    assert tree_digest(target.root) == before
+    assert store_state(target.root) == before
     assert not os.path.exists(tmp_path / "evil.py") and not os.path.exists("/tmp/evil.py")
     empty = Store(str(tmp_path / "empty"))
     os.makedirs(empty.root)
