@@ -105,6 +105,9 @@ def _prune_logs(directory: str, keep: int = 50) -> None:
             pass
 
 
+_NO_SPACE = ("[Errno 28]", "[Errno 122]")  # how pip reports ENOSPC, EDQUOT
+
+
 def run_pip(python: str, args: list[str], *, what: str, verbose: int = 0, check: bool = True,
             hold=None) -> PipResult:
     """Run ``python -m pip <args>``; ``what`` names the step for progress and errors.
@@ -138,6 +141,12 @@ def run_pip(python: str, args: list[str], *, what: str, verbose: int = 0, check:
         returncode = proc.wait()
         logf.write(f"[exit {returncode}]\n")
     result = PipResult(returncode, "".join(lines), log)
+    if returncode != 0 and hold is not None and any(m in ln for ln in lines for m in _NO_SPACE):
+        import errno
+
+        from omnipkg_hook.store import store_oserror  # pip filled the store's filesystem, in tmp/
+
+        raise store_oserror(hold.store.root, OSError(errno.ENOSPC, "no space", hold.path))
     if check and returncode != 0:
         raise PipError(f"pip could not {what}: {_reason(lines)}", f"full pip output: {log}", log=log)
     return result

@@ -81,7 +81,9 @@ def cli(store_root: str | None, *args, user: int | None = None, cwd=None, timeou
 def one_error(proc, *, code: int = 1) -> tuple[str, str]:
     """The process failed with ``code`` and said exactly ``pip-omni: error: ...`` and one hint line."""
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
+    # progress steps ("pip-omni: fetch ... ...") are not part of the error
+    lines = [ln for ln in proc.stderr.strip().splitlines()
+             if not (ln.endswith(" ...") and not ln.startswith(("pip-omni: error:", "  hint:")))]
     assert "Traceback" not in proc.stderr, proc.stderr
     assert len(lines) == 2 and lines[0].startswith("pip-omni: error: ") and lines[1].startswith("  hint: "), lines
     return lines[0][len("pip-omni: error: "):], lines[1][len("  hint: "):]
