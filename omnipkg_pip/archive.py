@@ -26,6 +26,7 @@ changes nothing the second time. A rejected archive leaves the store as it was.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -282,7 +283,7 @@ def _read_archive(store: Store, path: str, label: str, objects_dir: str, max_byt
                 target = os.path.join(objects_dir, name.split("/")[1] + base)
                 h = hashlib.sha256()
                 with open(target, "xb") as f:  # streamed: never more than 1 MiB in memory
-                    for chunk in iter(lambda: src.read(1 << 20), b""):
+                    for chunk in iter(functools.partial(src.read, 1 << 20), b""):
                         h.update(chunk)
                         f.write(chunk)
                 if h.hexdigest() != sha:

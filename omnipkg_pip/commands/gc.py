@@ -30,7 +30,15 @@ import sys
 
 from omnipkg_hook import leases
 from omnipkg_hook.errors import OmnipkgError
-from omnipkg_hook.store import DIST_MANIFEST, Store, WriteLock, claim_tmp, make_tmpdir, read_manifest, tmp_in_use
+from omnipkg_hook.store import (
+    DIST_MANIFEST,
+    Store,
+    WriteLock,
+    claim_tmp,
+    make_tmpdir,
+    read_manifest,
+    tmp_in_use,
+)
 
 __all__ = ["register", "collect", "garbage"]
 

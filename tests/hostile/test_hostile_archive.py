@@ -7,7 +7,6 @@ user. And import/export stream: a big object is never held whole in memory.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import tarfile
@@ -15,27 +14,23 @@ import tracemalloc
 
 import pytest
 from conftest import store_state
-from tc_support import NOBODY, build_store, chown_tree, cli, nobody_dir, nobody_python, one_error, tried
+from reliability.test_archive import _members as members_of  # tests/ is on sys.path
+from reliability.test_archive import _write as write_tar
+from tc_support import (
+    NOBODY,
+    build_store,
+    chown_tree,
+    cli,
+    nobody_dir,
+    nobody_python,
+    one_error,
+    tried,
+)
 
 from omnipkg_hook.store import Store, interpreter_key
 from omnipkg_pip import archive
 
 PYC = f"omnipkg-pyc-{__import__('sys').implementation.cache_tag}.json"
-
-
-def members_of(path):
-    with tarfile.open(path) as tf:
-        return [(m.name, tf.extractfile(m).read()) for m in tf]
-
-
-def write_tar(path, members, extra=()):
-    with tarfile.open(path, "w") as tf:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-        for info in extra:
-            tf.addfile(info)
 
 
 def _obj_name(data: bytes) -> str:
@@ -126,9 +121,9 @@ def source(store, wheel):
 @pytest.fixture
 def target(tmp_path, wheel):
     """A store that already holds something (omt-lib 1.0's objects among it)."""
-    from omnipkg_pip.bubbles import bubble_from_wheels
-
     from tc_support import app_files, lib_files
+
+    from omnipkg_pip.bubbles import bubble_from_wheels
 
     t = Store(str(tmp_path / "target"))
     lib = wheel("omt-lib", "1.0", lib_files("1.0"))
@@ -240,9 +235,9 @@ NOBODY_CASES = ["an object no manifest references", "a file named like the store
 
 def test_as_a_normal_user_a_rejected_archive_leaves_their_store_byte_identical(source, tmp_path, wheel):
     nobody_python()  # skips, saying why, where no other user can run this checkout
-    from omnipkg_pip.bubbles import bubble_from_wheels
-
     from tc_support import app_files, lib_files
+
+    from omnipkg_pip.bubbles import bubble_from_wheels
 
     base = nobody_dir("omt-user-")
     theirs = Store(os.path.join(base, "store"))

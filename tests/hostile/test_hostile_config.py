@@ -17,7 +17,7 @@ import pytest
 from conftest import store_state
 from tc_support import NOBODY, ROOT, build_store, child_env, cli, one_error, tried
 
-from omnipkg_hook.store import Store, default_store_dir
+from omnipkg_hook.store import Store
 
 needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                                 reason="files owned by another uid are made with os.chown, which needs root")
