@@ -68,6 +68,7 @@ def cli(store_root: str | None, *args, user: int | None = None, cwd=None, timeou
         env["PYTHONPATH"] = path
         env["HOME"] = "/nonexistent"
         env["XDG_STATE_HOME"] = env["XDG_CACHE_HOME"] = os.path.join(user_home(), "state")
+        cwd = cwd or user_home()  # not this checkout (root's), whose pyproject.toml is not theirs
 
         def preexec():
             os.setgid(user)
