@@ -8,7 +8,6 @@ stderr, exit 1; the traceback only with ``--verbose``.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
@@ -48,7 +47,9 @@ def error(message: str, hint: str | None = None) -> None:
         print(f"  hint: {hint}", file=sys.stderr)
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None):
+    import argparse  # not at import: `pip-omni run` parses its own arguments
+
     parser = argparse.ArgumentParser(
         prog="pip-omni",
         description="Many versions of one package in one environment. "
@@ -93,8 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     first = next((a for a in argv if not a.startswith("-")), None)
     if first is not None and first not in COMMANDS:
         return pip_passthrough(argv)
-    parser = build_parser(only=first)
-    args = parser.parse_args(argv)
+    if argv[:1] == ["run"]:  # python's rules: everything after the script is the script's
+        from .commands.run import parse_or_exit
+
+        args = parse_or_exit(argv[1:])
+    else:
+        parser = build_parser(only=first)
+        args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if not argv else 2
