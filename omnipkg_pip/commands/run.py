@@ -1,142 +1,348 @@
-"""``pip-omni run``: one script across several interpreters, with pins -- the multiverse run.
+"""``pip-omni run``: run a script, ``-c`` code or ``-m`` module with pins, as ``python`` would.
 
-    pip-omni run --python 3.9,3.11,3.12 --pin rich==13.4.2 -- script.py [args]
-    pip-omni run --python 3.9,3.12 -c "import rich; print(rich.__file__)"
-    pip-omni run --python 3.9,3.12 -m pytest -q
+    pip-omni run script.py [args]                    # its `# /// script` block (PEP 723) is honoured
+    pip-omni run --with rich==13.4.2 -m rich.diagnose
+    pip-omni run --python 3.9,3.12 -m pytest -q      # several interpreters: prefixed output, a table
+    pip-omni run --matrix rich=13.4.2,13.5.3,main -- -m pytest -q
 
-Before anything runs, every pin is checked for every interpreter: a missing bubble is
-reported with the command that makes it (``--install`` makes it first). Each run's
-output is streamed with a ``[3.9]`` prefix; the end is one table (interpreter, exit
-code, wall time) and the exit status is non-zero if any run failed. Interpreters need
-no pip-omni of their own: the hook is loaded from this installation by file location.
-``--json`` prints the table as JSON on stdout (the runs' output then goes to stderr): ``[{"python": str, "version": str, "path": str,
-"exit": int, "seconds": float}]``.
+Options come before the script: everything after the script, ``-m MODULE``, ``-c CODE``
+or ``-`` (the script on stdin) belongs to the child, as with ``python``. One interpreter:
+the child gets the real terminal and stdin, its exit status is pip-omni's, nothing is
+added to its output; under the interpreter pip-omni runs on it runs in pip-omni's own
+process (no second interpreter, no pip, no ``packaging``). Several cells (interpreters
+and ``--matrix`` values): see :mod:`omnipkg_pip.matrix`. Requirements of the script block,
+``--with`` and ``--pin`` are satisfied from main when main satisfies them, else from the
+store, else a bubble is made on demand (``--offline`` refuses); nothing is installed into
+main. ``#!/usr/bin/env -S pip-omni run`` works as a shebang line.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
+import os
 import sys
-import threading
-import time
 
-from omnipkg_hook.errors import OmnipkgError
-from omnipkg_hook.store import Store, normalize
-from omnipkg_hook.workers import spawn
+from omnipkg_hook.errors import BubbleNotFoundError, OmnipkgError
 
-from .. import bubbles, environment, interpreters
+__all__ = ["register", "parse", "parse_or_exit", "run", "USAGE"]
 
-__all__ = ["register", "run"]
+USAGE = """\
+usage: pip-omni run [options] (script.py | -m MODULE | -c CODE | -) [args ...]
+
+Run a script with pins, as python would: everything after the script (or -m MODULE,
+-c CODE, - for stdin) is the script's. A `# /// script` block (PEP 723) is honoured.
+
+options:
+  --with REQ            a requirement for this run (repeatable; as uv's --with)
+  --pin REQ             the same as --with
+  --python V1,V2,...    interpreters: adopted versions or paths (default: the default one,
+                        else one that satisfies the script's requires-python)
+  --matrix NAME=V1,V2   run once per value (an exact version, or main); repeatable: the
+                        cells are the product of the axes and the interpreters
+  -j, --jobs N          cells run in parallel (default: the number of CPUs)
+  --stream              several cells: show their output live, prefixed
+  --table               one interpreter: print the summary table too
+  --json                several cells: the table as JSON on stdout (output to stderr)
+  --offline             never make a bubble; say which command would
+  --install             make missing bubbles (the default; kept for old scripts)
+  -f, --find-links URL  for bubbles made on demand: as pip's --find-links
+  -i, --index-url URL   as pip's --index-url;  --extra-index-url URL, --no-index likewise
+  -h, --help            show this help
+"""
+
+_VALUE = {"--with": "with_", "--pin": "with_", "--python": "python", "--matrix": "matrix", "--jobs": "jobs",
+          "-j": "jobs", "-f": "find_links", "--find-links": "find_links", "-i": "index_url",
+          "--index-url": "index_url", "--extra-index-url": "extra_index_url"}
+_FLAG = {"--stream": "stream", "--table": "table", "--json": "json", "--offline": "offline",
+         "--install": "install", "--no-index": "no_index"}
+_LISTS = ("with_", "python", "matrix", "find_links", "index_url", "extra_index_url")
+
+
+class UsageError(OmnipkgError):
+    """A command line ``pip-omni run`` cannot take (exit status 2, as argparse's)."""
+
+
+class Options:
+    def __init__(self) -> None:
+        for name in _LISTS:
+            setattr(self, name, [])
+        self.jobs = None
+        self.stream = self.table = self.json = self.offline = self.install = self.no_index = False
+        self.help = False
+        self.target: list[str] = []
+        self.func = run
+
+    def index(self) -> list[str]:
+        out = [x for f in self.find_links for x in ("-f", f)]
+        out += [x for u in self.index_url for x in ("-i", u)]
+        out += [x for u in self.extra_index_url for x in ("--extra-index-url", u)]
+        return out + (["--no-index"] if self.no_index else [])
+
+
+def parse(argv: list[str]) -> Options:
+    """``python``-style: options until the script, ``-m``, ``-c`` or ``-``; the rest is the child's."""
+    opts = Options()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            opts.target = argv[i + 1:]
+            break
+        if arg in ("-h", "--help"):
+            opts.help = True
+            return opts
+        if arg in ("-c", "-m"):
+            if i + 1 >= len(argv):
+                raise UsageError(f"argument {arg} needs a value",
+                                 "e.g. `pip-omni run -m pytest -q` or `pip-omni run -c 'print(1)'`")
+            opts.target = [arg, *argv[i + 1:]]
+            break
+        if arg[:2] in ("-c", "-m") and not arg.startswith("--"):  # -mpytest, as python takes it
+            opts.target = [arg[:2], arg[2:], *argv[i + 1:]]
+            break
+        if arg == "-" or not arg.startswith("-"):
+            opts.target = argv[i:]
+            break
+        name, eq, value = arg.partition("=")
+        if name in _FLAG and not eq:
+            setattr(opts, _FLAG[name], True)
+            i += 1
+            continue
+        if name in _VALUE:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise UsageError(f"argument {name} needs a value", "see `pip-omni run --help`")
+                value = argv[i + 1]
+                i += 1
+            dest = _VALUE[name]
+            if dest in _LISTS:
+                getattr(opts, dest).append(value)
+            else:
+                setattr(opts, dest, value)
+            i += 1
+            continue
+        raise UsageError(
+            f"unknown option {arg!r} for pip-omni run",
+            "pip-omni's options go before the script; everything after the script, -m MODULE "
+            "or -c CODE is the script's (see `pip-omni run --help`)",
+        )
+    if not opts.target:
+        raise UsageError("nothing to run", "give a script (`pip-omni run script.py`), `-m MODULE`, `-c CODE` or `-`")
+    if opts.jobs is not None:
+        try:
+            opts.jobs = int(opts.jobs)
+            if opts.jobs < 1:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"--jobs takes a positive number, not {opts.jobs!r}", "e.g. --jobs 4") from None
+    return opts
+
+
+def parse_or_exit(argv: list[str]) -> Options:
+    """:func:`parse`, or argparse's behaviour on a bad command line: one line, exit 2."""
+    try:
+        return parse(argv)
+    except UsageError as e:
+        print(f"pip-omni run: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"  hint: {e.hint}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="run a script under several interpreters with pins (the multiverse run)",
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("--python", default=None, metavar="V1,V2,...",
-                   help="interpreters: adopted versions or paths, comma-separated (default: the default one)")
-    p.add_argument("--pin", action="append", default=[], metavar="REQ", help="a pin for every run (repeatable)")
-    p.add_argument("--install", action="store_true", help="make missing bubbles first")
-    p.add_argument("-f", "--find-links", action="append", default=[], metavar="URL",
-                   help="for --install: as pip's --find-links")
-    p.add_argument("-i", "--index-url", metavar="URL", help="for --install: as pip's --index-url")
-    p.add_argument("--no-index", action="store_true", help="for --install: as pip's --no-index")
-    p.add_argument("--json", action="store_true", help="print the table as JSON")
-    p.add_argument("-c", dest="code", metavar="CODE", help="program passed in as a string")
-    p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
-    p.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args] (after --)")
-    p.set_defaults(func=run)
+    import argparse
+
+    p = sub.add_parser("run", help="run a script with pins as python would; PEP 723 scripts; --matrix",
+                       add_help=False, description=__doc__.split("\n\n")[0])
+    p.add_argument("argv", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda args: run(parse_or_exit(args.argv)))
 
 
-def _missing(store: Store, interpreter, pins: list[str]) -> list[str]:
-    """Pins that neither a bubble nor the interpreter's main environment satisfies."""
-    main = None
-    out = []
-    for text in pins:
-        req = bubbles.parse_requirement(text)
-        if bubbles.find_bubble(store, req, interpreter) is not None:
-            continue
-        if main is None:
-            main = environment.installed(interpreter, store)
-        have = main.get(normalize(req.name))
-        if have is not None and req.specifier.contains(have, prereleases=True):
-            continue
-        out.append(text)
-    return out
+# -- one run ------------------------------------------------------------------------------
 
 
-def _pump(stream, prefix: str, sink) -> None:
-    for line in iter(stream.readline, ""):
-        sink.write(f"{prefix} {line}" if line.endswith("\n") else f"{prefix} {line}\n")
-        sink.flush()
-    stream.close()
+def _read_source(target: list[str]) -> bytes | None:
+    """The program text when it is a file or stdin (None for -c/-m, a directory, a zip or a
+    missing file, which the runner reports as python does)."""
+    if not target or target[0] in ("-c", "-m"):
+        return None
+    if target[0] == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(target[0], "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return None if data[:4] == b"PK\x03\x04" else data
 
 
-def run(args) -> int:
+def _requirements(opts: Options, meta) -> list[str]:
+    """``--with``/``--pin`` and the script's dependencies as requirement strings; the
+    later ones win per distribution (``--with`` over the script block)."""
+    texts: list[str] = []
+    if meta is not None:
+        texts += meta.dependencies
+    for value in opts.with_:
+        from omnipkg_hook._requirements import parse_pins, split_pins
+
+        parse_pins(value, source="--with")  # bad input: one line, nothing run
+        texts += split_pins(value)
+    return texts
+
+
+def run(opts: Options) -> int:
+    if opts.help:
+        sys.stdout.write(USAGE)
+        return 0
+    target = opts.target
+    from omnipkg_hook.store import Store
+
     store = Store()
-    target = list(args.target)
-    if target[:1] == ["--"]:
-        target = target[1:]
-    if sum(x is not None for x in (args.code, args.module)) + bool(target and not (args.code or args.module)) == 0:
-        raise OmnipkgError("nothing to run", "give a script (`-- script.py`), `-c CODE` or `-m MODULE`")
-    if args.code is not None:
-        what = ["-c", args.code, *target]
-    elif args.module is not None:
-        what = ["-m", args.module, *target]
-    else:
-        what = target
-    specs = [s.strip() for s in (args.python or "").split(",") if s.strip()] or [None]
-    pythons = [interpreters.resolve_python(store, s) for s in specs]
-    for text in args.pin:
-        bubbles.parse_requirement(text)  # bad input: stop before anything runs
+    source = _read_source(target)
+    meta = None
+    if source is not None:
+        from .. import pep723
 
-    missing = {p.version: (p, _missing(store, p, args.pin)) for p in pythons}
-    todo = {v: m for v, (p, m) in missing.items() if m}
-    if todo and not args.install:
-        for version, reqs in todo.items():
-            py = missing[version][0]
-            for r in reqs:
-                print(f"pip-omni: missing for Python {version}: {r} -> "
-                      f"pip-omni install --python {py.executable} '{r}'", file=sys.stderr)
-        raise OmnipkgError("missing bubbles; nothing was run", "make them with the commands above, or add --install")
-    index = [x for f in args.find_links for x in ("-f", f)]
-    index += ["-i", args.index_url] if args.index_url else []
-    index += ["--no-index"] if args.no_index else []
-    for version, reqs in todo.items():
-        py = missing[version][0]
-        # Bubbles, never main: a run must not install into another interpreter's environment.
-        proc = subprocess.run([sys.executable, "-m", "omnipkg_pip", "install", "--bubble", "--python",
-                               py.executable, "-q", *index, *reqs])
-        if proc.returncode != 0:
-            raise OmnipkgError(f"could not make the bubbles {reqs} for Python {version}")
+        if pep723.has_block(source):
+            meta = pep723.read_cached(source, "<stdin>" if target[0] == "-" else target[0], store.root)
+    texts = _requirements(opts, meta)
+    if opts.matrix or len(_python_specs(opts)) > 1 or opts.table or opts.json:
+        from .. import matrix
 
-    pins = ",".join(args.pin)
-    rows = []
-    env = spawn.worker_env(dict(__import__("os").environ), store.root)
-    for py in pythons:
-        label = ".".join(py.version.split(".")[:2])
-        cmd = spawn.command(py.executable, "runner", ["--pins", pins, "--", *what])
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                stdin=subprocess.DEVNULL)
-        out_sink = sys.stderr if args.json else sys.stdout  # --json: stdout is the table only
-        threads = [threading.Thread(target=_pump, args=(proc.stdout, f"[{label}]", out_sink)),
-                   threading.Thread(target=_pump, args=(proc.stderr, f"[{label}]", sys.stderr))]
-        for t in threads:
-            t.start()
+        return matrix.main(opts, store, texts, meta, source)
+    python = _choose_python(store, _python_specs(opts), meta)
+    if python is None:  # the interpreter pip-omni runs on: in this process
+        return _run_here(store, texts, target, source, opts)
+    return _run_child(store, python, texts, target, source, opts)
+
+
+def _python_specs(opts: Options) -> list[str]:
+    return [s.strip() for v in opts.python for s in v.split(",") if s.strip()]
+
+
+def _here_is_default(store) -> bool:
+    """True when no ``--python`` means this interpreter, decided without probing anything."""
+    venv = os.environ.get("VIRTUAL_ENV")
+    if venv and os.path.realpath(venv) != os.path.realpath(sys.prefix):
+        return False
+    import json
+
+    try:
+        with open(os.path.join(store.root, "interpreters.json"), encoding="utf-8") as f:
+            default = json.load(f).get("default")
+    except (OSError, ValueError, AttributeError):
+        return True  # interpreters.resolve_python says the same (or reports the bad file)
+    return not default or os.path.realpath(default) == os.path.realpath(sys.executable)
+
+
+def _choose_python(store, specs: list[str], meta):
+    """None for the running interpreter, else the :class:`~omnipkg_pip.interp.Interpreter`."""
+    wanted = meta.requires_python if meta is not None else None
+    if not specs and _here_is_default(store) and (wanted is None or _fits(meta, _here_version())):
+        return None
+    from .. import interpreters
+
+    if specs:
+        py = interpreters.resolve_python(store, specs[0])
+        if wanted is not None and not _satisfies(wanted, py.version):
+            raise OmnipkgError(f"{meta.where} requires Python {wanted}; --python {specs[0]} is Python {py.version}",
+                               "choose another with --python, or leave it out to let pip-omni choose")
+        return None if py.is_current else py
+    py = interpreters.resolve_python(store, None)
+    if wanted is None or _satisfies(wanted, py.version):
+        return None if py.is_current else py
+    return _pick_for(store, wanted, py, meta)
+
+
+def _fits(meta, version: str) -> bool:
+    known = meta.fits.get(version)
+    return _satisfies(meta.requires_python, version) if known is None else known
+
+
+def _here_version() -> str:
+    return ".".join(map(str, sys.version_info[:3]))
+
+
+def _satisfies(spec: str, version: str) -> bool:
+    from omnipkg_hook._pep440 import SpecifierSet
+
+    return SpecifierSet(spec).contains(version, prereleases=True)
+
+
+def _pick_for(store, wanted: str, default, meta):
+    """The newest adopted interpreter that satisfies ``requires-python``, or a clear error."""
+    from .. import interp, interpreters
+
+    records = interpreters.registry(store)["interpreters"]
+    fits = [r for r in records if _satisfies(wanted, r["version"]) and os.path.exists(r["path"])]
+    if _satisfies(wanted, _here_version()):
+        fits.append({"version": _here_version(), "path": sys.executable})
+    if not fits:
+        have = sorted({r["version"] for r in records} | {default.version}, key=interpreters._vtuple)
+        raise OmnipkgError(
+            f"{meta.where} requires Python {wanted}; the adopted interpreters are {', '.join(have)}",
+            "adopt one that fits: `pip-omni python adopt VERSION` (see `pip-omni python list`)",
+        )
+    best = max(fits, key=lambda r: interpreters._vtuple(r["version"]))
+    if best["path"] == sys.executable:
+        return None
+    py = interp.inspect(best["path"])
+    return None if py.is_current else py
+
+
+def _run_here(store, texts: list[str], target: list[str], source, opts: Options) -> int:
+    from omnipkg_hook.workers import runner
+
+    if texts:
+        from .. import ondemand
+
+        if any(";" in t for t in texts) or len(texts) > 1 and opts.with_:
+            texts = ondemand.merge(ondemand.applicable(texts, None))
+        value = ",".join(texts)
+        try:
+            runner.apply_pins(value)
+        except BubbleNotFoundError:
+            missing = ondemand.missing_here(texts, store)
+            if not missing:
+                raise
+            ondemand.make_bubbles(sys.executable, _here_version(), missing, offline=opts.offline,
+                                  index=opts.index())
+            runner.apply_pins(value, again=True)
+    if target[0] != "-" and source is None and not os.path.exists(target[0]):
+        pass  # the runner prints python's own one-line error
+    return runner.execute(target, source)
+
+
+def _run_child(store, python, texts: list[str], target: list[str], source, opts: Options) -> int:
+    import signal
+    import subprocess
+
+    from omnipkg_hook.workers import spawn
+
+    from .. import ondemand
+
+    if target[0] not in ("-c", "-m", "-") and source is None and not os.path.exists(target[0]):
+        print(f"{python.executable}: can't open file {os.path.abspath(target[0])!r}: "
+              "[Errno 2] No such file or directory", file=sys.stderr)
+        return 2
+    pins = ondemand.merge(ondemand.applicable(texts, python.markers)) if texts else []
+    missing = ondemand.missing_for(store, python, pins)
+    ondemand.make_bubbles(python.executable, python.version, missing, offline=opts.offline, index=opts.index())
+    value = ",".join(pins) if pins else os.environ.get("OMNIPKG_PINS", "")
+    args = ["--pins", value] if value else []
+    if target[0] == "-":
+        args.append("--stdin-source")
+    cmd = spawn.command(python.executable, "runner", [*args, "--", *target])
+    env = spawn.worker_env(dict(os.environ), store.root)
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE if target[0] == "-" else None)
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the child; it decides
+    try:
+        if target[0] == "-":
+            try:
+                proc.stdin.write(source or b"")
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
         code = proc.wait()
-        for t in threads:
-            t.join()
-        rows.append({"python": label, "version": py.version, "path": py.executable, "exit": code,
-                     "seconds": round(time.perf_counter() - t0, 3)})
-    if args.json:
-        json.dump(rows, sys.stdout, indent=1)
-        print()
-    else:
-        print()
-        print(f"{'Python':<8} {'Exit':>4} {'Time':>8}  Path")
-        for r in rows:
-            mark = "" if r["exit"] == 0 else "  FAILED"
-            print(f"{r['version']:<8} {r['exit']:>4} {r['seconds']:>7.2f}s  {r['path']}{mark}")
-    return 0 if all(r["exit"] == 0 for r in rows) else 1
+    finally:
+        signal.signal(signal.SIGINT, old)
+    return 128 - code if code < 0 else code

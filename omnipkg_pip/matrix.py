@@ -1,0 +1,294 @@
+"""Several runs of one command: interpreters × ``--matrix`` values, in parallel, one table.
+
+    pip-omni run --matrix rich=13.4.2,13.5.3,main --python 3.9,3.12 -- -m pytest -q
+
+The cells are the product of the axes (``NAME=V1,V2``: exact versions, or ``main`` for the
+main environment's copy) and the interpreters. Every bubble a cell needs is checked for
+every interpreter first and made on demand (``--offline`` refuses and names the command),
+so nothing runs against a wrong version. Cells run in parallel (``--jobs``, default: the
+number of CPUs), each in its own process under its interpreter with its pins (the
+workers' runner). Output of each cell is kept and shown for the cells that failed;
+``--stream`` shows it live, each line prefixed with the cell -- the default when only
+``--python`` makes several cells. Then one table (cell, interpreter, exit status, wall
+time, and pytest's passed/failed/skipped when the command is pytest); ``--json`` prints
+it as JSON on stdout instead (the output goes to stderr)::
+
+    [{"cell": "rich=13.4.2", "pins": "rich==13.4.2", "python": "3.12", "version": "3.12.1",
+      "path": "...", "exit": 0, "seconds": 1.2, "passed": 50, "failed": 0, "skipped": 0}]
+
+pip-omni's exit status is the first non-zero exit status of a cell (in table order).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from omnipkg_hook.errors import OmnipkgError
+from omnipkg_hook.store import normalize
+
+from . import ondemand
+
+__all__ = ["Cell", "parse_axes", "cells", "run_cells", "main", "pytest_counts"]
+
+MAIN = "main"
+
+
+class Cell:
+    __slots__ = ("axes", "python", "pins", "exit", "seconds", "output", "counts")
+
+    def __init__(self, axes: list[tuple[str, str]], python, pins: list[str]) -> None:
+        self.axes = axes
+        self.python = python
+        self.pins = pins
+        self.exit: int | None = None
+        self.seconds = 0.0
+        self.output = ""
+        self.counts: dict[str, int] | None = None
+
+    @property
+    def name(self) -> str:
+        return " ".join(f"{n}={v}" for n, v in self.axes) or "-"
+
+    @property
+    def label(self) -> str:
+        short = ".".join(self.python.version.split(".")[:2])
+        return f"{self.name} py{short}" if self.axes else short
+
+    def row(self) -> dict:
+        row = {"cell": self.name, "pins": ",".join(self.pins), "python": ".".join(self.python.version.split(".")[:2]),
+               "version": self.python.version, "path": self.python.executable, "exit": self.exit,
+               "seconds": round(self.seconds, 3)}
+        if self.counts is not None:
+            row.update(self.counts)
+        return row
+
+
+def parse_axes(values: list[str]) -> list[tuple[str, list[str]]]:
+    """``["rich=13.4.2,13.5.3,main"]`` -> ``[("rich", ["13.4.2", "13.5.3", "main"])]``."""
+    from omnipkg_hook._pep440 import InvalidVersion, parse_version
+
+    axes: list[tuple[str, list[str]]] = []
+    for text in values:
+        name, eq, rest = text.partition("=")
+        name = name.strip()
+        versions = [v.strip() for v in rest.split(",") if v.strip()]
+        if not eq or not name or not versions or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise OmnipkgError(f"--matrix {text!r} is not NAME=V1,V2,...", "e.g. --matrix rich=13.4.2,13.5.3,main")
+        for v in versions:
+            if v != MAIN:
+                try:
+                    parse_version(v)
+                except InvalidVersion:
+                    raise OmnipkgError(f"--matrix {text!r}: {v!r} is not a version",
+                                       "give exact versions (13.4.2) or main for the main environment's copy") from None
+        if normalize(name) in (normalize(n) for n, _ in axes):
+            raise OmnipkgError(f"--matrix names {name!r} twice", "give each distribution one --matrix with all its values")
+        axes.append((name, list(dict.fromkeys(versions))))
+    return axes
+
+
+def cells(axes, pythons, base: dict[str, list[str]]) -> list[Cell]:
+    """The product of the axes and the interpreters, axes first. ``base[executable]``: the
+    pins of every cell under that interpreter, except where an axis names the distribution."""
+    from itertools import product
+
+    from omnipkg_hook._requirements import parse_requirement
+
+    names = {normalize(n) for n, _ in axes}
+    out = []
+    for combo in product(*[[(n, v) for v in vs] for n, vs in axes]):
+        for py in pythons:
+            kept = [t for t in base.get(py.executable, []) if parse_requirement(t).key not in names]
+            out.append(Cell(list(combo), py, kept + [f"{n}=={v}" for n, v in combo if v != MAIN]))
+    return out
+
+
+def _check_main(cell_list: list[Cell], store) -> None:
+    from . import environment
+
+    seen: dict[str, dict] = {}
+    for cell in cell_list:
+        for name, value in cell.axes:
+            if value != MAIN:
+                continue
+            py = cell.python
+            if py.executable not in seen:
+                seen[py.executable] = environment.installed(py, store)
+            if normalize(name) not in seen[py.executable]:
+                raise OmnipkgError(f"--matrix {name}=main: the main environment of Python {py.version} has no {name}",
+                                   f"drop 'main' from the values, or install {name} there")
+
+
+_COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected)\b")
+
+
+def pytest_counts(output: str) -> dict[str, int] | None:
+    """passed/failed/skipped/errors from pytest's last summary line, None if there is none."""
+    for line in reversed(output.splitlines()[-50:]):
+        if re.search(r"\bin [\d.]+s\b", line) and (_COUNT.search(line) or "no tests ran" in line):
+            counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}
+            for n, what in _COUNT.findall(line):
+                key = "errors" if what.startswith("error") else what
+                if key in counts:
+                    counts[key] += int(n)
+            return counts
+    return None
+
+
+def _is_pytest(target: list[str]) -> bool:
+    if target[:1] == ["-m"]:
+        return target[1:2] in (["pytest"], ["py.test"])
+    return bool(target) and os.path.basename(target[0]) in ("pytest", "py.test")
+
+
+def _pump(stream, prefix: str, sink, lock) -> None:
+    for line in iter(stream.readline, b""):
+        text = line.decode("utf-8", "replace")
+        with lock:
+            sink.write(f"{prefix} {text}" if text.endswith("\n") else f"{prefix} {text}\n")
+            sink.flush()
+    stream.close()
+
+
+def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs: int, stream: bool,
+              source: bytes | None = None, out=None) -> None:
+    """Run every cell (``jobs`` at a time); fills in ``exit``, ``seconds``, ``output``, ``counts``."""
+    from omnipkg_hook.workers import spawn
+
+    out = out or sys.stdout
+    lock = threading.Lock()
+    env = spawn.worker_env(dict(os.environ), store_root)
+    is_pytest = _is_pytest(target)
+    width = max(len(c.label) for c in cell_list)
+
+    def one(cell: Cell) -> None:
+        args = ["--pins", ",".join(cell.pins)] if cell.pins else []
+        if target[0] == "-":
+            args.append("--stdin-source")
+        cmd = spawn.command(cell.python.executable, "runner", [*args, "--", *target])
+        t0 = time.perf_counter()
+        stdin = subprocess.PIPE if target[0] == "-" else subprocess.DEVNULL
+        if stream:
+            proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            prefix = f"[{cell.label}]".ljust(width + 2)
+            pumps = [threading.Thread(target=_pump, args=(proc.stdout, prefix, out, lock)),
+                     threading.Thread(target=_pump, args=(proc.stderr, prefix, sys.stderr, lock))]
+            for t in pumps:
+                t.start()
+            _feed(proc, target, source)
+            cell.exit = _status(proc.wait())
+            for t in pumps:
+                t.join()
+        else:
+            proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            data, _ = proc.communicate(source if target[0] == "-" else None)
+            cell.output = data.decode("utf-8", "replace")
+            cell.exit = _status(proc.returncode)
+        cell.seconds = time.perf_counter() - t0
+        if is_pytest and not stream:
+            cell.counts = pytest_counts(cell.output)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for f in [pool.submit(one, c) for c in cell_list]:
+            f.result()
+
+
+def _feed(proc, target, source) -> None:
+    if target[0] == "-":
+        try:
+            proc.stdin.write(source or b"")
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+
+
+def _status(code: int) -> int:
+    return 128 - code if code < 0 else code
+
+
+def print_table(cell_list: list[Cell], out) -> None:
+    counts = any(c.counts is not None for c in cell_list)
+    named = any(c.axes for c in cell_list)
+    head = (["Cell"] if named else []) + ["Python", "Exit", "Time"] + (["Passed", "Failed", "Skipped"] if counts else [])
+    head += [] if named else ["Path"]
+    rows = []
+    for c in cell_list:
+        row = ([c.name] if named else []) + [c.python.version, str(c.exit), f"{c.seconds:.2f}s"]
+        if counts:
+            k = c.counts or {}
+            row += [str(k.get("passed", "-")), str(k.get("failed", 0) + k.get("errors", 0) if k else "-"),
+                    str(k.get("skipped", "-"))]
+        rows.append(row + ([] if named else [c.python.executable]))
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    print(file=out)
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(), file=out)
+    for c, row in zip(cell_list, rows):
+        mark = "" if c.exit == 0 else "  FAILED"
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + mark, file=out)
+
+
+def main(opts, store, texts: list[str], meta, source: bytes | None) -> int:
+    """``pip-omni run`` with several cells (or ``--table``/``--json``): see the module docstring."""
+    from . import interpreters
+
+    specs = [s.strip() for v in opts.python for s in v.split(",") if s.strip()] or [None]
+    pythons = []
+    for spec in specs:
+        py = interpreters.resolve_python(store, spec)
+        if meta is not None and meta.requires_python is not None:
+            from omnipkg_hook._pep440 import SpecifierSet
+
+            if not SpecifierSet(meta.requires_python).contains(py.version, prereleases=True):
+                raise OmnipkgError(f"{meta.where} requires Python {meta.requires_python}; "
+                                   f"--python {spec} is Python {py.version}", "leave that interpreter out")
+        if py.executable not in (p.executable for p in pythons):
+            pythons.append(py)
+    axes = parse_axes(opts.matrix)
+    base = {py.executable: ondemand.merge(ondemand.applicable(texts, py.markers)) for py in pythons}
+    cell_list = cells(axes, pythons, base)
+    _check_main(cell_list, store)
+    for py in pythons:
+        wanted = list(dict.fromkeys(p for c in cell_list if c.python is py for p in c.pins))
+        missing = ondemand.missing_for(store, py, wanted)
+        ondemand.make_bubbles(py.executable, py.version, missing, offline=opts.offline, index=opts.index())
+    jobs = opts.jobs or os.cpu_count() or 1
+    if len(cell_list) == 1 and not opts.json:  # --table with one interpreter: the real terminal
+        return _single(cell_list[0], opts, store, source)
+    stream = opts.stream or not axes
+    out = sys.stderr if opts.json else sys.stdout
+    run_cells(cell_list, opts.target, store_root=store.root, jobs=jobs, stream=stream, source=source, out=out)
+    if not stream:
+        for c in cell_list:
+            if c.exit != 0 and c.output:
+                print(f"==== {c.label}: exit status {c.exit} ====", file=out)
+                out.write(c.output if c.output.endswith("\n") else c.output + "\n")
+    if opts.json:
+        json.dump([c.row() for c in cell_list], sys.stdout, indent=1)
+        print()
+    else:
+        print_table(cell_list, out)
+    return next((c.exit for c in cell_list if c.exit != 0), 0)
+
+
+def _single(cell: Cell, opts, store, source) -> int:
+    from omnipkg_hook.workers import spawn
+
+    args = ["--pins", ",".join(cell.pins)] if cell.pins else []
+    if opts.target[0] == "-":
+        args.append("--stdin-source")
+    cmd = spawn.command(cell.python.executable, "runner", [*args, "--", *opts.target])
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=spawn.worker_env(dict(os.environ), store.root),
+                            stdin=subprocess.PIPE if opts.target[0] == "-" else None)
+    _feed(proc, opts.target, source)
+    cell.exit = _status(proc.wait())
+    cell.seconds = time.perf_counter() - t0
+    print_table([cell], sys.stdout)
+    return cell.exit

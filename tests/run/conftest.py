@@ -1,0 +1,24 @@
+"""Fixtures of the `pip-omni run` tests: a venv whose main environment can run pytest."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from conftest import _dist_paths
+
+
+@pytest.fixture
+def venv_with_pytest(omni_venv):
+    """``omni_venv`` plus pytest (linked from the test environment, like pip-omni's own
+    dependencies), so that `pip-omni run -m pytest` and the plugin's child sessions work."""
+    deps = omni_venv.path / "omni-test-deps"
+    wanted = ["pytest", "pluggy", "iniconfig", "pygments"]
+    if sys.version_info < (3, 11):
+        wanted += ["exceptiongroup", "tomli"]
+    for name in wanted:
+        for p in _dist_paths(name):
+            if not (deps / p.name).exists():
+                (deps / p.name).symlink_to(p)
+    return omni_venv
