@@ -1,0 +1,197 @@
+"""The parent side of ``pytest --omnipkg-matrix`` (see :mod:`omnipkg_pip.pytest_plugin`).
+
+This process collects nothing and runs nothing itself: it starts one child pytest per cell
+(``python -c BOOT runner --pins P -- -m pytest ARGS``: the pins applied strictly, exactly
+as ``pip-omni run`` applies them), reads the reports each child writes to its pipe, and
+replays them here, in the main thread, with the cell appended to the test id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from . import matrix, ondemand
+from .pytest_plugin import _CACHE_OPTS, _OURS, REPORT_FD
+
+__all__ = ["MatrixSession"]
+
+
+class _Cell:
+    def __init__(self, axes: list[tuple[str, str]]) -> None:
+        self.axes = axes
+        self.pins = [f"{n}=={v}" for n, v in axes if v != matrix.MAIN]
+        self.label = ",".join(f"{n}={v}" for n, v in axes)
+        self.collected = 0
+        self.exit: int | None = None
+        self.status: int | None = None  # pytest's exit status, from the child's last report
+        self.output = b""
+
+
+def _child_args(args: tuple[str, ...]) -> list[str]:
+    """The session's own arguments without ours and without ``--junitxml`` (this process writes it)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in _OURS:
+            skip = "=" not in arg and name != "--omnipkg-offline"
+            continue
+        out.append(arg)
+    if not any(a.split("=", 1)[0] in _CACHE_OPTS for a in out):
+        out += ["-p", "no:cacheprovider"]  # cells would race on .pytest_cache
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        out += ["-p", "omnipkg_pip.pytest_plugin"]
+    return out
+
+
+def _tuples(report) -> None:
+    """JSON made the report's tuples lists; pytest's reporters check for tuples."""
+    if isinstance(getattr(report, "location", None), list):
+        report.location = tuple(report.location)
+    if isinstance(report.longrepr, list):
+        report.longrepr = tuple(report.longrepr)
+    report.sections = [tuple(s) for s in report.sections]
+
+
+class MatrixSession:
+    def __init__(self, config) -> None:
+        from itertools import product
+
+        self.config = config
+        axes = matrix.parse_axes(config.getoption("omnipkg_matrix"))
+        self.cells = [_Cell(list(c)) for c in product(*[[(n, v) for v in vs] for n, vs in axes])]
+        self.grid: dict[str, dict[str, str]] = {}  # test id -> cell label -> outcome
+        self.crashed: list[_Cell] = []
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session) -> bool:
+        session.items = []
+        return True  # the children collect
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session) -> bool:
+        self._prepare()
+        events: queue.Queue = queue.Queue()
+        jobs = self.config.getoption("omnipkg_jobs") or os.cpu_count() or 1
+        gate = threading.Semaphore(max(1, jobs))
+        threads = [threading.Thread(target=self._run, args=(cell, events, gate), daemon=True) for cell in self.cells]
+        for t in threads:
+            t.start()
+        done = 0
+        while done < len(self.cells):
+            cell, kind, data = events.get()
+            if kind == "eof":
+                done += 1
+                if cell.status is None:
+                    self.crashed.append(cell)
+            else:
+                self._replay(session, cell, kind, data)
+        for t in threads:
+            t.join()
+        return True
+
+    def _prepare(self) -> None:
+        from omnipkg_hook.store import Store
+
+        store = Store()
+        wanted = list(dict.fromkeys(p for c in self.cells for p in c.pins))
+        missing = ondemand.missing_here(wanted, store)
+        version = ".".join(map(str, sys.version_info[:3]))
+        ondemand.make_bubbles(sys.executable, version, missing, offline=self.config.getoption("omnipkg_offline"),
+                              index=[])
+
+    def _run(self, cell: _Cell, events: queue.Queue, gate) -> None:
+        from omnipkg_hook.store import find_store
+        from omnipkg_hook.workers import spawn
+
+        with gate:
+            read, write = os.pipe()
+            args = ["--pins", ",".join(cell.pins)] if cell.pins else []
+            cmd = spawn.command(sys.executable, "runner", [*args, "--", "-m", "pytest",
+                                                           *_child_args(self.config.invocation_params.args)])
+            env = spawn.worker_env(dict(os.environ), find_store())
+            env[REPORT_FD] = str(write)
+            env["PYTEST_ADDOPTS"] = ""  # already in the arguments the parent saw
+            try:
+                proc = subprocess.Popen(cmd, env=env, cwd=str(self.config.invocation_params.dir), pass_fds=[write],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            finally:
+                os.close(write)
+            out: list[bytes] = []
+            drain = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+            drain.start()
+            with os.fdopen(read, encoding="utf-8") as reports:
+                for line in reports:
+                    kind, data = json.loads(line)
+                    events.put((cell, kind, data))
+            cell.exit = proc.wait()
+            drain.join()
+            cell.output = b"".join(out)
+        events.put((cell, "eof", None))
+
+    def _replay(self, session, cell: _Cell, kind: str, data) -> None:
+        hook = self.config.hook
+        if kind == "collected":
+            cell.collected = data
+            session.testscollected += data
+        elif kind == "finish":
+            cell.status = data
+        elif kind in ("test", "collect"):
+            report = hook.pytest_report_from_serializable(config=self.config, data=data)
+            _tuples(report)
+            base = report.nodeid
+            report.nodeid = f"{base}[{cell.label}]"
+            if kind == "collect":
+                self._outcome(base, cell, "error")
+                hook.pytest_collectreport(report=report)
+                return
+            if report.when == "setup":
+                hook.pytest_runtest_logstart(nodeid=report.nodeid, location=report.location)
+            hook.pytest_runtest_logreport(report=report)
+            if report.failed:
+                self._outcome(base, cell, "error" if report.when != "call" else "FAILED")
+            elif report.skipped and report.when != "teardown":
+                self._outcome(base, cell, "xfail" if hasattr(report, "wasxfail") else "skipped")
+            elif report.when == "call":
+                self._outcome(base, cell, "passed")
+            if report.when == "teardown":
+                hook.pytest_runtest_logfinish(nodeid=report.nodeid, location=report.location)
+
+    def _outcome(self, test: str, cell: _Cell, outcome: str) -> None:
+        row = self.grid.setdefault(test, {})
+        if row.get(cell.label) not in ("FAILED", "error"):
+            row[cell.label] = outcome
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        tr = terminalreporter
+        labels = [c.label for c in self.cells]
+        tr.write_sep("=", f"omnipkg matrix: {len(self.grid)} tests x {len(labels)} cells")
+        bad = {t: row for t, row in self.grid.items() if any(v in ("FAILED", "error") for v in row.values())}
+        for cell in self.crashed:
+            tr.write_line(f"cell {cell.label}: pytest did not finish (exit status {cell.exit}); its output:")
+            tr.write_line(cell.output.decode("utf-8", "replace").rstrip())
+        if not bad:
+            tr.write_line(f"no test failed in any cell ({', '.join(labels)})")
+            return
+        width = max(len(t) for t in [*bad, "test"])
+        widths = [max(len(lb), 7) for lb in labels]
+        tr.write_line("test".ljust(width) + "  " + "  ".join(lb.ljust(w) for lb, w in zip(labels, widths)))
+        for test, row in sorted(bad.items()):
+            cells = [row.get(lb, "-").ljust(w) for lb, w in zip(labels, widths)]
+            tr.write_line(test.ljust(width) + "  " + "  ".join(cells).rstrip())
+        tr.write_line(f"{len(self.grid) - len(bad)} other tests passed or were skipped in every cell")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session) -> None:
+        if self.crashed and session.exitstatus in (0, 5):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED

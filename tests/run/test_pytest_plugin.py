@@ -1,0 +1,101 @@
+"""The `omnipkg` pytest plugin: a session per cell, one result per test per cell, the grid,
+junit, the omnipkg_proxy fixture -- and nothing at all when its options are not used."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+SUITE = """\
+import lib, pytest
+
+def test_always():
+    pass
+
+def test_not_two():
+    assert lib.V != "2.0"
+
+@pytest.mark.skipif(lib.V == "1.0", reason="not on 1.0")
+def test_skip_on_one():
+    pass
+"""
+
+
+@pytest.fixture
+def libs(wheel):
+    for v in ("1.0", "2.0", "3.0"):
+        wheel("lib", v, files={"lib/__init__.py": f"V = {v!r}\ndef version():\n    return V\n"})
+
+
+def _pytest(venv, *args, cwd, env=None):
+    return subprocess.run([str(venv.python), "-m", "pytest", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**venv.env, **(env or {})}, timeout=300)
+
+
+def test_matrix_results_grid_and_junit(venv_with_pytest, libs, wheelhouse, tmp_path):
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "test_lib.py").write_text(SUITE)
+    junit = tmp_path / "out.xml"
+    proc = _pytest(venv_with_pytest, "--omnipkg-matrix", "lib=1.0,2.0", f"--junitxml={junit}", "-rA", "suite",
+                   cwd=tmp_path, env={"PIP_FIND_LINKS": str(wheelhouse)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "FAILED suite/test_lib.py::test_not_two[lib=2.0]" in out
+    assert "PASSED suite/test_lib.py::test_not_two[lib=1.0]" in out
+    assert "SKIPPED" in out and "1 failed, 4 passed, 1 skipped" in out
+    grid = out[out.index("omnipkg matrix:"):].splitlines()
+    assert grid[1].split() == ["test", "lib=1.0", "lib=2.0"]
+    assert grid[2].split() == ["suite/test_lib.py::test_not_two", "passed", "FAILED"]
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    assert sorted(cases) == sorted(f"{t}[lib={v}]" for t in ("test_always", "test_not_two", "test_skip_on_one")
+                                   for v in ("1.0", "2.0"))
+    failed = sorted(n for n, c in cases.items() if c.find("failure") is not None)
+    assert failed == ["test_not_two[lib=2.0]"]
+    assert cases["test_skip_on_one[lib=1.0]"].find("skipped") is not None
+
+
+def test_matrix_offline_refuses_and_names_the_command(venv_with_pytest, libs, tmp_path):
+    (tmp_path / "test_one.py").write_text("def test_x():\n    pass\n")
+    proc = _pytest(venv_with_pytest, "--omnipkg-matrix", "lib=1.0", "--omnipkg-offline", "test_one.py", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "pip-omni install --bubble" in proc.stdout + proc.stderr
+
+
+INERT = """\
+import sys
+
+def test_plugin_loaded_and_inert(request):
+    assert request.config.pluginmanager.has_plugin("omnipkg")
+    assert "omnipkg_hook.pins" not in sys.modules
+    assert "omnipkg_pip._matrix_session" not in sys.modules
+    assert not [f for f in sys.meta_path if type(f).__module__.startswith("omnipkg")]
+"""
+
+
+def test_plugin_is_inert_when_unused(venv_with_pytest, tmp_path):
+    (tmp_path / "test_inert.py").write_text(INERT)
+    proc = _pytest(venv_with_pytest, "-q", "-p", "no:cacheprovider", "test_inert.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+    proc = _pytest(venv_with_pytest, "--help", cwd=tmp_path)
+    assert "--omnipkg-matrix" in proc.stdout
+
+
+PROXY = """\
+def test_two_versions_in_one_test(omnipkg_proxy):
+    assert omnipkg_proxy("lib==2.0").call("lib:version") == "2.0"
+    assert omnipkg_proxy("lib==3.0").call("lib:version") == "3.0"
+    assert omnipkg_proxy("lib==2.0").pid == omnipkg_proxy("lib==2.0").pid  # warm: the same worker
+"""
+
+
+def test_omnipkg_proxy_fixture(venv_with_pytest, libs, wheelhouse, tmp_path):
+    venv_with_pytest.run("install", "--bubble", "--no-index", "-f", str(wheelhouse), "lib==2.0", "lib==3.0")
+    (tmp_path / "test_proxy.py").write_text(PROXY)
+    proc = _pytest(venv_with_pytest, "-q", "-p", "no:cacheprovider", "test_proxy.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert os.listdir(venv_with_pytest.site)  # (sanity) and nothing of lib in main:
+    assert not [p for p in os.listdir(venv_with_pytest.site) if p.startswith("lib")]
