@@ -278,17 +278,29 @@ def main(opts, store, texts: list[str], meta, source: bytes | None) -> int:
 
 
 def _single(cell: Cell, opts, store, source) -> int:
-    from omnipkg_hook.workers import spawn
-
-    args = ["--pins", ",".join(cell.pins)] if cell.pins else []
-    if opts.target[0] == "-":
-        args.append("--stdin-source")
-    cmd = spawn.command(cell.python.executable, "runner", [*args, "--", *opts.target])
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=spawn.worker_env(dict(os.environ), store.root),
-                            stdin=subprocess.PIPE if opts.target[0] == "-" else None)
-    _feed(proc, opts.target, source)
-    cell.exit = _status(proc.wait())
+    cell.exit = run_attached(cell.python.executable, cell.pins, opts.target, source, store.root)
     cell.seconds = time.perf_counter() - t0
     print_table([cell], sys.stdout)
     return cell.exit
+
+
+def run_attached(python: str, pins: list[str], target: list[str], source: bytes | None, store_root: str) -> int:
+    """One run under ``python`` on the real terminal (stdin, stdout and stderr are ours; ^C
+    reaches the child, which decides); its exit status, a signal as 128 + N."""
+    import signal
+
+    from omnipkg_hook.workers import spawn
+
+    args = ["--pins", ",".join(pins)] if pins else []
+    if target[0] == "-":
+        args.append("--stdin-source")
+    cmd = spawn.command(python, "runner", [*args, "--", *target])
+    proc = subprocess.Popen(cmd, env=spawn.worker_env(dict(os.environ), store_root),
+                            stdin=subprocess.PIPE if target[0] == "-" else None)
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _feed(proc, target, source)
+        return _status(proc.wait())
+    finally:
+        signal.signal(signal.SIGINT, old)

@@ -307,18 +307,11 @@ def _run_here(store, texts: list[str], target: list[str], source, opts: Options)
             ondemand.make_bubbles(sys.executable, _here_version(), missing, offline=opts.offline,
                                   index=opts.index())
             runner.apply_pins(value, again=True)
-    if target[0] != "-" and source is None and not os.path.exists(target[0]):
-        pass  # the runner prints python's own one-line error
-    return runner.execute(target, source)
+    return runner.execute(target, source)  # a missing script: python's own one-line error
 
 
 def _run_child(store, python, texts: list[str], target: list[str], source, opts: Options) -> int:
-    import signal
-    import subprocess
-
-    from omnipkg_hook.workers import spawn
-
-    from .. import ondemand
+    from .. import matrix, ondemand
 
     if target[0] not in ("-c", "-m", "-") and source is None and not os.path.exists(target[0]):
         print(f"{python.executable}: can't open file {os.path.abspath(target[0])!r}: "
@@ -327,22 +320,6 @@ def _run_child(store, python, texts: list[str], target: list[str], source, opts:
     pins = ondemand.merge(ondemand.applicable(texts, python.markers)) if texts else []
     missing = ondemand.missing_for(store, python, pins)
     ondemand.make_bubbles(python.executable, python.version, missing, offline=opts.offline, index=opts.index())
-    value = ",".join(pins) if pins else os.environ.get("OMNIPKG_PINS", "")
-    args = ["--pins", value] if value else []
-    if target[0] == "-":
-        args.append("--stdin-source")
-    cmd = spawn.command(python.executable, "runner", [*args, "--", *target])
-    env = spawn.worker_env(dict(os.environ), store.root)
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE if target[0] == "-" else None)
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the child; it decides
-    try:
-        if target[0] == "-":
-            try:
-                proc.stdin.write(source or b"")
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-        code = proc.wait()
-    finally:
-        signal.signal(signal.SIGINT, old)
-    return 128 - code if code < 0 else code
+    if not pins and os.environ.get("OMNIPKG_PINS"):
+        pins = [os.environ["OMNIPKG_PINS"]]  # no pins of its own: the environment's, as python would
+    return matrix.run_attached(python.executable, pins, target, source, store.root)

@@ -13,8 +13,6 @@ import select
 import subprocess
 import sys
 
-import pytest
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 from test_interpreters import need  # noqa: E402
 
