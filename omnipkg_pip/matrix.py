@@ -166,7 +166,6 @@ def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs
     lock = threading.Lock()
     env = spawn.worker_env(dict(os.environ), store_root)
     is_pytest = _is_pytest(target)
-    width = max(len(c.label) for c in cell_list)
 
     def one(cell: Cell) -> None:
         args = ["--pins", ",".join(cell.pins)] if cell.pins else []
@@ -177,7 +176,7 @@ def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs
         stdin = subprocess.PIPE if target[0] == "-" else subprocess.DEVNULL
         if stream:
             proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            prefix = f"[{cell.label}]".ljust(width + 2)
+            prefix = f"[{cell.label}]"
             pumps = [threading.Thread(target=_pump, args=(proc.stdout, prefix, out, lock)),
                      threading.Thread(target=_pump, args=(proc.stderr, prefix, sys.stderr, lock))]
             for t in pumps:

@@ -194,53 +194,74 @@ def run(opts: Options) -> int:
         sys.stdout.write(USAGE)
         return 0
     target = opts.target
-    from omnipkg_hook.store import Store
-
-    store = Store()
+    root = _store_root()
     source = _read_source(target)
     meta = None
     if source is not None:
         from .. import pep723
 
         if pep723.has_block(source):
-            meta = pep723.read_cached(source, "<stdin>" if target[0] == "-" else target[0], store.root)
+            meta = pep723.read_cached(source, "<stdin>" if target[0] == "-" else target[0], root)
     texts = _requirements(opts, meta)
     if opts.matrix or len(_python_specs(opts)) > 1 or opts.table or opts.json:
         from .. import matrix
 
-        return matrix.main(opts, store, texts, meta, source)
-    python = _choose_python(store, _python_specs(opts), meta)
+        return matrix.main(opts, _store(root), texts, meta, source)
+    python = _choose_python(root, _python_specs(opts), meta)
     if python is None:  # the interpreter pip-omni runs on: in this process
-        return _run_here(store, texts, target, source, opts)
-    return _run_child(store, python, texts, target, source, opts)
+        return _run_here(root, texts, target, source, opts)
+    return _run_child(_store(root), python, texts, target, source, opts)
+
+
+def _store_root() -> str:
+    """The store's root as ``find_store()`` says, without importing ``json`` and ``re`` when the
+    start-up code can tell (it mirrors ``find_store``; a pyproject naming the store defers to it)."""
+    from omnipkg_hook import startup
+
+    root = startup._store_root()
+    if root is None:
+        from omnipkg_hook.store import find_store
+
+        root = find_store()
+    return root
+
+
+def _store(root: str):
+    from omnipkg_hook.store import Store
+
+    return Store(root)
 
 
 def _python_specs(opts: Options) -> list[str]:
     return [s.strip() for v in opts.python for s in v.split(",") if s.strip()]
 
 
-def _here_is_default(store) -> bool:
+def _here_is_default(root: str) -> bool:
     """True when no ``--python`` means this interpreter, decided without probing anything."""
     venv = os.environ.get("VIRTUAL_ENV")
     if venv and os.path.realpath(venv) != os.path.realpath(sys.prefix):
         return False
+    registry = os.path.join(root, "interpreters.json")
+    if not os.path.exists(registry):
+        return True
     import json
 
     try:
-        with open(os.path.join(store.root, "interpreters.json"), encoding="utf-8") as f:
+        with open(registry, encoding="utf-8") as f:
             default = json.load(f).get("default")
     except (OSError, ValueError, AttributeError):
         return True  # interpreters.resolve_python says the same (or reports the bad file)
     return not default or os.path.realpath(default) == os.path.realpath(sys.executable)
 
 
-def _choose_python(store, specs: list[str], meta):
+def _choose_python(root: str, specs: list[str], meta):
     """None for the running interpreter, else the :class:`~omnipkg_pip.interp.Interpreter`."""
     wanted = meta.requires_python if meta is not None else None
-    if not specs and _here_is_default(store) and (wanted is None or _fits(meta, _here_version())):
+    if not specs and _here_is_default(root) and (wanted is None or _fits(meta, _here_version())):
         return None
     from .. import interpreters
 
+    store = _store(root)
     if specs:
         py = interpreters.resolve_python(store, specs[0])
         if wanted is not None and not _satisfies(wanted, py.version):
@@ -289,7 +310,7 @@ def _pick_for(store, wanted: str, default, meta):
     return None if py.is_current else py
 
 
-def _run_here(store, texts: list[str], target: list[str], source, opts: Options) -> int:
+def _run_here(root: str, texts: list[str], target: list[str], source, opts: Options) -> int:
     from omnipkg_hook.workers import runner
 
     if texts:
@@ -301,7 +322,7 @@ def _run_here(store, texts: list[str], target: list[str], source, opts: Options)
         try:
             runner.apply_pins(value)
         except BubbleNotFoundError:
-            missing = ondemand.missing_here(texts, store)
+            missing = ondemand.missing_here(texts, _store(root))
             if not missing:
                 raise
             ondemand.make_bubbles(sys.executable, _here_version(), missing, offline=opts.offline,

@@ -99,3 +99,13 @@ def test_omnipkg_proxy_fixture(venv_with_pytest, libs, wheelhouse, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert os.listdir(venv_with_pytest.site)  # (sanity) and nothing of lib in main:
     assert not [p for p in os.listdir(venv_with_pytest.site) if p.startswith("lib")]
+
+
+def test_child_sessions_get_the_users_arguments_without_ours(monkeypatch):
+    from omnipkg_pip._matrix_session import _child_args
+
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    args = ("--omnipkg-matrix", "rich=1.0", "-q", "--junitxml=x.xml", "--junit-xml", "y.xml", "--omnipkg-offline",
+            "--omnipkg-jobs=2", "-k", "fast", "tests")
+    assert _child_args(args) == ["-q", "-k", "fast", "tests", "-p", "no:cacheprovider"]
+    assert _child_args(("--lf", "tests")) == ["--lf", "tests"]  # the user's cache options keep the cache

@@ -1,0 +1,216 @@
+"""One test suite against three versions of a dependency: pip-omni vs tox, nox and a uv loop.
+
+    python benchmarks/bench_matrix.py [--reps 5] [--cold-reps 1] [--json] [--keep]
+
+A generated suite of 50 tests that use rich runs against rich 13.4.2, 13.5.3 and 13.7.1 with:
+
+- `pip-omni run --matrix rich=13.4.2,13.5.3,13.7.1 -- -m pytest -q tests`
+- `pytest --omnipkg-matrix rich=13.4.2,13.5.3,13.7.1 -q tests` (the plugin)
+- `tox run-parallel` over three envs (one venv per version; `-p auto`, as parallel as
+  pip-omni's default `--jobs`)
+- `nox` with the uv backend, venvs reused (`-R`: reuse, no install) when warm
+- a shell-style loop of `uv run --no-project --with rich==V --with pytest -- pytest -q tests`
+
+Warm: every tool's environments/caches exist (each was run twice first). Cold: each tool's
+own state is new for each rep (a new store, tox workdir, nox envdir, uv cache, pip cache), so
+everything is fetched from the index again. Every tool is installed from the index into its
+own throwaway venv; everything lives under one temporary directory ($TMPDIR honoured),
+removed at the end unless --keep. Reported: medians with min-max and, for pip-omni's two
+ways, how many times faster than the fastest other tool (goals: 3x warm, 5x cold). The
+machine is shared: read the ratios, not the absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VERSIONS = ("13.4.2", "13.5.3", "13.7.1")
+
+SUITE = """\
+import io
+
+import pytest
+from rich.console import Console
+from rich.text import Text
+
+
+@pytest.mark.parametrize("i", range(25))
+def test_text_length(i):
+    assert len(Text("x" * i)) == i
+
+
+@pytest.mark.parametrize("i", range(25))
+def test_render_markup(i):
+    console = Console(file=io.StringIO(), width=60, color_system=None)
+    console.print(f"[bold]{i}[/bold] items")
+    assert f"{i} items" in console.file.getvalue()
+"""
+
+TOX = """\
+[tox]
+envlist = {envs}
+skipsdist = true
+
+[testenv]
+skip_install = true
+deps =
+    pytest
+{deps}
+commands = pytest -q -p no:cacheprovider tests
+"""
+
+NOX = """\
+import nox
+
+nox.options.default_venv_backend = "uv"
+
+
+@nox.session
+@nox.parametrize("rich", {versions!r})
+def tests(session, rich):
+    session.install("pytest", f"rich=={{rich}}")
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests")
+"""
+
+
+def _stats(xs: list[float]) -> dict:
+    xs = sorted(xs)
+    return {"median": statistics.median(xs), "min": xs[0], "max": xs[-1], "n": len(xs)}
+
+
+def _fmt(s: dict) -> str:
+    return f"{s['median']:8.2f} s  (min {s['min']:.2f}, max {s['max']:.2f}, n={s['n']})"
+
+
+def _run(cmd, env, cwd) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, shell=isinstance(cmd, str))
+    took = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"bench_matrix: {cmd if isinstance(cmd, str) else ' '.join(cmd)} failed "
+                         f"({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    return took
+
+
+def _venv(path: str, *packages: str, env: dict) -> str:
+    subprocess.run([sys.executable, "-m", "venv", path], check=True, capture_output=True)
+    proc = subprocess.run([os.path.join(path, "bin", "python"), "-m", "pip", "install", "-q",
+                           "--disable-pip-version-check", *packages], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench_matrix: installing {packages} failed:\n{proc.stderr[-3000:]}")
+    return os.path.join(path, "bin")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=5, help="warm repetitions (default 5)")
+    ap.add_argument("--cold-reps", type=int, default=1, help="cold repetitions (network; default 1)")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="bench-matrix-")
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "OMNIPKG_PINS", "VIRTUAL_ENV")}
+    try:
+        print("bench_matrix: setting up venvs (pip-omni + pytest, tox, nox, uv) from the index ...", file=sys.stderr)
+        omni = _venv(os.path.join(work, "omni"), ROOT, "pytest", env=base)
+        tools = _venv(os.path.join(work, "tools"), "tox", "nox", "uv", env=base)
+        proj = os.path.join(work, "proj")
+        os.makedirs(os.path.join(proj, "tests"))
+        with open(os.path.join(proj, "tests", "test_gen.py"), "w") as f:
+            f.write(SUITE)
+        envs = [f"r{v.replace('.', '')}" for v in VERSIONS]
+        with open(os.path.join(proj, "tox.ini"), "w") as f:
+            f.write(TOX.format(envs=",".join(envs),
+                               deps="\n".join(f"    {e}: rich=={v}" for e, v in zip(envs, VERSIONS))))
+        with open(os.path.join(proj, "noxfile.py"), "w") as f:
+            f.write(NOX.format(versions=list(VERSIONS)))
+        axis = "rich=" + ",".join(VERSIONS)
+        uv = os.path.join(tools, "uv")
+        py = sys.executable
+
+        def state(tag: str, cold: bool) -> tuple[dict, str]:
+            d = tempfile.mkdtemp(prefix=f"{tag}-", dir=work) if cold else os.path.join(work, "state", tag)
+            os.makedirs(d, exist_ok=True)
+            env = {**base, "PATH": f"{tools}{os.pathsep}{base.get('PATH', '')}",
+                   "OMNIPKG_STORE": os.path.join(d, "store"), "UV_CACHE_DIR": os.path.join(d, "uv"),
+                   "PIP_CACHE_DIR": os.path.join(d, "pip-cache"), "XDG_STATE_HOME": os.path.join(d, "xdg")}
+            return env, d
+
+        def commands(d: str, warm: bool) -> dict:
+            loop = " && ".join(f"{uv} run -q --no-project --python {py} --with rich=={v} --with pytest -- "
+                               "pytest -q -p no:cacheprovider tests" for v in VERSIONS)
+            return {
+                "pip-omni --matrix": [os.path.join(omni, "pip-omni"), "run", "--matrix", axis, "--",
+                                      "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                "pytest plugin": [os.path.join(omni, "python"), "-m", "pytest", "--omnipkg-matrix", axis,
+                                  "-q", "-p", "no:cacheprovider", "tests"],
+                "tox -p auto": [os.path.join(tools, "tox"), "run-parallel", "-p", "auto", "-q",
+                                "--workdir", os.path.join(d, "tox")],
+                "nox (uv)": [os.path.join(tools, "nox"), *(["-R"] if warm else []), "--envdir",
+                             os.path.join(d, "nox")],
+                "uv run loop": loop,
+            }
+
+        names = list(commands(work, True))
+        warm: dict[str, list[float]] = {n: [] for n in names}
+        ready = {}
+        for n in names:  # first runs make each tool's environments and caches
+            env, d = state(n.split()[0], cold=False)
+            first = commands(d, warm=False)[n]
+            _run(first, env, proj)
+            _run(commands(d, warm=True)[n], env, proj)
+            ready[n] = (env, d)
+        for _ in range(args.reps):
+            for n in names:
+                env, d = ready[n]
+                warm[n].append(_run(commands(d, warm=True)[n], env, proj))
+        cold: dict[str, list[float]] = {n: [] for n in names}
+        for _ in range(args.cold_reps):
+            for n in names:
+                env, d = state(n.split()[0], cold=True)
+                cold[n].append(_run(commands(d, warm=False)[n], env, proj))
+
+        res: dict = {"warm": {n: _stats(v) for n, v in warm.items()}, "cold": {n: _stats(v) for n, v in cold.items()}}
+        ours = ("pip-omni --matrix", "pytest plugin")
+        for kind in ("warm", "cold"):
+            others = {n: s["median"] for n, s in res[kind].items() if n not in ours}
+            fastest = min(others, key=others.get)
+            res[f"{kind}_fastest_other"] = fastest
+            res[f"{kind}_speedup"] = {n: others[fastest] / res[kind][n]["median"] for n in ours}
+        res["goals"] = {"warm": 3.0, "cold": 5.0}
+        res["commands"] = {n: c if isinstance(c, str) else " ".join(c) for n, c in commands("<state>", True).items()}
+        if args.json:
+            json.dump(res, sys.stdout, indent=1)
+            print()
+            return 0
+        print(f"50 tests x rich {', '.join(VERSIONS)}; reps: warm {args.reps}, cold {args.cold_reps} "
+              "(shared machine: read ratios)")
+        for kind in ("warm", "cold"):
+            print(f"{kind}:")
+            for n, s in res[kind].items():
+                print(f"  {n:<18} {_fmt(s)}")
+            for n, x in res[f"{kind}_speedup"].items():
+                goal = res["goals"][kind]
+                print(f"  {n}: {x:.2f}x faster than the fastest other ({res[f'{kind}_fastest_other']}); "
+                      f"goal {goal:g}x: {'met' if x >= goal else 'missed'}")
+        return 0
+    finally:
+        if args.keep:
+            print(f"bench_matrix: kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
