@@ -20,8 +20,10 @@ fails an assertion).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from typing import Any, Callable
+
+# (annotations only: ``typing`` and ``collections.abc`` are not imported, they cost more
+# than the whole of a warm bubble's work; ``from __future__ import annotations`` keeps the
+# names below as strings: Iterable, Iterator, Any, Callable)
 
 __all__ = ["InvalidVersion", "InvalidSpecifier", "Version", "parse_version", "SpecifierSet"]
 
@@ -216,6 +218,14 @@ class _Specifier:
     def __str__(self) -> str:
         return self.op + self.text
 
+    @property
+    def operator(self) -> str:  # packaging's Specifier.operator
+        return self.op
+
+    @property
+    def version(self) -> str:  # packaging's Specifier.version
+        return self.text
+
     def matches(self, parsed: Version | None, raw: str) -> bool:
         op, v = self.op, self._v
         if op == "===":
@@ -323,6 +333,10 @@ class SpecifierSet:
 
     def __len__(self) -> int:
         return len(self._specs)
+
+    def __iter__(self):
+        """The specifiers (``.operator``, ``.version``), as packaging's SpecifierSet."""
+        return iter(self._specs)
 
     def __bool__(self) -> bool:
         return bool(self._specs)

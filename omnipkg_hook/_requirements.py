@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-from typing import NoReturn
 
 from ._pep440 import _SPECIFIER, InvalidSpecifier, SpecifierSet
 from .errors import InvalidPinError
 from .store import normalize
 
 __all__ = ["Requirement", "parse_requirement", "split_pins", "parse_pins"]
+# ``NoReturn`` below is an annotation only (a string): ``typing`` is not imported.
 
 _NAME = re.compile(r"\b[a-zA-Z0-9][a-zA-Z0-9._-]*\b")  # packaging's IDENTIFIER
 _WS = re.compile(r"[ \t]*")

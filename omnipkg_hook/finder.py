@@ -10,6 +10,11 @@ It answers only for what :mod:`omnipkg_hook.pins` routed:
   Submodules follow their package's ``__path__``, which already points into the store.
 - ``find_distributions``: a pinned distribution is described by its ``.dist-info`` in the
   store, so ``importlib.metadata.version("rich")`` agrees with ``import rich``.
+- A routed dist not yet compiled for this interpreter (no ``omnipkg-pyc-<cache_tag>.json``:
+  pip-omni compiles at install only what the bubble routes then) imports from its sources,
+  compiled in memory: the first import from it puts a path hook in front whose loader
+  never writes a ``.pyc``, so no process writes into the store without the writer lock.
+  ``pip-omni install`` compiles it later (``omnipkg_pip.bytecode.compile_pending``).
 
 The finder holds plain dicts and imports only the standard library; ``importlib.metadata``
 is imported inside ``find_distributions``, the first time something asks. A cached
@@ -23,6 +28,8 @@ try:  # the object importlib.machinery exports, without importing importlib (and
     from _frozen_importlib_external import PathFinder as _PathFinder
 except ImportError:  # pragma: no cover - not CPython
     from importlib.machinery import PathFinder as _PathFinder
+
+_PYC_MANIFEST = "omnipkg-pyc-" + str(sys.implementation.cache_tag) + ".json"
 
 __all__ = ["OmnipkgFinder", "FINDER", "install", "uninstall", "installed"]
 
@@ -46,6 +53,8 @@ class OmnipkgFinder:
         self.dists: dict[str, str] = {}
         self.cache: dict = {}
         self._distributions: dict[str, object] = {}
+        self._checked: set = set()  # routed dirs whose compiled state was looked at
+        self.source_only: list = []  # routed dirs without .pyc for this interpreter
 
     def __repr__(self) -> str:
         return f"<OmnipkgFinder routes={self.routes!r}>"
@@ -64,6 +73,11 @@ class OmnipkgFinder:
         dirs = self.routes.get(fullname)
         if dirs is None:
             return None
+        checked = self._checked
+        for d in dirs:
+            if d not in checked:
+                checked.add(d)
+                _check_compiled(self, d)
         spec = self.PathFinder.find_spec(fullname, dirs, target)
         if spec is None:
             from .errors import StoreCorruptError
@@ -123,6 +137,59 @@ class OmnipkgFinder:
     def invalidate_caches(self) -> None:
         self.cache.clear()
         self._distributions = {}
+
+
+def _check_compiled(finder, directory: str) -> None:
+    """One stat: is the dist at ``directory`` compiled for this interpreter? If not, its
+    sources are imported with a loader that writes no ``.pyc`` (see the module docstring)."""
+    import os
+
+    if os.path.exists(os.path.join(directory, _PYC_MANIFEST)) or not os.path.isdir(directory):
+        return
+    finder.source_only = [*finder.source_only, directory]
+    cache = sys.path_importer_cache
+    for key in [k for k in cache if isinstance(k, str) and (k == directory or k.startswith(directory + os.sep))]:
+        del cache[key]  # a finder made before this check would write .pyc
+    if _source_only_hook not in sys.path_hooks:
+        sys.path_hooks.insert(0, _source_only_hook)
+
+
+_source_only_finder = None
+
+
+def _source_only_hook(path):
+    """``sys.path_hooks`` entry: a FileFinder that never writes ``.pyc``, for the directories
+    of routed dists not compiled for this interpreter; ImportError (next hook) for any other."""
+    global _source_only_finder
+    import os
+
+    if not isinstance(path, str) or not any(
+        path == d or path.startswith(d + os.sep) for d in FINDER.source_only
+    ):
+        raise ImportError("not a source-only store directory")
+    if _source_only_finder is None:
+        from importlib.machinery import (
+            BYTECODE_SUFFIXES,
+            EXTENSION_SUFFIXES,
+            SOURCE_SUFFIXES,
+            ExtensionFileLoader,
+            FileFinder,
+            SourceFileLoader,
+            SourcelessFileLoader,
+        )
+
+        class SourceOnlyLoader(SourceFileLoader):
+            """Reads a hash-based ``.pyc`` when there is one; compiles in memory otherwise."""
+
+            def set_data(self, path, data, *, _mode=0o666):
+                return None  # the store is written by pip-omni under its lock only
+
+        _source_only_finder = FileFinder.path_hook(
+            (ExtensionFileLoader, EXTENSION_SUFFIXES),
+            (SourceOnlyLoader, SOURCE_SUFFIXES),
+            (SourcelessFileLoader, BYTECODE_SUFFIXES),
+        )
+    return _source_only_finder(path)
 
 
 def _normalize(name: str) -> str:

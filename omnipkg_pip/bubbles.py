@@ -14,19 +14,22 @@ interpreter (markers, extras), so the hook never needs ``packaging``::
 Two ways to make one: from wheels pip fetched (:func:`bubble_from_wheels`), or
 from dists already in the store, with no pip and no network
 (:func:`bubble_from_store`).
+
+Requirements, specifiers and markers are the hook's standard-library code
+(``omnipkg_hook._requirements``, ``._pep440``, ``._markers``, each checked against
+``packaging`` in the tests): a bubble made from stored dists imports no ``packaging``,
+whose import alone costs more than the work.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
-
-from omnipkg_hook.errors import InvalidPinError, OmnipkgError
+from omnipkg_hook._markers import Marker
+from omnipkg_hook._pep440 import InvalidVersion, SpecifierSet, Version
+from omnipkg_hook._requirements import Requirement
+from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import (
     DIST_MANIFEST,
     FORMAT,
@@ -54,32 +57,37 @@ class ClosureError(OmnipkgError, LookupError):
     """The dists at hand do not make a consistent closure for the requirement."""
 
 
-def parse_requirement(text: str) -> Requirement:
-    try:
-        return Requirement(text)
-    except InvalidRequirement as e:
-        raise InvalidPinError(
-            f"invalid requirement {text!r}: {str(e).splitlines()[0]}",
-            "write it as pip would take it, e.g. 'rich==13.4.2'",
-        ) from None
+def parse_requirement(text) -> Requirement:
+    """A PEP 508 requirement; :class:`InvalidPinError` quoting ``text`` when it is not one."""
+    return text if isinstance(text, Requirement) else Requirement(str(text))
 
 
-@dataclass
 class _Picked:
-    manifest: dict
-    extras: set
-    requires: dict
+    __slots__ = ("manifest", "extras", "requires")
+
+    def __init__(self, manifest: dict, extras: set, requires: dict) -> None:
+        self.manifest, self.extras, self.requires = manifest, extras, requires
+
+
+_MARKERS: dict[str, Marker] = {}
 
 
 def _applies(req: Requirement, env: dict, extras: set) -> bool:
     if req.marker is None:
         return True
-    return any(req.marker.evaluate({**env, "extra": e}) for e in (extras or {""}) | {""})
+    marker = _MARKERS.get(req.marker)
+    if marker is None:
+        marker = _MARKERS[req.marker] = Marker(req.marker)
+    return any(marker.evaluate({**env, "extra": e}) for e in (extras or {""}) | {""})
 
 
 def _version(manifest: dict) -> Version:
+    return _version_key(manifest["version"])
+
+
+def _version_key(text: str) -> Version:
     try:
-        return Version(manifest["version"])
+        return Version(text)
     except InvalidVersion:
         return Version("0")
 
@@ -198,19 +206,80 @@ def _write_scripts(store: Store, manifest: dict, interpreter) -> None:
     write_bubble_scripts(store, manifest, interpreter.executable)
 
 
-def bubble_from_wheels(store: Store, wheels, requirement, interpreter=None) -> dict:
-    """Ingest ``wheels`` (local files) and publish the bubble of ``requirement`` from them."""
+def bubble_from_wheels(store: Store, wheels, requirement, interpreter=None, main: dict | None = None) -> dict:
+    """Ingest ``wheels`` (local files) and publish the bubble of ``requirement`` from them.
+
+    ``main`` (``{name: version}`` of the interpreter's main environment; None: unknown)
+    says what not to compile now: a dist main has at the same version is not routed
+    (``bytecode.served_by_main``). The others are compiled in a second thread while the
+    next wheels are unpacked.
+    """
     from .ingest import ingest_wheel  # pypa/installer: only when there are wheels to ingest
 
     interpreter = interpreter or interp.current()
-    root = requirement if isinstance(requirement, Requirement) else parse_requirement(requirement)
+    root = parse_requirement(requirement)
     with WriteLock(store):
         by_name: dict[str, list[dict]] = {}
-        for wheel in wheels:
-            m = ingest_wheel(store, os.fspath(wheel), interpreter)
-            by_name.setdefault(m["name"], []).append(m)
+        with _Compiler(store, interpreter) as compiler:
+            for wheel in wheels:
+                m = ingest_wheel(store, os.fspath(wheel), interpreter, compile=False)
+                by_name.setdefault(m["name"], []).append(m)
+                if m["name"] == normalize(root.name) or not bytecode.served_by_main(m["name"], m["version"], main):
+                    compiler.submit(m)
         picked = resolve_closure(root, lambda n: by_name.get(n, []), interpreter, prereleases=True)
         return write_bubble(store, root, picked, interpreter)
+
+
+class _Compiler:
+    """Compiles published dists (``bytecode.ensure_compiled``) one after another in a
+    thread, so compiling one dist overlaps unpacking the next. Leaving the ``with``
+    waits for it and raises what it raised."""
+
+    def __init__(self, store: Store, interpreter) -> None:
+        self.store, self.interpreter = store, interpreter
+        self.queue: list = []
+        self.error: BaseException | None = None
+        self.thread = None
+        self.cond = None
+
+    def __enter__(self) -> _Compiler:
+        return self
+
+    def submit(self, manifest: dict) -> None:
+        import threading
+
+        if self.cond is None:
+            self.cond = threading.Condition()
+            self.thread = threading.Thread(target=self._work, name="pip-omni-compile", daemon=True)
+            self.thread.start()
+        with self.cond:
+            self.queue.append(manifest)
+            self.cond.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self.cond:
+                while not self.queue:
+                    self.cond.wait()
+                m = self.queue.pop(0)
+            if m is None:
+                return
+            if self.error is not None:
+                continue
+            try:
+                dist_dir = self.store.dist_path(m["name"], m["version"], m["tag"])
+                bytecode.ensure_compiled(self.store, m, dist_dir, self.interpreter)
+            except BaseException as e:  # re-raised in the caller's thread
+                self.error = e
+
+    def __exit__(self, *exc) -> None:
+        if self.thread is not None:
+            with self.cond:
+                self.queue.append(None)
+                self.cond.notify()
+            self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
 
 
 class StoreIndex:
@@ -240,10 +309,13 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
-def bubble_from_store(store: Store, requirement, interpreter=None) -> dict | None:
-    """Make the bubble from stored dists only (no pip, no network), or None if they do not suffice."""
+def bubble_from_store(store: Store, requirement, interpreter=None, main: dict | None = None) -> dict | None:
+    """Make the bubble from stored dists only (no pip, no network), or None if they do not suffice.
+
+    Compiles the picked dists not yet compiled for ``interpreter``, except those ``main``
+    (``{name: version}``) has at the same version (see :func:`bubble_from_wheels`)."""
     interpreter = interpreter or interp.current()
-    root = requirement if isinstance(requirement, Requirement) else parse_requirement(requirement)
+    root = parse_requirement(requirement)
     index = StoreIndex(store)
     # Resolve under the lock: a gc in between could remove the (unreferenced) dists picked.
     with WriteLock(store):
@@ -251,20 +323,21 @@ def bubble_from_store(store: Store, requirement, interpreter=None) -> dict | Non
             picked = resolve_closure(root, index, interpreter)
         except ClosureError:
             return None
-        for p in picked.values():
+        for name, p in picked.items():
             m = p.manifest
-            bytecode.ensure_compiled(store, m, store.dist_path(m["name"], m["version"], m["tag"]), interpreter)
+            if name == normalize(root.name) or not bytecode.served_by_main(name, m["version"], main):
+                bytecode.ensure_compiled(store, m, store.dist_path(m["name"], m["version"], m["tag"]), interpreter)
         return write_bubble(store, root, picked, interpreter)
 
 
 def find_bubble(store: Store, requirement, interpreter) -> dict | None:
     """An existing bubble of ``requirement`` for ``interpreter`` (best version), or None."""
-    root = requirement if isinstance(requirement, Requirement) else parse_requirement(requirement)
+    root = parse_requirement(requirement)
     name = normalize(root.name)
     versions = list(root.specifier.filter(store.bubble_versions(name, interpreter.key)))
     if not versions:
         return None
-    best = max(versions, key=lambda v: Version(v))
+    best = max(versions, key=_version_key)
     manifest = store.load_bubble(name, best, interpreter.key)
     if root.extras and not set(root.extras) <= set(manifest.get("extras", [])):
         return None

@@ -14,6 +14,14 @@ A source that another stored version of the same distribution has at the same pa
 with the same bytes is not compiled again: its pyc object (listed in that dist's pyc
 manifest for the same cache tag, and checked against its sha256) is linked instead.
 Between two releases most files are unchanged (rich 13.4.2 -> 13.5.3: 68 of 78).
+
+Only what will run is compiled at install: a dist of the bubble that the main environment
+has at the same version is served from main (the hook keeps main's copy when it satisfies),
+so its ``.pyc`` would never be read (77 % of rich's compile is pygments, which main usually
+has). Such a dist stays uncompiled until it is routed: the hook then imports its sources
+compiled in memory, writing nothing (``omnipkg_hook.finder``), and the next ``pip-omni
+install`` compiles every dist of this interpreter's bubbles that main no longer serves
+(:func:`compile_pending`).
 """
 
 from __future__ import annotations
@@ -22,8 +30,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import threading
 
 from omnipkg_hook.store import (
     DIST_MANIFEST,
@@ -34,7 +40,7 @@ from omnipkg_hook.store import (
     put_object,
 )
 
-__all__ = ["pyc_manifest_name", "compile_staged", "ensure_compiled"]
+__all__ = ["pyc_manifest_name", "compile_staged", "ensure_compiled", "served_by_main", "compile_pending"]
 
 # One .py -> the bytes py_compile would write with UNCHECKED_HASH (the same header and
 # marshal), made in memory: no temporary .pyc per file. On some filesystems creating a
@@ -98,6 +104,7 @@ def _compile_in_process(jobs: list[list[str]], compiled: dict, bad: list) -> Non
 
 def _compile_subprocess(executable: str, jobs: list[list[str]], compiled: dict, bad: list) -> None:
     import base64
+    import subprocess
 
     proc = subprocess.run(
         [executable, "-I", "-S", "-c", _COMPILE],
@@ -126,6 +133,8 @@ def _run_jobs(interpreter, jobs: list[list[str]]) -> tuple[dict[str, bytes], lis
         bad: list = []
         _compile_in_process(jobs, compiled, bad)
         return compiled, bad
+    import threading
+
     parts = cores if len(jobs) >= 64 else 1
     chunks = [jobs[i::parts] for i in range(parts)]
     results = [({}, []) for _ in chunks]
@@ -218,6 +227,12 @@ def compile_staged(store: Store, manifest: dict, dest, interpreter) -> None:
     dest.add_bytes(pyc_manifest_name(interpreter.cache_tag), json.dumps(record, indent=1).encode("utf-8"), False)
 
 
+def served_by_main(name: str, version: str, main: dict | None) -> bool:
+    """Whether the main environment (``{name: version}``; None: unknown) has this very
+    version, so the hook serves main's copy and this dist's ``.pyc`` would not be read."""
+    return main is not None and main.get(normalize(name)) == version
+
+
 def ensure_compiled(store: Store, manifest: dict, dist_dir: str, interpreter) -> bool:
     """Compile a published dist for ``interpreter`` if it is not yet. True if it did work.
 
@@ -227,23 +242,64 @@ def ensure_compiled(store: Store, manifest: dict, dist_dir: str, interpreter) ->
     if os.path.exists(target):
         return False
     work = make_tmpdir(store, "pyc-")
+    made: set = set()
     try:
         compiled, _bad = _compile(manifest, dist_dir, interpreter, store)
         entries = []
         for rel, data in sorted(compiled.items()):
-            entries.append(_link_published(store, dist_dir, rel, data, work))
+            entries.append(_link_published(store, dist_dir, rel, data, work, made))
         record = {"format": FORMAT, "cache_tag": interpreter.cache_tag, "files": entries}
         _link_published(store, dist_dir, pyc_manifest_name(interpreter.cache_tag),
-                        json.dumps(record, indent=1).encode("utf-8"), work)  # last: by rename
+                        json.dumps(record, indent=1).encode("utf-8"), work, made)  # last: by rename
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return True
 
 
-def _link_published(store: Store, dist_dir: str, rel: str, data: bytes, work: str) -> dict:
+def compile_pending(store: Store, interpreter, main: dict) -> list[str]:
+    """Compile the dists of ``interpreter``'s bubbles that lack its ``.pyc`` and that main
+    (``{name: version}``) does not serve at their version any more: the ones installed
+    uncompiled because main had them, after main changed. Returns their paths.
+
+    Looks first without the lock (a stat per dist); locks only when there is work.
+    """
+    from omnipkg_hook.errors import OmnipkgError
+    from omnipkg_hook.store import WriteLock, read_manifest
+
+    name = pyc_manifest_name(interpreter.cache_tag)
+    todo = {}
+    for _root, _version, _key, path in store.iter_bubbles(interpreter.key):
+        try:
+            with open(path, encoding="utf-8") as f:
+                dists = json.load(f)["dists"]
+            for dep, entry in dists.items():
+                dist_dir = store.abspath(entry["path"])
+                if not served_by_main(dep, entry["version"], main) and not os.path.exists(
+                    os.path.join(dist_dir, name)
+                ) and os.path.isdir(dist_dir):
+                    todo[dist_dir] = True
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # doctor reports unreadable manifests
+    done = []
+    if todo:
+        with WriteLock(store):
+            for dist_dir in sorted(todo):
+                try:
+                    manifest = read_manifest(os.path.join(dist_dir, DIST_MANIFEST))
+                except (OSError, ValueError, OmnipkgError):
+                    continue
+                if ensure_compiled(store, manifest, dist_dir, interpreter):
+                    done.append(dist_dir)
+    return done
+
+
+def _link_published(store: Store, dist_dir: str, rel: str, data: bytes, work: str, made: set) -> dict:
     sha = put_object(store, data)
     dest = os.path.join(dist_dir, *rel.split("/"))
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    parent = os.path.dirname(dest)
+    if parent not in made:  # one makedirs per directory, not per file
+        os.makedirs(parent, exist_ok=True)
+        made.add(parent)
     tmp_link = os.path.join(work, "link-" + sha)
     if os.path.lexists(tmp_link):
         os.unlink(tmp_link)

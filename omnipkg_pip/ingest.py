@@ -164,6 +164,7 @@ class StoreDestination(WheelDestination):
         self.files: list[dict] = []
         self.entry_points: dict[str, dict[str, str]] = {}
         self.staged: dict[str, str] = {}  # object path in the store -> staged copy
+        self.made: set[str] = {self.dist_dir}  # directories made: one makedirs each, not one per file
 
     def write_script(self, name, module, attr, section):
         # Console scripts of a bubble are generated per bubble (they set its pins);
@@ -196,8 +197,11 @@ class StoreDestination(WheelDestination):
         if os.path.lexists(target):
             self.wheel.problems.append(f"{rel}: written twice")
             return {"path": rel, "sha256": sha, "size": len(data), "mode": 0o644}
+        parent = os.path.dirname(target)
         try:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if parent not in self.made:
+                os.makedirs(parent, exist_ok=True)
+                self.made.add(parent)
         except (FileExistsError, NotADirectoryError):
             blocking = os.path.dirname(rel)
             while os.path.dirname(blocking) and not os.path.isfile(os.path.join(self.dist_dir, *blocking.split("/"))):
@@ -258,10 +262,12 @@ def _import_names(paths: list[str]) -> tuple[list[str], list[str]]:
     return top, namespaces
 
 
-def ingest_wheel(store: Store, wheel_path: str, interpreter) -> dict:
+def ingest_wheel(store: Store, wheel_path: str, interpreter, *, compile: bool = True) -> dict:
     """Put ``wheel_path`` into the store (if not there) with .pyc for ``interpreter``.
 
-    Returns the dist manifest. The caller holds ``WriteLock(store)``.
+    ``compile=False`` stores the dist without ``.pyc`` (the caller compiles what will be
+    routed, ``bytecode.ensure_compiled``). Returns the dist manifest. The caller holds
+    ``WriteLock(store)``.
     """
     filename = os.path.basename(wheel_path)
     try:
@@ -274,12 +280,13 @@ def ingest_wheel(store: Store, wheel_path: str, interpreter) -> dict:
     manifest_path = os.path.join(dist_dir, DIST_MANIFEST)
     if os.path.exists(manifest_path):
         manifest = read_manifest(manifest_path)
-        bytecode.ensure_compiled(store, manifest, dist_dir, interpreter)
+        if compile:
+            bytecode.ensure_compiled(store, manifest, dist_dir, interpreter)
         return manifest
 
     staging = make_tmpdir(store, "ingest-")
     try:
-        manifest = _stage(store, wheel_path, filename, name, version, tag, staging, interpreter)
+        manifest = _stage(store, wheel_path, filename, name, version, tag, staging, interpreter if compile else None)
         _publish(store, staging, dist_dir)
         return manifest
     finally:
@@ -343,7 +350,8 @@ def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter
         "entry_points": dest.entry_points,
         "files": sorted(dest.files, key=lambda f: f["path"]),
     }
-    bytecode.compile_staged(store, manifest, dest, interpreter)
+    if interpreter is not None:
+        bytecode.compile_staged(store, manifest, dest, interpreter)
     import json
 
     # The manifest is itself an object (linked like any file), the one bubbles record for
@@ -355,9 +363,12 @@ def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter
 def _publish(store: Store, staging: str, dist_dir: str) -> None:
     """New objects first, then the dist directory: one rename each."""
     new_objects = os.path.join(staging, "objects")
+    made = set()
     for fname in os.listdir(new_objects):
         obj = os.path.join(store.objects, fname[:2], fname[2:])
-        os.makedirs(os.path.dirname(obj), exist_ok=True)
+        if fname[:2] not in made:
+            os.makedirs(os.path.dirname(obj), exist_ok=True)
+            made.add(fname[:2])
         if not os.path.exists(obj):
             os.rename(os.path.join(new_objects, fname), obj)
     os.makedirs(os.path.dirname(dist_dir), exist_ok=True)

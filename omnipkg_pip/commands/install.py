@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from omnipkg_hook.errors import OmnipkgError, PipError
 from omnipkg_hook.store import Store, normalize
 
-from .. import bubbles, environment, interpreters, pip, plan, progress
+from .. import bubbles, bytecode, environment, interpreters, pip, plan, progress
 from . import remote
 
 __all__ = ["register", "run", "Row"]
@@ -174,13 +174,16 @@ def run(args) -> int:
     # Bubbles first: if one fails, main has not been touched.
     shared = remote.for_install(args) if bubble_jobs else None
     for text, reason in bubble_jobs:
-        rows.append(_make_bubble(store, interpreter, text, reason, common, args.verbose, shared))
+        rows.append(_make_bubble(store, interpreter, text, reason, common, args.verbose, shared, main_now))
     remote.push_made(shared, store, interpreter, rows)
     if the_plan is not None and the_plan.to_main:
         _install_main(interpreter, the_plan, main_now, common, main_only, args)
         for row in rows:
             if row.action == "would install":
                 row.action = "installed"
+        main_now = environment.installed(interpreter, store)
+    # Dists left uncompiled because main had them, which main no longer serves (bytecode.py)
+    bytecode.compile_pending(store, interpreter, main_now)
     _print(rows, args)
     return 0
 
@@ -191,14 +194,14 @@ def _version_of(text: str) -> str:
 
 
 def _make_bubble(store: Store, interpreter, text: str, reason: str, common: list[str], verbose: int,
-                 shared=None) -> Row:
+                 shared=None, main_now: dict | None = None) -> Row:
     req = bubbles.parse_requirement(text)
     name = normalize(req.name)
     if req.url is None:
         existing = bubbles.find_bubble(store, req, interpreter)
         if existing is not None:
             return Row(name, existing["version"], "bubble", "present", reason)
-        manifest = bubbles.bubble_from_store(store, req, interpreter)
+        manifest = bubbles.bubble_from_store(store, req, interpreter, main_now)
         if manifest is not None:
             return Row(name, manifest["version"], "bubble", "created",
                        f"{reason}; {len(manifest['dists'])} dists, all already stored")
@@ -214,7 +217,7 @@ def _make_bubble(store: Store, interpreter, text: str, reason: str, common: list
                     what=f"fetch {text} and its dependencies", verbose=verbose, hold=work)
         wheels = sorted(glob.glob(os.path.join(work.path, "*.whl")))
         with progress.step(f"store {len(wheels)} wheels"):
-            manifest = bubbles.bubble_from_wheels(store, wheels, req, interpreter)
+            manifest = bubbles.bubble_from_wheels(store, wheels, req, interpreter, main_now)
     return Row(name, manifest["version"], "bubble", "created", f"{reason}; {len(manifest['dists'])} dists")
 
 

@@ -1,0 +1,125 @@
+"""Only what will run is compiled at install; a routed dist without .pyc still imports, writes
+nothing into the store, and ``bytecode.compile_pending`` compiles it once main stops serving it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from omnipkg_hook.store import Store
+from omnipkg_pip import bubbles, bytecode, interp
+
+from conftest import store_state  # tests/conftest.py
+from .conftest import module_files, needs_pth
+
+CURRENT = interp.current()
+PYC = bytecode.pyc_manifest_name(CURRENT.cache_tag)
+
+
+def _lib_files(version: str) -> dict:
+    return module_files("omt_lib", version, {"omt_lib/sub/__init__.py": "", "omt_lib/sub/deep.py": f"D = {version!r}\n"})
+
+
+def _make(store, wheel, main):
+    app = wheel("omt-app", "1.0", module_files("omt_app", "1.0"), requires=["omt-lib==1.0"])
+    lib = wheel("omt-lib", "1.0", _lib_files("1.0"))
+    return bubbles.bubble_from_wheels(store, [app, lib], "omt-app==1.0", CURRENT, main)
+
+
+def _dist_dir(store, manifest, name):
+    return store.abspath(manifest["dists"][name]["path"])
+
+
+def test_a_dist_main_has_at_the_same_version_is_not_compiled_the_others_are(store, wheel):
+    manifest = _make(store, wheel, {"omt-lib": "1.0", "omt-app": "0.9"})
+    app_dir, lib_dir = _dist_dir(store, manifest, "omt-app"), _dist_dir(store, manifest, "omt-lib")
+    assert os.path.exists(os.path.join(app_dir, PYC))
+    assert os.path.exists(os.path.join(app_dir, "omt_app", "__pycache__", f"__init__.{CURRENT.cache_tag}.pyc"))
+    assert not os.path.exists(os.path.join(lib_dir, PYC))
+    assert not os.path.exists(os.path.join(lib_dir, "omt_lib", "__pycache__"))
+    # the root is compiled even when main has its version (it is what the pin routes)
+    other = wheel("omt-solo", "1.0", module_files("omt_solo", "1.0"))
+    solo = bubbles.bubble_from_wheels(store, [other], "omt-solo==1.0", CURRENT, {"omt-solo": "1.0"})
+    assert os.path.exists(os.path.join(_dist_dir(store, solo, "omt-solo"), PYC))
+
+
+def test_without_main_everything_is_compiled(store, wheel):
+    manifest = _make(store, wheel, None)
+    for name in ("omt-app", "omt-lib"):
+        assert os.path.exists(os.path.join(_dist_dir(store, manifest, name), PYC))
+
+
+def test_bubble_from_store_compiles_only_what_main_does_not_serve(store, wheel):
+    manifest = _make(store, wheel, {"omt-lib": "1.0", "omt-app": "1.0"})
+    os.unlink(store.bubble_path("omt-app", "1.0", CURRENT.key))
+    again = bubbles.bubble_from_store(store, "omt-app==1.0", CURRENT, {"omt-lib": "1.0"})
+    assert again["dists"].keys() == manifest["dists"].keys()
+    assert not os.path.exists(os.path.join(_dist_dir(store, again, "omt-lib"), PYC))
+    bubbles.bubble_from_store(store, "omt-app==1.0", CURRENT, {})  # main lost omt-lib
+    assert os.path.exists(os.path.join(_dist_dir(store, again, "omt-lib"), PYC))
+
+
+def test_compile_pending_compiles_what_main_no_longer_serves(store, wheel):
+    manifest = _make(store, wheel, {"omt-lib": "1.0"})
+    lib_dir = _dist_dir(store, manifest, "omt-lib")
+    assert bytecode.compile_pending(store, CURRENT, {"omt-lib": "1.0"}) == []  # main still serves it
+    assert not os.path.exists(os.path.join(lib_dir, PYC))
+    assert bytecode.compile_pending(store, CURRENT, {"omt-lib": "2.0"}) == [lib_dir]
+    record = json.loads(open(os.path.join(lib_dir, PYC)).read())
+    assert sorted(e["path"] for e in record["files"]) == [
+        f"omt_lib/__pycache__/__init__.{CURRENT.cache_tag}.pyc",
+        f"omt_lib/sub/__pycache__/__init__.{CURRENT.cache_tag}.pyc",
+        f"omt_lib/sub/__pycache__/deep.{CURRENT.cache_tag}.pyc",
+    ]
+    for e in record["files"]:  # every pyc is a store object, linked
+        assert os.stat(os.path.join(lib_dir, e["path"])).st_ino == os.stat(store.object_path(e["sha256"])).st_ino
+    assert bytecode.compile_pending(store, CURRENT, {}) == []  # nothing left
+
+
+@needs_pth
+def test_a_routed_uncompiled_dist_imports_from_source_and_writes_nothing(store, wheel, main_site, run_python,
+                                                                         monkeypatch):
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    manifest = _make(store, wheel, {"omt-lib": "1.0"})
+    lib_dir = _dist_dir(store, manifest, "omt-lib")
+    main_site.install(wheel("omt-lib", "2.0", _lib_files("2.0")))  # main changed since: lib is routed
+    dists_before = store_state(store.dists, store.objects)
+    code = (
+        "import omt_app, omt_lib, omt_lib.sub.deep, sys\n"
+        "print(omt_lib.VERSION, omt_lib.sub.deep.D, omt_lib.__file__)\n"
+    )
+    for _ in range(2):  # the second start-up takes the start-up cache
+        out = run_python(code, {"OMNIPKG_PINS": "omt-app==1.0"}).stdout.split()
+        assert out[:2] == ["1.0", "1.0"]
+        assert out[2].startswith(lib_dir + os.sep)
+        assert not os.path.exists(os.path.join(lib_dir, "omt_lib", "__pycache__"))
+        assert store_state(store.dists, store.objects) == dists_before
+    bytecode.compile_pending(Store(store.root), CURRENT, {"omt-lib": "2.0"})
+    out = run_python(
+        "import omt_lib.sub.deep as d, os; print(d.D, os.path.exists(d.__cached__))", {"OMNIPKG_PINS": "omt-app==1.0"}
+    ).stdout.split()
+    assert out == ["1.0", "True"]
+
+
+def test_a_routed_uncompiled_dist_in_process_uses_the_source_only_loader(store, wheel, main_site, monkeypatch):
+    import omnipkg_hook
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    from omnipkg_hook import finder
+
+    manifest = _make(store, wheel, {"omt-lib": "1.0"})
+    lib_dir = _dist_dir(store, manifest, "omt-lib")
+    before = store_state(store.dists, store.objects)
+    omnipkg_hook.pin("omt-app==1.0")
+    try:
+        import omt_lib.sub.deep
+
+        assert omt_lib.sub.deep.D == "1.0"
+        assert type(omt_lib.sub.deep.__loader__).__name__ == "SourceOnlyLoader"
+        assert lib_dir in finder.FINDER.source_only
+        assert store_state(store.dists, store.objects) == before
+    finally:
+        sys.path_hooks[:] = [h for h in sys.path_hooks if h is not finder._source_only_hook]
+        finder.FINDER.source_only = []
+        finder.FINDER._checked = set()
