@@ -94,11 +94,14 @@ path_added = []  # bin dirs it put on PATH
 leased = {}  # dist dir -> fd of its lease (omnipkg_hook.leases adopts them)
 
 
-def _fnv1a(text: str) -> str:
-    h = 0xCBF29CE484222325
-    for byte in text.encode("utf-8", "surrogatepass"):
-        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return f"{h:016x}"
+_PRIME = (1 << 127) - 1
+
+
+def _digest(text: str) -> str:
+    """A file name for ``text``: its bytes as one integer modulo a Mersenne prime, done in C
+    (a byte loop in Python cost ~50 us of the start-up; ``hash()`` is salted per process).
+    Collisions only cost a miss: the entry holds the whole key and is checked against it."""
+    return f"{int.from_bytes(text.encode('utf-8', 'surrogatepass'), 'little') % _PRIME:032x}"
 
 
 def _store_root() -> "str | None":
@@ -137,7 +140,7 @@ def _key(value: str, root: str) -> str:
 
 
 def _file(root: str, key: str) -> str:
-    return os.path.join(root, "cache", "startup", _fnv1a(key) + ".marshal")
+    return os.path.join(root, "cache", "startup", _digest(key) + ".marshal")
 
 
 def _stamp(path: str) -> int:

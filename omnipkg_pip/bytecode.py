@@ -26,7 +26,6 @@ install`` compiles every dist of this interpreter's bubbles that main no longer 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -187,6 +186,8 @@ def _stored_pyc(store: Store, name: str, cache_tag: str) -> dict[tuple[str, str]
 
 def _read_object(store: Store, sha: str) -> bytes | None:
     """The bytes of object ``sha``, or None if it is missing or does not hash to ``sha``."""
+    import hashlib
+
     try:
         with open(store.object_path(sha), "rb") as f:
             data = f.read()
