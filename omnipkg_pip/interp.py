@@ -7,13 +7,10 @@ has nothing but its own standard library on ``sys.path`` -- never our packages.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
-import subprocess
 import sys
-from dataclasses import dataclass, field
 
 from omnipkg_hook import _tags
 from omnipkg_hook.errors import InterpreterError
@@ -24,17 +21,30 @@ __all__ = ["Interpreter", "current", "inspect"]
 _PROBE_FILE = _tags.__file__
 
 
-@dataclass
 class Interpreter:
-    executable: str
-    version: str
-    version_info: tuple
-    cache_tag: str
-    key: str
-    markers: dict
-    tags: list[str] = field(repr=False)
-    purelib: str = ""
-    prefix: str = ""
+    """The facts (a plain class, not a dataclass: ``dataclasses`` costs more to import than a
+    bubble from stored dists costs to make, and this is on that path)."""
+
+    FIELDS = ("executable", "version", "version_info", "cache_tag", "key", "markers", "tags", "purelib", "prefix")
+    __slots__ = (*FIELDS, "__dict__")  # __dict__: functools.cached_property
+
+    def __init__(self, executable: str, version: str, version_info: tuple, cache_tag: str, key: str,
+                 markers: dict, tags: list, purelib: str = "", prefix: str = "") -> None:
+        self.executable, self.version, self.version_info = executable, version, version_info
+        self.cache_tag, self.key, self.markers, self.tags = cache_tag, key, markers, tags
+        self.purelib, self.prefix = purelib, prefix
+
+    def asdict(self) -> dict:
+        return {f: getattr(self, f) for f in self.FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        return self.asdict() == other.asdict() if isinstance(other, Interpreter) else NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS if f != "tags")
+        return f"Interpreter({shown})"
 
     @property
     def is_current(self) -> bool:
@@ -136,13 +146,15 @@ def _save_cached(executable: str, info: Interpreter) -> None:
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         tmp = f"{cache}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"stamp": stamp, "data": dataclasses.asdict(info) | {"version_info": list(info.version_info)}}, f)
+            json.dump({"stamp": stamp, "data": info.asdict() | {"version_info": list(info.version_info)}}, f)
         os.replace(tmp, cache)
     except OSError:
         pass
 
 
 def _probe(executable: str) -> Interpreter:
+    import subprocess
+
     hint = f"pip-omni needs a Python 3.9 to 3.13 that runs with -I -S; `{executable} -I -S -c pass` shows what is wrong"
     try:
         proc = subprocess.run([executable, "-I", "-S", _PROBE_FILE], capture_output=True, timeout=60)
