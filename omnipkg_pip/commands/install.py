@@ -25,8 +25,10 @@ from dataclasses import asdict, dataclass
 from omnipkg_hook.errors import OmnipkgError, PipError
 from omnipkg_hook.store import Store, normalize
 
-from .. import bubbles, bytecode, environment, interpreters, pip, plan, progress
+from .. import bubbles, bytecode, environment, interpreters, progress
 from . import remote
+
+# pip.py and plan.py (packaging) load only when pip runs: a bubble from stored dists needs neither.
 
 __all__ = ["register", "run", "Row"]
 
@@ -146,6 +148,8 @@ def run(args) -> int:
     the_plan = None
     if pending or args.requirement or args.editable:
         files = [x for f in args.requirement for x in ("-r", f)]
+        from .. import pip, plan
+
         report = pip.dry_run_report(
             interpreter.executable, [*pending, *files, *common, *main_only],
             what="resolve against the main environment", verbose=args.verbose,
@@ -213,6 +217,8 @@ def _make_bubble(store: Store, interpreter, text: str, reason: str, common: list
     # Downloads are staged in <store>/tmp (gc and doctor clear what a killed install leaves),
     # held by a flock that pip inherits, so a concurrent gc never removes a live download.
     with DownloadDir(store, "wheels-") as work:
+        from .. import pip
+
         pip.run_pip(interpreter.executable, ["wheel", "--wheel-dir", work.path, text, *common],
                     what=f"fetch {text} and its dependencies", verbose=verbose, hold=work)
         wheels = sorted(glob.glob(os.path.join(work.path, "*.whl")))
@@ -222,6 +228,8 @@ def _make_bubble(store: Store, interpreter, text: str, reason: str, common: list
 
 
 def _install_main(interpreter, the_plan, main_now, common, main_only, args) -> None:
+    from .. import pip
+
     reqs = [root.requirement() for root in the_plan.to_main]
     guard = []
     work = None
