@@ -415,7 +415,7 @@ class Bench:
     def bench_cli(self) -> None:
         """``pip-omni --version`` / ``pip-omni list`` wall time vs ``python -c pass``, interleaved."""
         floor, version, listing = [], [], []
-        for i in range(max(self.args.reps, 5) * 2):
+        for _ in range(max(self.args.reps, 5) * 2):
             floor.append(self.run([self.py, "-c", "pass"])[0])
             version.append(self.run([self.omni, "--version"], store=self.store_a)[0])
             listing.append(self.run([self.omni, "list"], store=self.store_a)[0])

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import re
 
-# (annotations only: ``typing`` and ``collections.abc`` are not imported, they cost more
-# than the whole of a warm bubble's work; ``from __future__ import annotations`` keeps the
-# names below as strings: Iterable, Iterator, Any, Callable)
+# ``typing`` and ``collections.abc`` are not imported: they cost more than the whole of a
+# warm bubble's work (omnipkg_pip.bubbles uses this module).
 
 __all__ = ["InvalidVersion", "InvalidSpecifier", "Version", "parse_version", "SpecifierSet"]
 
@@ -296,10 +295,10 @@ class SpecifierSet:
 
     def filter(
         self,
-        iterable: Iterable[Any],
+        iterable,
         prereleases: bool | None = None,
-        key: Callable[[Any], str | Version] | None = None,
-    ) -> Iterator[Any]:
+        key=None,
+    ):
         """Matching items in order; by default pre-releases only if no final release matches.
 
         A specifier that names a pre-release (``>=2.0b1``) lets them all through.

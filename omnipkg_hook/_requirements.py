@@ -17,7 +17,8 @@ from .errors import InvalidPinError
 from .store import normalize
 
 __all__ = ["Requirement", "parse_requirement", "split_pins", "parse_pins"]
-# ``NoReturn`` below is an annotation only (a string): ``typing`` is not imported.
+# ``typing`` is not imported (it costs more than a warm bubble's work): the ``fail`` methods
+# below always raise.
 
 _NAME = re.compile(r"\b[a-zA-Z0-9][a-zA-Z0-9._-]*\b")  # packaging's IDENTIFIER
 _WS = re.compile(r"[ \t]*")
@@ -82,7 +83,7 @@ class _Parser:
             raise InvalidPinError(f"invalid requirement {text!r}: not a string", _EXAMPLE)
         self.text, self.pos = text, 0
 
-    def fail(self, what: str, pos: int | None = None, hint: str = _EXAMPLE) -> NoReturn:
+    def fail(self, what: str, pos: int | None = None, hint: str = _EXAMPLE):
         column = (self.pos if pos is None else pos) + 1
         raise InvalidPinError(f"invalid requirement {self.text!r}: {what} at column {column}", hint)
 
@@ -177,7 +178,7 @@ class _Parser:
             self.pos += 1
         return "".join(parts)
 
-    def bad_version(self, start: int) -> NoReturn:
+    def bad_version(self, start: int):
         """Explain a specifier whose version part is not valid where it stands."""
         op = _OPERATOR.match(self.text, start).group()
         rest = re.match(r"[^ \t,;)]*", self.text[start + len(op) :].lstrip()).group()
@@ -193,7 +194,7 @@ class _Parser:
             self.fail(f"expected a version after {op!r}", start + len(op), _VERSION_HINT)
         self.fail(f"invalid version specifier {op + rest!r}", start, _VERSION_HINT)
 
-    def unexpected(self, name: str, spec: str | None, url: str | None) -> NoReturn:
+    def unexpected(self, name: str, spec: str | None, url: str | None):
         at = self.text[self.pos]
         if url is not None:
             self.fail("expected ';' before a marker after the URL")

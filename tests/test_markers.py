@@ -16,7 +16,12 @@ from packaging.markers import UndefinedComparison as PUndefinedComparison
 from packaging.markers import UndefinedEnvironmentName as PUndefinedEnvironmentName
 from packaging.markers import default_environment
 
-from omnipkg_hook._markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
+from omnipkg_hook._markers import (
+    InvalidMarker,
+    Marker,
+    UndefinedComparison,
+    UndefinedEnvironmentName,
+)
 
 PACKAGING_26 = int(packaging.__version__.split(".")[0]) >= 26
 needs_packaging_26 = pytest.mark.skipif(
@@ -132,8 +137,8 @@ def _outcome(make, evaluate, text, env):
 @pytest.mark.parametrize("text", MARKERS)
 def test_agrees_with_packaging(text):
     for env, extra in itertools.product(ENVIRONMENTS, EXTRAS):
-        ours = _outcome(Marker, lambda m, e: m.evaluate({**e, "extra": extra}), text, env)
-        theirs = _outcome(PMarker, lambda m, e: m.evaluate({**e, "extra": extra}), text, env)
+        ours = _outcome(Marker, lambda m, e, extra=extra: m.evaluate({**e, "extra": extra}), text, env)
+        theirs = _outcome(PMarker, lambda m, e, extra=extra: m.evaluate({**e, "extra": extra}), text, env)
         assert ours == theirs, (text, extra, env["python_version"], env["sys_platform"])
 
 
@@ -148,8 +153,8 @@ def test_agrees_with_packaging_on_random_combinations():
         text = " ".join(f"({p})" if rng.random() < 0.3 else p for p in parts)
         env = rng.choice(ENVIRONMENTS)
         extra = rng.choice(EXTRAS)
-        ours = _outcome(Marker, lambda m, e: m.evaluate({**e, "extra": extra}), text, env)
-        theirs = _outcome(PMarker, lambda m, e: m.evaluate({**e, "extra": extra}), text, env)
+        ours = _outcome(Marker, lambda m, e, extra=extra: m.evaluate({**e, "extra": extra}), text, env)
+        theirs = _outcome(PMarker, lambda m, e, extra=extra: m.evaluate({**e, "extra": extra}), text, env)
         assert ours == theirs, (text, extra)
 
 

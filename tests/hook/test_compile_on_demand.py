@@ -7,10 +7,11 @@ import json
 import os
 import sys
 
+from conftest import store_state  # tests/conftest.py
+
 from omnipkg_hook.store import Store
 from omnipkg_pip import bubbles, bytecode, interp
 
-from conftest import store_state  # tests/conftest.py
 from .conftest import module_files, needs_pth
 
 CURRENT = interp.current()
