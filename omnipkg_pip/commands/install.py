@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass
 
 from omnipkg_hook.errors import OmnipkgError, PipError
 from omnipkg_hook.store import Store, normalize
@@ -95,13 +94,23 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-@dataclass
 class Row:
-    name: str
-    version: str
-    where: str  # "main" | "bubble"
-    action: str  # "installed" | "created" | "pulled" | "present" | "would install" | "would create"
-    reason: str = ""
+    """One line of the result table (a plain class: importing ``dataclasses`` costs more than
+    a bubble from stored dists)."""
+
+    __slots__ = ("name", "version", "where", "action", "reason")
+
+    def __init__(self, name: str, version: str, where: str, action: str, reason: str = "") -> None:
+        self.name, self.version = name, version
+        self.where = where  # "main" | "bubble"
+        self.action = action  # "installed" | "created" | "pulled" | "present" | "would install" | "would create"
+        self.reason = reason
+
+    def asdict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __repr__(self) -> str:
+        return f"Row({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
 
 
 def _collect(args, specs) -> list[str]:
@@ -254,7 +263,7 @@ def _install_main(interpreter, the_plan, main_now, common, main_only, args) -> N
 
 def _print(rows: list[Row], args) -> None:
     if args.json:
-        json.dump([asdict(r) for r in rows], sys.stdout, indent=1)
+        json.dump([r.asdict() for r in rows], sys.stdout, indent=1)
         sys.stdout.write("\n")
         return
     if args.quiet or not rows:
