@@ -335,6 +335,16 @@ class Scanner:
 
     # -- bubbles ---------------------------------------------------------------------------
 
+    def main_serves(self, name: str, version) -> bool:
+        """Whether this interpreter's main environment has ``name`` at ``version`` (so its
+        bubble copy is left uncompiled on purpose: ``omnipkg_pip.bytecode``)."""
+        main = getattr(self, "_main", None)
+        if main is None:
+            from omnipkg_hook.store import main_versions
+
+            main = self._main = {n: v for n, (v, _where) in main_versions(exclude=self.store.root).items()}
+        return main.get(name) == version
+
     def scan_bubbles(self, report: Report) -> None:
         key = interpreter_key()
         tag = sys.implementation.cache_tag
@@ -362,7 +372,9 @@ class Scanner:
                         "bubble-dist", rel, f"{dname}: {entry['path']} holds version {d.manifest.get('version')}, "
                         f"not {entry.get('version')}",
                     ))  # fmt: skip
-                elif k == key and d.manifest is not None and tag not in d.pyc and (PYC_PREFIX + tag + PYC_SUFFIX) not in d.bad_pyc:
+                elif k == key and d.manifest is not None and tag not in d.pyc and (
+                    PYC_PREFIX + tag + PYC_SUFFIX) not in d.bad_pyc and not self.main_serves(dname, entry.get("version")):
+                    # (a dist main has at this version is compiled only once main stops serving it)
                     report.problems.append(Problem("bubble-dist", rel, f"{dname}: {entry['path']} is not compiled for {tag}"))
 
 

@@ -124,3 +124,18 @@ def test_a_routed_uncompiled_dist_in_process_uses_the_source_only_loader(store, 
         sys.path_hooks[:] = [h for h in sys.path_hooks if h is not finder._source_only_hook]
         finder.FINDER.source_only = []
         finder.FINDER._checked = set()
+
+
+def test_doctor_accepts_a_dist_left_uncompiled_while_main_serves_it(store, wheel, main_site):
+    from omnipkg_pip import doctor
+
+    _make(store, wheel, {"omt-lib": "1.0"})
+    main_site.install(wheel("omt-lib", "1.0", _lib_files("1.0")))  # main has it at that version
+    assert [p for p in doctor.check(store, main=False).problems if p.kind == "bubble-dist"] == []
+    main_site.install(wheel("omt-lib", "2.0", _lib_files("2.0")))  # now main has another version too
+    for meta in main_site.path.glob("omt_lib-1.0.dist-info"):
+        import shutil
+
+        shutil.rmtree(meta)
+    problems = [p for p in doctor.check(store, main=False).problems if p.kind == "bubble-dist"]
+    assert len(problems) == 1 and "is not compiled for" in problems[0].line()
