@@ -2,13 +2,13 @@
 
     .venv/bin/python benchmarks/bench_workers.py [--n 20000] [--seconds 2] [--omnipkg] [--json FILE]
 
-Everything runs against a private store and runtime directory under /tmp (never the
+Everything runs against a private store and runtime directory in the temp dir (``TMPDIR``; never the
 user's daemon); every daemon started here is stopped at exit. Times are per call, in
 microseconds unless said otherwise; "spread" is p10..p90. The budgets of DESIGN.md are
 checked at the end (this machine is shared and noisy: read them as a guide, and run
 twice before believing a miss).
 
-``--omnipkg`` installs omnipkg==3.4.1 into a throwaway venv under /tmp (HOME pointed at a
+``--omnipkg`` installs omnipkg==3.4.1 into a venv in the temp dir, kept for the next run (HOME pointed at a
 scratch directory, so nothing of the user's is touched), measures its
 ``DaemonProxy.execute("x = 1 + 1")`` warm round trip in the same run, stops its daemon,
 and prints the ratio. If omnipkg cannot be installed or run, the output says so.
@@ -155,7 +155,7 @@ def new_worker_times(client: DaemonClient, pins: list[str], rounds: int, pause: 
 
 
 def bench_omnipkg(n: int) -> dict | None:
-    base = "/tmp/pip-omni-bench-omnipkg"
+    base = os.path.join(tempfile.gettempdir(), "pip-omni-bench-omnipkg")
     venv = os.path.join(base, "venv")
     home = os.path.join(base, "home")
     os.makedirs(home, exist_ok=True)
@@ -215,7 +215,12 @@ def main() -> int:
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
 
-    scratch = tempfile.mkdtemp(prefix="pobw-", dir="/tmp")
+    scratch = tempfile.mkdtemp(prefix="pobw-")
+    if len(scratch) > 60:  # AF_UNIX socket paths are limited to ~107 bytes
+        shutil.rmtree(scratch)
+        print(f"bench_workers: the temp dir {tempfile.gettempdir()!r} is too long for the daemon's socket paths; "
+              "set TMPDIR to a short directory", file=sys.stderr)
+        return 2
     os.environ["OMNIPKG_RUNTIME_DIR"] = os.path.join(scratch, "rt")
     store = os.path.join(scratch, "store")
     os.environ["OMNIPKG_STORE"] = store
