@@ -7,7 +7,10 @@
 4. each bubble is verified twice: a fresh interpreter with ``OMNIPKG_PINS``
    (the start-up hook), and a warm daemon worker (``DaemonProxy``), with the
    version, the file it was imported from and each call's latency;
-5. a results table; then the bubbles the demo made are removed (``--keep`` keeps them).
+5. auto-heal (:mod:`._demo_heal`): one file of the rich 13.4.2 dist is deleted and
+   another edited in place through its hard link; the next ``pin()`` detects and
+   repairs, ``pip-omni doctor`` agrees;
+6. a results table; then what the demo made is removed (``--keep`` keeps the bubbles).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import Store
 
 from .. import environment, interp
+from . import _demo_heal
 
 __all__ = ["register", "run"]
 
@@ -105,6 +109,7 @@ def run(args) -> int:
     import rich
 
     results.append(("main (this process)", importlib.metadata.version("rich"), rich.__file__, None))
+    _row(results[-1])
 
     _say("\n[4] bubbles, through OMNIPKG_PINS in a fresh interpreter, and through a daemon worker")
     for version in BUBBLES:
@@ -116,26 +121,50 @@ def run(args) -> int:
             raise OmnipkgError(f"OMNIPKG_PINS=rich=={version} failed: {out.stderr.strip()[-300:]}")
         got, path = out.stdout.split()
         results.append((f"OMNIPKG_PINS=rich=={version}", got, path, elapsed))
-    results += _daemon_checks(store)
+        _row(results[-1])
+    for row in _daemon_checks(store):
+        results.append(row)
+        _row(row)
 
-    _say("\n[5] results")
+    _say(f"\n[5] auto-heal: damage the rich {_demo_heal.VERSION} bubble, then pin it again")
+    quarantine = _demo_heal.quarantine_entries(store)
+    if _demo_heal.VERSION in existed:
+        healed = [("auto-heal", False, f"skipped: the rich {_demo_heal.VERSION} bubble was yours before the demo, "
+                   "and the demo damages only what it made itself")]
+        _say(f"    {healed[0][2]}")
+    else:
+        healed = _demo_heal.run(store, interpreter, _say)
+
+    _say("\n[6] results")
     width = max(len(r[0]) for r in results)
     ok = same
-    for label, got, path, elapsed in results:
-        expected = MAIN_VERSION if label.startswith("main") else label.rsplit("==", 1)[1].split()[0]
-        good = got == expected and (label.startswith("main") or path.startswith(store.root))
+    for row in results:
+        ok = _row(row, width) and ok
+    for label, good, detail in healed:
         ok = ok and good
-        timing = f"{elapsed * 1e3:9.3f} ms" if elapsed is not None else " " * 12
-        _say(f"  {'ok ' if good else 'BAD'} {label.ljust(width)}  rich {got:<7} {timing}  {path}")
+        _say(f"  {'ok ' if good else 'BAD'} {label.ljust(width)}  {detail}")
 
     if not args.keep:
         for version in BUBBLES:
             if version not in existed:
                 _cli("uninstall", f"rich=={version}")
         _cli("gc")
-        _say("\ncleaned up the demo's bubbles (pip-omni uninstall + gc); --keep keeps them")
+        removed = _demo_heal.remove_new_quarantine(store, quarantine)
+        _say("\ncleaned up the demo's bubbles (pip-omni uninstall + gc)"
+             + (f" and the {removed} quarantine entr{'y' if removed == 1 else 'ies'} its damage left" if removed else "")
+             + "; --keep keeps the bubbles")
     _say("\ndemo " + ("passed" if ok else "FAILED"))
     return 0 if ok else 1
+
+
+def _row(row, width: int = 0) -> bool:
+    """Print one verified row; whether it is right."""
+    label, got, path, elapsed = row
+    expected = MAIN_VERSION if label.startswith("main") else label.rsplit("==", 1)[1].split()[0]
+    good = got == expected and (label.startswith("main") or path.startswith(Store().root))
+    timing = f"{elapsed * 1e3:9.3f} ms" if elapsed is not None else " " * 12
+    _say(f"  {'ok ' if good else 'BAD'} {label.ljust(width)}  rich {got:<7} {timing}  {path}")
+    return good
 
 
 def _daemon_checks(store: Store) -> list:
