@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo examples bench lint clean
+.PHONY: test test-lowest demo examples bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,23 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The oldest dependency versions pyproject.toml allows (ci/constraints-lowest.txt), in a venv
+# of their own: a lower bound that is too loose fails here, not for a user.
+LOWEST_VENV  ?= .venv-lowest
+LOWEST_STAMP := $(LOWEST_VENV)/.installed
+LOWEST_TESTS ?= tests/test_interpreters.py tests/test_tags.py tests/test_probe.py tests/test_config_errors.py
+
+$(LOWEST_STAMP): pyproject.toml ci/constraints-lowest.txt
+	rm -rf $(LOWEST_VENV)
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install -q -c ci/constraints-lowest.txt pip
+	$(LOWEST_VENV)/bin/python -m pip install -q -c ci/constraints-lowest.txt -e '.[test]'
+	$(LOWEST_VENV)/bin/python ci/check_lowest.py ci/constraints-lowest.txt
+	@touch $@
+
+test-lowest: $(LOWEST_STAMP)
+	$(LOWEST_VENV)/bin/python -m pytest $(PYTEST_ARGS) $(LOWEST_TESTS)
 
 demo: $(STAMP)
 	$(VENV)/bin/pip-omni demo --yes
@@ -29,4 +46,4 @@ lint: $(STAMP)
 	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache
+	rm -rf $(VENV) $(LOWEST_VENV) build dist .pytest_cache
