@@ -54,6 +54,8 @@ def main() -> int:
         version, _ = rich_now()
         check(f"after the block: main's rich {version} again", version == MAIN)
 
+    was_running = subprocess.run([sys.executable, "-m", "omnipkg_pip", "daemon", "status"],
+                                 capture_output=True).returncode == 0
     client = DaemonClient()
     try:
         for wanted in BUBBLES:
@@ -62,6 +64,8 @@ def main() -> int:
             )
             check(f"daemon worker rich=={wanted}: rich {r.value} from {r.stdout.strip()}", r.value == wanted)
     finally:
+        if not was_running:  # the daemon this script started goes with it
+            client.stop(timeout=10)
         client.close()
     return 0
 
