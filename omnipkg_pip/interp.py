@@ -12,13 +12,14 @@ import json
 import os
 import sys
 
-from omnipkg_hook import _tags
+import omnipkg_hook
 from omnipkg_hook.errors import InterpreterError
 
 __all__ = ["Interpreter", "current", "inspect"]
 
-# Run as a script by another interpreter with -I -S: its own standard library only.
-_PROBE_FILE = _tags.__file__
+# omnipkg_hook/_tags.py, run as a script by another interpreter with -I -S: its own standard
+# library only. Imported (it imports platform and sysconfig) only when an answer is not cached.
+_PROBE_FILE = os.path.join(os.path.dirname(omnipkg_hook.__file__), "_tags.py")
 
 
 class Interpreter:
@@ -79,6 +80,8 @@ def current() -> Interpreter:
     cached = _load_cached(sys.executable)
     if cached is not None and cached.prefix == sys.prefix:
         return cached
+    from omnipkg_hook import _tags
+
     data = _tags.facts()
     data["version"] = ".".join(map(str, sys.version_info[:3]))
     data["version_info"] = tuple(data["version_info"])

@@ -113,3 +113,9 @@ def test_the_cli_prints_one_line_and_a_hint(omni_venv, tmp_path):
     lines = proc.stderr.splitlines()
     assert lines[0] == f"pip-omni: error: interpreter {exe!r} failed: 'Unknown option: -I'"
     assert lines[1].startswith("  hint: pip-omni needs a Python 3.9 to 3.13") and len(lines) == 2
+
+
+def test_the_probe_file_is_the_tags_module():
+    from omnipkg_hook import _tags
+
+    assert os.path.samefile(interp._PROBE_FILE, _tags.__file__)
