@@ -83,30 +83,48 @@ _STORE_LINE = re.compile(r"""^\s*store\s*=\s*(?:"([^"\\]*)"|'([^']*)')\s*(?:#.*)
 
 
 def _pyproject_store(start: str) -> str | None:
-    """``[tool.omnipkg] store`` of the nearest pyproject.toml above ``start`` that we may trust.
+    """``[tool.omnipkg] store`` of the nearest pyproject.toml above ``start`` that we may trust."""
+    found = trusted_pyproject(start, "using the default store (set OMNIPKG_STORE to choose one)")
+    return _read_store_setting(*found) if found else None
+
+
+def trusted_pyproject(start: str, fallback: str) -> tuple[str, bytes] | None:
+    """``(path, bytes)`` of the nearest pyproject.toml above ``start`` that mentions omnipkg
+    and that we may trust; None if there is none.
 
     git's ``safe.directory`` stance: the walk goes up from ``start`` through directories
     owned by the current user or root and stops at the first one that is not; a
-    pyproject.toml is read only if it is owned by the current user or root. One another
-    user controls is ignored with one warning line (the default store is used).
+    pyproject.toml is read only if it is owned by the current user or root (and is a
+    regular file of at most 1 MiB). One another user controls is ignored with one warning
+    line ending in ``fallback`` (what is done instead). Every ``[tool.omnipkg]`` setting
+    should be read through here, so all readers agree.
     """
     here = os.path.abspath(start)
     while True:
         candidate = os.path.join(here, "pyproject.toml")
         try:
-            trusted = _trusted_owner(os.stat(here).st_uid)
+            dir_uid = os.stat(here).st_uid
         except OSError:
             return None
-        if not trusted:
-            if os.path.isfile(candidate):
-                _read_store_setting(candidate, foreign_dir=here)  # warns when it names a store
-            return None
-        if os.path.isfile(candidate):
-            return _read_store_setting(candidate)
+        if os.path.isfile(candidate) or not _trusted_owner(dir_uid):
+            break
         parent = os.path.dirname(here)
         if parent == here:
             return None
         here = parent
+    try:
+        raw, st = read_regular_file(candidate)
+    except OSError:
+        return None
+    if b"omnipkg" not in raw:  # the common case costs one read and no parser
+        return None
+    if not _trusted_owner(dir_uid) or not _trusted_owner(st.st_uid):
+        whose = (f"its directory {here!r} is owned by uid {dir_uid}" if not _trusted_owner(dir_uid)
+                 else f"it is owned by uid {st.st_uid}")
+        warn_once(f"ignoring [tool.omnipkg] in {candidate!r}: {whose}, not by you (uid {_euid()}) or root; "
+                  + fallback)
+        return None
+    return candidate, raw
 
 
 def _euid() -> int | None:
@@ -165,19 +183,7 @@ def read_regular_file(path: str, limit: int = MAX_CONFIG_BYTES) -> tuple[bytes, 
         os.close(fd)
 
 
-def _read_store_setting(path: str, foreign_dir: str | None = None) -> str | None:
-    try:
-        raw, st = read_regular_file(path)
-    except OSError:
-        return None
-    if b"omnipkg" not in raw:  # the common case costs one read and no parser
-        return None
-    if foreign_dir is not None or not _trusted_owner(st.st_uid):
-        whose = (f"its directory {foreign_dir!r} is owned by uid {os.stat(foreign_dir).st_uid}" if foreign_dir
-                 else f"it is owned by uid {st.st_uid}")
-        warn_once(f"ignoring [tool.omnipkg] in {path!r}: {whose}, not by you (uid {_euid()}) or root; "
-                  "using the default store (set OMNIPKG_STORE to choose one)")
-        return None
+def _read_store_setting(path: str, raw: bytes) -> str | None:
     text = raw.decode("utf-8", "replace")
     value = None
     try:
