@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+import pytest
+
 from conftest import store_state  # tests/conftest.py
 
 from omnipkg_hook.store import Store
@@ -139,3 +141,13 @@ def test_doctor_accepts_a_dist_left_uncompiled_while_main_serves_it(store, wheel
         shutil.rmtree(meta)
     problems = [p for p in doctor.check(store, main=False).problems if p.kind == "bubble-dist"]
     assert len(problems) == 1 and "is not compiled for" in problems[0].line()
+
+
+def test_a_compile_failure_in_the_compile_thread_stops_the_bubble(store, wheel, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bytecode, "ensure_compiled", broken)
+    with pytest.raises(OSError, match="No space left"):
+        _make(store, wheel, None)
+    assert not os.path.exists(store.bubble_path("omt-app", "1.0", CURRENT.key))  # nothing published
