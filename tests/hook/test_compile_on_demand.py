@@ -8,7 +8,6 @@ import os
 import sys
 
 import pytest
-
 from conftest import store_state  # tests/conftest.py
 
 from omnipkg_hook.store import Store
