@@ -373,6 +373,10 @@ def _verify(store: Store, staged: dict, manifests: dict, reject):
             if not isinstance(entries, dict) or not entries:
                 problems.append(f"{name!r}: no dists")
                 continue
+            if not all(_WORD.fullmatch(x) for x in name.split("/")[1:]) or not _scripts_ok(m.get("scripts")):
+                # these end up in launcher source code and file names (omnipkg_hook/scripts.py)
+                problems.append(f"{name!r}: a name, version, key or console script that is not a plain word")
+                continue
             for e in entries.values():
                 p = e.get("path") if isinstance(e, dict) else None
                 if not isinstance(p, str) or not p.startswith("dists/") or not safe_rel(p) or len(p.split("/")) != 4:
@@ -416,6 +420,15 @@ def _verify(store: Store, staged: dict, manifests: dict, reject):
 def _reserved(path: str) -> bool:
     """A name the store itself uses in a dist directory (its manifests): never a file of the dist."""
     return path == DIST_MANIFEST or ("/" not in path and path.startswith(PYC_PREFIX) and path.endswith(PYC_SUFFIX))
+
+
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*")  # fullmatch: "$" would let a newline through
+_ENTRY = re.compile(r"[A-Za-z_][\w.]*(?: *: *[A-Za-z_][\w.]*)?(?: *\[[\w ,.-]*\])?")
+
+
+def _scripts_ok(scripts) -> bool:
+    return scripts is None or isinstance(scripts, dict) and all(
+        isinstance(k, str) and _WORD.fullmatch(k) and isinstance(v, str) and _ENTRY.fullmatch(v) for k, v in scripts.items())
 
 
 def _layout_problem(files: list) -> str | None:

@@ -8,6 +8,7 @@ remote (``--remote``, ``OMNIPKG_REMOTE``, ``[tool.omnipkg] remote``). See
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -44,12 +45,15 @@ def run(args) -> int:
         key = interpreters.resolve_python(Store(), args.python).key
     backend = _backend(url, args.endpoint_url)
     store = Store()
+    from .. import progress
+
+    # A spinner on a terminal only: CI logs get the one summary line.
+    with progress.step(f"{args.action} {url}") if sys.stderr.isatty() and not args.json else contextlib.nullcontext():
+        result = (sync.push if args.action == "push" else sync.pull)(store, backend, rest, key)
     if args.action == "push":
-        result = sync.push(store, backend, rest, key)
         summary = (f"pushed {len(result['bubbles'])} bubbles, {result['objects']} objects "
                    f"({result['object_bytes']} bytes) to {url} ({len(result['present'])} already there)")
     else:
-        result = sync.pull(store, backend, rest, key)
         summary = (f"pulled {len(result['bubbles'])} bubbles, {len(result['dists'])} dists, "
                    f"{result['objects']} objects ({result['fetched_bytes']} bytes) from {url} "
                    f"({len(result['present'])} already in the store)")

@@ -120,18 +120,27 @@ def test_an_object_deleted_on_the_remote_is_one_error_naming_it(stored, remote, 
     assert store_state(other.root) == before
 
 
-def test_a_tampered_bubble_manifest_is_rejected(stored, remote, tmp_path):
+@pytest.mark.parametrize("field, value, says", [
+    ("path", "dists/../../etc", "names the dist path 'dists/../../etc', outside dists/"),
+    # a script name or entry point goes into launcher source code: a newline would be code
+    ("scripts", {"omt\nimport os": "omt_app.sub:main"}, "not a plain word"),
+    ("scripts", {"omt": "omt_app.sub:main\nimport os"}, "not a plain word"),
+])
+def test_a_tampered_bubble_manifest_is_rejected(stored, remote, tmp_path, field, value, says):
     sync.push(stored, open_backend(remote))
     rk = f"bubbles/omt-app/1.0/{KEY}.json"
     m = json.loads(open_backend(remote).get(rk))
-    m["dists"]["omt-lib"]["path"] = "dists/../../etc"
+    if field == "path":
+        m["dists"]["omt-lib"]["path"] = value
+    else:
+        m[field] = value
     remote_put(remote, rk, json.dumps(m).encode())
     other = Store(str(tmp_path / "runner"))
     sync.pull(other, open_backend(remote), ["omt-tool==1.0"])
     before = store_state(other.root)
     with pytest.raises(RemoteStoreError) as e:
         sync.pull(other, open_backend(remote), ["omt-app==1.0"])
-    assert "outside dists/" in e.value.message and "'dists/../../etc'" in e.value.message
+    assert says in e.value.message
     assert store_state(other.root) == before
 
 
