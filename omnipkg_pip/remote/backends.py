@@ -3,7 +3,8 @@
 A backend knows five operations on keys (``objects/ab/cdef...``, ``bubbles/...``), all it
 needs from an object store:
 
-- ``get(key)`` -> bytes, or ``None`` when the key does not exist
+- ``get(key, start=0, end=None)`` -> bytes (``[start:end]`` by a ranged read when ``end`` is
+  given), or ``None`` when the key does not exist
 - ``exists(key)`` -> bool
 - ``put_new(key, data)`` -> True if written, False if the key existed (create-only: never
   overwrites; S3 ``PutObject`` with ``If-None-Match: *``, a folder ``link(2)``)
@@ -65,11 +66,13 @@ class FileBackend(Backend):
     def _path(self, key: str) -> str:
         return os.path.join(self.root, *key.split("/"))
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes | None:
+        """The bytes of ``key`` (``[start:end]`` only, when given), or None if it does not exist."""
         self._count(get=key)
         try:
             with open(self._path(key), "rb") as f:
-                data = f.read(MAX_GET_BYTES + 1)
+                f.seek(start)
+                data = f.read(MAX_GET_BYTES + 1 if end is None else end - start)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as e:
@@ -197,8 +200,9 @@ class S3Backend(Backend):
     def _code(e) -> str:
         return str(e.response.get("Error", {}).get("Code", ""))
 
-    def get(self, key: str) -> bytes | None:
-        r = self._call("read", key, self.client.get_object)
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes | None:
+        ranged = {"Range": f"bytes={start}-{end - 1}"} if end is not None else {}
+        r = self._call("read", key, self.client.get_object, **ranged)
         if isinstance(r, Exception):
             self._count(get=key)
             if self._code(r) in ("NoSuchKey", "404"):

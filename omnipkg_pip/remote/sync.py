@@ -47,8 +47,8 @@ from .backends import Backend, RemoteStoreError
 __all__ = ["push", "pull", "remote_versions", "LAYOUT"]
 
 LAYOUT = "omnipkg-remote.json"
-_SHA = re.compile(r"^[0-9a-f]{64}$")
-_CACHE_TAG = re.compile(r"^[a-z0-9_.\-]{1,40}$")
+_SHA = re.compile(r"[0-9a-f]{64}")  # always fullmatch: "$" lets a trailing newline through
+_CACHE_TAG = re.compile(r"[a-z0-9_.\-]{1,40}")
 
 
 def object_key(sha: str, executable: bool = False) -> str:
@@ -101,8 +101,13 @@ def push(store: Store, backend: Backend, requirements=(), key: str | None = None
     for plan in plans:
         objects.update(plan["objects"])
     sent = _parallel(backend, lambda item: _push_object(store, backend, *item), sorted(objects.items()))
+    packs: dict[str, list] = {}
+    for plan in plans:
+        packs.update(plan["packs"])
+    packed = _parallel(backend, lambda item: _push_pack(store, backend, *item), sorted(packs.items()))
     result = {"bubbles": [], "present": present, "objects": sum(1 for s in sent if s),
-              "object_bytes": sum(s for s in sent if s)}
+              "object_bytes": sum(s for s in sent if s), "packs": sum(1 for s in packed if s),
+              "pack_bytes": sum(packed)}
     if plans:
         backend.put_new(LAYOUT, json.dumps({"format": FORMAT}).encode() + b"\n")
     for plan in plans:  # manifests last: every object they name is on the remote now
@@ -116,6 +121,7 @@ def _push_plan(store: Store, rk: str, path: str) -> dict:
     m = read_manifest(path)
     changed = False
     objects: dict[str, tuple[str, bytes | None]] = {}
+    packs: dict[str, list[str]] = {}
     for e in m["dists"].values():
         directory = store.abspath(e["path"])
         try:
@@ -132,12 +138,22 @@ def _push_plan(store: Store, rk: str, path: str) -> dict:
                 e[field] = sha
                 changed = True
             objects[object_key(sha)] = (store.object_path(sha), data)
-            for f in json.loads(data)["files"]:
-                ex = bool(f.get("mode", 0o644) & 0o111)
-                objects[object_key(f["sha256"], ex)] = (store.object_path(f["sha256"], ex), None)
+            keys = pack_keys(json.loads(data)["files"])
+            for k in keys:
+                objects[k] = (store.abspath(k), None)
+            packs[f"packs/{sha}"] = list(keys)
     if changed:
         raw = (json.dumps(m, indent=1, sort_keys=True) + "\n").encode("utf-8")
-    return {"key": rk, "manifest": raw, "objects": objects}
+    return {"key": rk, "manifest": raw, "objects": objects, "packs": packs}
+
+
+def pack_keys(files: list) -> dict[str, int]:
+    """The object keys a manifest's ``files`` name, each once, in order of first appearance, with
+    their sizes: what its pack holds, end to end."""
+    out: dict[str, int] = {}
+    for f in files:
+        out.setdefault(object_key(f["sha256"], bool(f.get("mode", 0o644) & 0o111)), f["size"])
+    return out
 
 
 def _pyc_manifest(directory: str, sha: str | None, key: str) -> bytes | None:
@@ -161,16 +177,29 @@ def _push_object(store: Store, backend: Backend, rk: str, item) -> int:
     if backend.exists(rk):
         return 0
     if data is None:
-        try:
-            data = _read(path)
-        except FileNotFoundError:
-            raise RemoteStoreError(f"the store lacks the object {_rel(store, path)!r}; nothing more pushed",
-                                   "run `pip-omni doctor --repair`, then push again") from None
-        sha = rk.split("/")[1] + rk.split("/")[2].rstrip("x")
-        if _sha(data) != sha:  # a damaged store is not spread
-            raise RemoteStoreError(f"the store's object {_rel(store, path)!r} does not match its name; not pushed",
-                                   "run `pip-omni doctor --repair`, then push again")
+        data = _local_object(store, rk)
     return len(data) if backend.put_new(rk, data) else 0
+
+
+def _local_object(store: Store, rk: str) -> bytes:
+    path = store.abspath(rk)
+    try:
+        data = _read(path)
+    except FileNotFoundError:
+        raise RemoteStoreError(f"the store lacks the object {rk!r}; nothing more pushed",
+                               "run `pip-omni doctor --repair`, then push again") from None
+    if _sha(data) != rk.split("/")[1] + rk.split("/")[2].rstrip("x"):  # a damaged store is not spread
+        raise RemoteStoreError(f"the store's object {rk!r} does not match its name; not pushed",
+                               "run `pip-omni doctor --repair`, then push again")
+    return data
+
+
+def _push_pack(store: Store, backend: Backend, pk: str, keys: list[str]) -> int:
+    """Upload the pack of one manifest (its objects end to end) unless the remote has it."""
+    if backend.exists(pk):
+        return 0
+    data = b"".join(_local_object(store, k) for k in keys)
+    return len(data) if backend.put_new(pk, data) else 0
 
 
 # -- pull --------------------------------------------------------------------------------------
@@ -260,12 +289,31 @@ class _Fetch:
         if _sha(data) != rk.split("/")[1] + rk.split("/")[2].rstrip("x"):
             self.problems.append(f"the object {rk!r} does not match its sha256")
             return None
+        self._stage(rk, data)
+        return data
+
+    def _stage(self, rk: str, data: bytes) -> None:
         target = os.path.join(self.objects_dir, rk.split("/")[1] + rk.split("/")[2])
         with open(target, "wb") as f:
             f.write(data)
         os.chmod(target, 0o555 if rk.endswith("x") else 0o444)
         self.staged[rk] = target
-        return data
+
+    def _get_run(self, pk: str, start: int, sizes: list[tuple[str, int]]) -> None:
+        """The objects ``sizes`` names, side by side from ``start`` in the pack ``pk``; any the
+        pack does not hold intact (or a remote pushed without packs) by its own key."""
+        end = start + sum(size for _k, size in sizes)
+        data = self.backend.get(pk, start, end) if end > start else b""
+        if data is None or len(data) != end - start:
+            data = b""
+        at = 0
+        for k, size in sizes:
+            chunk = data[at:at + size]
+            at += size
+            if not data or _sha(chunk) != k.split("/")[1] + k.split("/")[2].rstrip("x"):
+                self._get_object(k)
+            else:
+                self._stage(k, chunk)
 
     def _manifest_object(self, rk: str) -> bytes | None:
         """A dist's or pyc manifest: from the store when it has the object (a pull killed after
@@ -303,7 +351,7 @@ class _Fetch:
                     sha = e.get(field)
                     if field == "manifest" and sha is None:
                         self.problems.append(f"{rk!r} does not name the manifest of {e['path']!r}")
-                    if isinstance(sha, str) and _SHA.match(sha):
+                    if isinstance(sha, str) and _SHA.fullmatch(sha):
                         wanted[object_key(sha)] = e["path"]
         self._check()
         for ok, data in zip(wanted, _parallel(self.backend, self._manifest_object, list(wanted))):
@@ -318,7 +366,7 @@ class _Fetch:
                 continue
             if tag is None:
                 name = DIST_MANIFEST
-            elif isinstance(tag, str) and _CACHE_TAG.match(tag):
+            elif isinstance(tag, str) and _CACHE_TAG.fullmatch(tag):
                 name = f"omnipkg-pyc-{tag}.json"
             else:
                 self.problems.append(f"the pyc manifest {ok!r} names the cache tag {tag!r}")
@@ -326,18 +374,30 @@ class _Fetch:
             if not os.path.exists(os.path.join(self.store.abspath(path), name)):
                 manifests[f"{path}/{name}"] = data
         self._check()
-        # Every object the new manifests name that the store lacks, each once.
-        objects: dict[str, None] = {}
-        for name, data in manifests.items():
-            if name.startswith("dists/"):
-                files = json.loads(data).get("files")
-                for f in files if isinstance(files, list) else []:
-                    if entry_ok(f):
-                        ex = bool(f.get("mode", 0o644) & 0o111) if isinstance(f.get("mode"), int) else False
-                        ok = object_key(f["sha256"], ex)
-                        if self._need(ok, self.store.object_path(f["sha256"], ex)):
-                            objects[ok] = None
-        _parallel(self.backend, self._get_object, list(objects))
+        # Every object the new manifests name that the store lacks, each once: a run of such
+        # objects that lie side by side in a manifest's pack is one ranged read of the pack
+        # (a dist new to the store is usually one read), a lone one is read by its own key.
+        claimed: set[str] = set()
+        tasks: list[tuple[str, int, list]] = []
+        for name, data in sorted(manifests.items()):
+            files = json.loads(data).get("files") if name.startswith("dists/") else None
+            if not isinstance(files, list) or not all(entry_ok(f) and f["size"] >= 0 for f in files):
+                continue  # publish_checked names what is wrong with it
+            at, run, start = 0, [], 0
+            for k, size in [*pack_keys(files).items(), (None, 0)]:
+                if k is not None and k not in claimed and self._need(k, self.store.abspath(k)):
+                    if not run:
+                        start = at
+                    run.append((k, size))
+                    claimed.add(k)
+                else:
+                    if len(run) > 1:
+                        tasks.append((f"packs/{_sha(data)}", start, run))
+                    elif run:
+                        tasks.append((run[0][0], 0, []))
+                    run = []
+                at += size
+        _parallel(self.backend, lambda t: self._get_run(*t) if t[2] else self._get_object(t[0]), tasks)
         self._check()
         return manifests
 

@@ -42,14 +42,20 @@ def test_round_trip_second_push_sends_nothing_and_each_object_is_fetched_once(st
     second = sync.push(stored, again)
     assert second["objects"] == 0 and second["object_bytes"] == 0 and second["bubbles"] == []
     assert again.stats["bytes_up"] == 0 and again.stats["requests"] == 3  # one check per bubble
+    assert first["packs"] > 0 and second["packs"] == 0 and second["pack_bytes"] == 0
 
     other = Store(str(tmp_path / "runner"))
     puller = open_backend(remote)
     got = sync.pull(other, puller)
     assert sorted(got["bubbles"]) == sorted(first["bubbles"])
     assert got["objects"] == first["objects"]
-    assert max(puller.gets.values()) == 1  # nothing fetched twice
-    assert {k for k in puller.gets if k.startswith("objects/")} == objects
+    # Every object once and nothing else: the bytes fetched are exactly the remote's objects and
+    # bubble manifests (new dists come as one pack each: few requests).
+    assert max(n for k, n in puller.gets.items() if not k.startswith("packs/")) == 1  # packs: ranged reads
+    sizes = {k: len(backend.get(k)) for k in keys if k.startswith(("objects/", "bubbles/"))}
+    assert puller.stats["bytes_down"] == sum(sizes.values())
+    assert any(k.startswith("packs/") for k in puller.gets)
+    assert puller.stats["requests"] < len(objects)  # one by one it would be 1 + 3 + 36
     _clean(other)
     imports_ok(other.root, *THREE)
     assert not os.path.exists(other.tmp)
@@ -69,8 +75,12 @@ def test_pull_brings_only_what_the_store_lacks(stored, remote, tmp_path):
     backend = open_backend(remote)
     got = sync.pull(other, backend, ["omt-tool==1.0"])
     assert got["dists"] == ["dists/omt-tool/1.0/py3-none-any"]  # omt-lib was there already
-    fetched = {k for k in backend.gets if k.startswith("objects/")}
-    assert fetched and fetched.isdisjoint(had) and got["objects"] == len(fetched)
+    now = {os.path.relpath(os.path.join(d, f), other.root) for d, _, fs in os.walk(other.objects) for f in fs}
+    rk = f"bubbles/omt-tool/1.0/{KEY}.json"
+    # What the store had is not fetched again; what it lacked is fetched once.
+    assert got["objects"] == len(now - had) > 0
+    assert backend.stats["bytes_down"] == sum(os.path.getsize(other.abspath(k)) for k in now - had) + len(
+        backend.get(rk))
     _clean(other)
     imports_ok(other.root, "omt-app==1.0", "omt-tool==1.0")
 
@@ -97,6 +107,7 @@ def test_a_corrupted_object_is_one_error_naming_it_and_nothing_is_published(stor
     sync.pull(other, open_backend(remote), ["omt-app==1.0"])
     bad = _only_in(stored, "omt-tool")
     remote_put(remote, bad, b"VERSION = 'evil'\n")
+    remote_put(remote, _pack_of(stored, "omt-tool"), None)  # else the pull takes it from the pack
     before = store_state(other.root)
     with pytest.raises(RemoteStoreError) as e:
         sync.pull(other, open_backend(remote), ["omt-tool==1.0"])
@@ -111,6 +122,7 @@ def test_an_object_deleted_on_the_remote_is_one_error_naming_it(stored, remote, 
     sync.push(stored, open_backend(remote))
     gone = _only_in(stored, "omt-tool")
     remote_put(remote, gone, None)
+    remote_put(remote, _pack_of(stored, "omt-tool"), None)
     other = Store(str(tmp_path / "runner"))
     sync.pull(other, open_backend(remote), ["omt-app==1.0"])
     before = store_state(other.root)
@@ -142,6 +154,34 @@ def test_a_tampered_bubble_manifest_is_rejected(stored, remote, tmp_path, field,
         sync.pull(other, open_backend(remote), ["omt-app==1.0"])
     assert says in e.value.message
     assert store_state(other.root) == before
+
+
+def test_a_damaged_pack_falls_back_to_its_objects(stored, remote, tmp_path):
+    sync.push(stored, open_backend(remote))
+    clean = open_backend(remote)
+    sync.pull(Store(str(tmp_path / "clean")), clean, ["omt-tool==1.0"])
+    pack = _pack_of(stored, "omt-tool")
+    data = bytearray(open_backend(remote).get(pack))
+    with open(os.path.join(stored.dists, "omt-tool", "1.0", "py3-none-any", "omnipkg-dist.json"), "rb") as f:
+        sizes = sync.pack_keys(json.loads(f.read())["files"])
+    bad = _only_in(stored, "omt-tool")
+    data[sum(sizes[k] for k in list(sizes)[: list(sizes).index(bad)])] ^= 0xFF  # first byte of that object
+    remote_put(remote, pack, bytes(data))
+    other = Store(str(tmp_path / "runner"))
+    backend = open_backend(remote)
+    sync.pull(other, backend, ["omt-tool==1.0"])
+    one_by_one = {k for k in backend.gets if k.startswith("objects/")}
+    assert pack in backend.gets and one_by_one == {k for k in clean.gets if k.startswith("objects/")} | {bad}
+    _clean(other)
+    imports_ok(other.root, "omt-tool==1.0")
+
+
+def _pack_of(store: Store, name: str) -> str:
+    """The key of the pack of ``name``'s dist manifest."""
+    import hashlib
+
+    with open(os.path.join(store.dists, name, "1.0", "py3-none-any", "omnipkg-dist.json"), "rb") as f:
+        return "packs/" + hashlib.sha256(f.read()).hexdigest()
 
 
 def _only_in(store: Store, name: str) -> str:
