@@ -5,15 +5,17 @@ The remote holds the store's own names (``docs/architecture.md``, "Remote stores
     omnipkg-remote.json                    {"format": 1}: what this prefix is
     objects/ab/cdef...[x]                  file bytes by sha256, as in a store; dist and pyc
                                            manifests are objects too (bubbles name them)
+    packs/<manifest sha256>                a manifest's objects end to end (:func:`pack_keys`)
     bubbles/<name>/<version>/<key>.json    bubble manifests, per interpreter key
 
 Every key is written once and never replaced (create-only puts). Push uploads the
-objects a bubble needs that the remote lacks, then the bubble manifest, last: a reader
-that sees a manifest finds every object it names. A bubble whose manifest the remote
-already has is skipped whole (so a second push sends no object bytes).
+objects a bubble needs that the remote lacks, then their packs, then the bubble manifest,
+last: a reader that sees a manifest finds every object it names. A bubble whose manifest
+the remote already has is skipped whole (so a second push sends no object bytes).
 
 Pull reads the bubble manifests, then the dist and pyc manifests they name (by sha256),
-then every object the local store lacks, each hash-checked as it arrives, into
+then every object the local store lacks, once each (a run of neighbours in a pack by one
+ranged read), each hash-checked as it arrives, into
 ``<store>/tmp``; then :func:`omnipkg_pip.archive.publish_checked` checks the manifests
 against each other and the objects, as ``store import`` does, and publishes like an install:
 objects, dist directories by rename, bubble manifests last. A pull killed at any point
@@ -86,7 +88,8 @@ def _parallel(backend: Backend, fn, items) -> list:
 def push(store: Store, backend: Backend, requirements=(), key: str | None = None) -> dict:
     """Upload the bubbles ``requirements`` (``NAME==VERSION``; all of ``key`` when empty).
 
-    Returns ``{"bubbles": [pushed], "present": [already there], "objects": n, "object_bytes": n}``.
+    Returns ``{"bubbles": [pushed], "present": [already there], "objects": n, "object_bytes": n,
+    "packs": n, "pack_bytes": n}`` (what was uploaded).
     """
     key = key or interpreter_key()
     # The lock only while choosing and reading manifests (gc cannot remove them meanwhile);
