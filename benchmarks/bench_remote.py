@@ -249,7 +249,9 @@ def _timed(cmd, env) -> float:
 def bench_pull(args) -> dict:
     sys.path.insert(0, ROOT)
     tmp = tempfile.mkdtemp(prefix="bench-remote-")
-    env = {k: v for k, v in os.environ.items() if k not in ("OMNIPKG_PINS", "OMNIPKG_REMOTE", "PYTHONPATH")}
+    # PYTHONDONTWRITEBYTECODE would make every pip-omni command compile its own modules again.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMNIPKG_PINS", "OMNIPKG_REMOTE", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
     env.update(FAKE, PYTHONPATH=ROOT)
     try:
         with Moto() as moto:

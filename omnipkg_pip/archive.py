@@ -447,10 +447,13 @@ def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, 
     from .healing import materialize_into
 
     result = {"objects": 0, "dists": [], "bubbles": [], "present": []}
+    made: set[str] = set()  # a pull publishes ~1000 objects into at most 256 directories
     for rel, src in sorted(staged.items()):
         obj = store.abspath(rel)
         if not os.path.exists(obj):
-            makedirs(os.path.dirname(obj))
+            if os.path.dirname(obj) not in made:
+                makedirs(os.path.dirname(obj))
+                made.add(os.path.dirname(obj))
             try:
                 os.link(src, obj)  # never replaces: an existing object is not written again
                 result["objects"] += 1
