@@ -99,9 +99,10 @@ def for_install(args):
         if args.push and not args.no_remote:
             raise OmnipkgError("--push needs a remote", "pass --remote URL or set OMNIPKG_REMOTE")
         return None
-    if not args.dry_run:  # a bad URL is one error before anything is done
-        _backend(s.url, args.endpoint_url)
-    return _Remote(s.url, s.push, args.endpoint_url)
+    remote = _Remote(s.url, s.push, args.endpoint_url)
+    if not args.dry_run:
+        remote.backend  # noqa: B018 (a bad URL is one error before anything is done)
+    return remote
 
 
 def pull_for_install(remote, store: Store, req, interpreter) -> dict | None:

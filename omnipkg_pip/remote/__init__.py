@@ -7,7 +7,7 @@ bytes live behind a :mod:`.backends` backend: ``s3://bucket/prefix`` (boto3, the
 
 Only the user chooses a remote: ``--remote URL``, ``OMNIPKG_REMOTE``, or
 ``[tool.omnipkg] remote = "..."`` (and ``remote_push = true``) in the nearest
-pyproject.toml, read only when the user running pip-omni owns that file. The import hook
+pyproject.toml, trusted as for ``store`` (owned by the user running pip-omni or root). The import hook
 never reads any of it: pins never touch the network.
 """
 
@@ -29,32 +29,39 @@ class Settings:
     source: str = ""
 
 
-def _nearest_pyproject(start: str) -> str | None:
+def _pyproject_section(start: str) -> tuple[str | None, dict]:
+    """The nearest pyproject.toml above ``start`` and its ``[tool.omnipkg]``, trusted the way
+    ``omnipkg_hook.store`` trusts it for ``store``: the walk stops at a directory another user
+    owns, and a file another user owns is ignored, saying so once."""
+    from omnipkg_hook import store as _store
+
     here = os.path.abspath(start)
     while True:
         candidate = os.path.join(here, "pyproject.toml")
-        if os.path.isfile(candidate):
-            return candidate
+        try:
+            trusted = _store._trusted_owner(os.stat(here).st_uid)
+            raw, st = _store.read_regular_file(candidate) if os.path.isfile(candidate) else (None, None)
+        except OSError:
+            return None, {}
+        if raw is not None:
+            if b"omnipkg" not in raw:
+                return candidate, {}
+            if not trusted or not _store._trusted_owner(st.st_uid):
+                whose = f"its directory is owned by uid {os.stat(here).st_uid}" if not trusted else (
+                    f"it is owned by uid {st.st_uid}")
+                _store.warn_once(f"ignoring [tool.omnipkg] in {candidate!r} for the remote: {whose}, not by you "
+                                 "or root (set OMNIPKG_REMOTE or pass --remote)")
+                return candidate, {}
+            return candidate, _parse(candidate, raw)
+        if not trusted:
+            return None, {}
         parent = os.path.dirname(here)
         if parent == here:
-            return None
+            return None, {}
         here = parent
 
 
-def _pyproject_settings(path: str) -> dict:
-    """``[tool.omnipkg]`` of ``path`` when the running user owns it; else nothing (said once)."""
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            raw = f.read()
-    except OSError:
-        return {}
-    if b"omnipkg" not in raw:
-        return {}
-    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
-        print(f"pip-omni: ignoring [tool.omnipkg] in {path!r}: it belongs to uid {st.st_uid}, not you "
-              "(set OMNIPKG_REMOTE or pass --remote)", file=sys.stderr)
-        return {}
+def _parse(path: str, raw: bytes) -> dict:
     if sys.version_info >= (3, 11):
         import tomllib
     else:
@@ -72,10 +79,7 @@ def settings(cli_url: str | None = None, cli_push: bool = False, no_remote: bool
     """The remote the user configured and whether installs push to it."""
     if no_remote:
         return Settings(None)
-    section = {}
-    pyproject = _nearest_pyproject(cwd or os.getcwd())
-    if pyproject:
-        section = _pyproject_settings(pyproject)
+    pyproject, section = _pyproject_section(cwd or os.getcwd())
     push = cli_push or section.get("remote_push") is True
     if "remote_push" in section and not isinstance(section["remote_push"], bool):
         raise RemoteStoreError(f"[tool.omnipkg] remote_push in {pyproject!r} must be true or false, "
