@@ -30,35 +30,14 @@ class Settings:
 
 
 def _pyproject_section(start: str) -> tuple[str | None, dict]:
-    """The nearest pyproject.toml above ``start`` and its ``[tool.omnipkg]``, trusted the way
-    ``omnipkg_hook.store`` trusts it for ``store``: the walk stops at a directory another user
-    owns, and a file another user owns is ignored, saying so once."""
-    from omnipkg_hook import store as _store
+    """The nearest trusted pyproject.toml above ``start`` and its ``[tool.omnipkg]``, through
+    ``omnipkg_hook.store.trusted_pyproject`` (the one reader every setting uses)."""
+    from omnipkg_hook.store import trusted_pyproject
 
-    here = os.path.abspath(start)
-    while True:
-        candidate = os.path.join(here, "pyproject.toml")
-        try:
-            trusted = _store._trusted_owner(os.stat(here).st_uid)
-            raw, st = _store.read_regular_file(candidate) if os.path.isfile(candidate) else (None, None)
-        except OSError:
-            return None, {}
-        if raw is not None:
-            if b"omnipkg" not in raw:
-                return candidate, {}
-            if not trusted or not _store._trusted_owner(st.st_uid):
-                whose = f"its directory is owned by uid {os.stat(here).st_uid}" if not trusted else (
-                    f"it is owned by uid {st.st_uid}")
-                _store.warn_once(f"ignoring [tool.omnipkg] in {candidate!r} for the remote: {whose}, not by you "
-                                 "or root (set OMNIPKG_REMOTE or pass --remote)")
-                return candidate, {}
-            return candidate, _parse(candidate, raw)
-        if not trusted:
-            return None, {}
-        parent = os.path.dirname(here)
-        if parent == here:
-            return None, {}
-        here = parent
+    found = trusted_pyproject(start, "no remote from it (set OMNIPKG_REMOTE or pass --remote)")
+    if found is None:
+        return None, {}
+    return found[0], _parse(*found)
 
 
 def _parse(path: str, raw: bytes) -> dict:
