@@ -312,13 +312,14 @@ def _reject(label: str, problems: list[str]):
                        "nothing was imported; export it again from a sound store (`pip-omni doctor` there)")
 
 
-def publish_checked(store: Store, work: str, staged: dict, manifests: dict, reject) -> dict:
+def publish_checked(store: Store, work: str, staged: dict, manifests: dict, reject, main: dict | None = None) -> dict:
     """Check ``manifests`` (store-relative name -> bytes) against each other, the objects
     ``staged`` (store-relative object path -> hash-checked file in ``work``) and the store; when
     all holds, publish what the store lacks. ``reject(problems)`` raises. The caller holds the
-    write lock. Shared by ``store import`` and ``store pull`` (:mod:`omnipkg_pip.remote`)."""
+    write lock. Shared by ``store import`` and ``store pull`` (:mod:`omnipkg_pip.remote`).
+    ``main`` (``{name: version}``), as for an install: dists main serves are not compiled."""
     bubbles, dists, pycs = _verify(store, staged, manifests, reject)
-    return _publish(store, work, staged, bubbles, dists, pycs, manifests)
+    return _publish(store, work, staged, bubbles, dists, pycs, manifests, main)
 
 
 def _verify(store: Store, staged: dict, manifests: dict, reject):
@@ -442,8 +443,9 @@ def _layout_problem(files: list) -> str | None:
     return f"{clash!r} is both a file and a directory, or reserved" if clash else None
 
 
-def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, pycs: dict, manifests: dict) -> dict:
-    from .bytecode import ensure_compiled
+def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, pycs: dict, manifests: dict,
+             main: dict | None = None) -> dict:
+    from .bytecode import ensure_compiled, served_by_main
     from .healing import materialize_into
 
     result = {"objects": 0, "dists": [], "bubbles": [], "present": []}
@@ -485,7 +487,9 @@ def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, 
         if name.rsplit("/", 1)[1] == key + ".json":
             from . import interp
 
-            for e in m["dists"].values():  # a bubble of this interpreter is always compiled for it
+            for dep, e in m["dists"].items():  # compiled for this interpreter, as an install would
+                if dep != m["root"] and served_by_main(dep, e["version"], main):
+                    continue
                 dist_path = store.abspath(e["path"])
                 ensure_compiled(store, read_manifest(os.path.join(dist_path, DIST_MANIFEST)), dist_path, interp.current())
             if m.get("scripts"):

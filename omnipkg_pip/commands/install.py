@@ -218,7 +218,7 @@ def _make_bubble(store: Store, interpreter, text: str, reason: str, common: list
         if manifest is not None:
             return Row(name, manifest["version"], "bubble", "created",
                        f"{reason}; {len(manifest['dists'])} dists, all already stored")
-        pulled = remote.pull_for_install(shared, store, req, interpreter)  # omnipkg_pip/commands/remote.py
+        pulled = remote.pull_for_install(shared, store, req, interpreter, main_now)  # commands/remote.py
         if pulled is not None:
             return Row(name, pulled["version"], "bubble", "pulled", f"{reason}; from {shared.url}")
     from omnipkg_hook.store import DownloadDir

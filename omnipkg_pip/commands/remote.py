@@ -38,18 +38,23 @@ def run(args) -> int:
     if not url:
         raise OmnipkgError(f"`pip-omni store {args.action}` needs a REMOTE",
                            "e.g. pip-omni store push s3://bucket/ci, or set OMNIPKG_REMOTE")
-    key = None
+    key = main = None
     if args.python:
         from .. import interpreters
 
         key = interpreters.resolve_python(Store(), args.python).key
+    else:  # this interpreter's main environment, so what it serves is not compiled (as install)
+        from omnipkg_hook.store import main_versions
+
+        main = {n: v for n, (v, _d) in main_versions(exclude=Store().root).items()}
     backend = _backend(url, args.endpoint_url)
     store = Store()
     from .. import progress
 
     # A spinner on a terminal only: CI logs get the one summary line.
     with progress.step(f"{args.action} {url}") if sys.stderr.isatty() and not args.json else contextlib.nullcontext():
-        result = (sync.push if args.action == "push" else sync.pull)(store, backend, rest, key)
+        result = (sync.push(store, backend, rest, key) if args.action == "push"
+                  else sync.pull(store, backend, rest, key, main))
     if args.action == "push":
         summary = (f"pushed {len(result['bubbles'])} bubbles, {result['objects']} objects "
                    f"({result['object_bytes']} bytes) to {url} ({len(result['present'])} already there)")
@@ -105,7 +110,7 @@ def for_install(args):
     return remote
 
 
-def pull_for_install(remote, store: Store, req, interpreter) -> dict | None:
+def pull_for_install(remote, store: Store, req, interpreter, main: dict | None = None) -> dict | None:
     """Pull the best bubble of ``req`` the remote has for ``interpreter``; None if it has none.
 
     A remote that cannot be used is said in one line and pip is run instead.
@@ -127,7 +132,7 @@ def pull_for_install(remote, store: Store, req, interpreter) -> dict | None:
         except InvalidVersion:
             return None
         with progress.step(f"pull {name}=={best} from {remote.url}"):
-            sync.pull(store, remote.backend, [f"{name}=={best}"], interpreter.key)
+            sync.pull(store, remote.backend, [f"{name}=={best}"], interpreter.key, main)
     except RemoteStoreError as e:
         print(f"pip-omni: not using the remote: {e.message}; running pip instead", file=sys.stderr)
         return None

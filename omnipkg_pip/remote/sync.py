@@ -234,12 +234,14 @@ def _targets(backend: Backend, requirements, key: str) -> list[str]:
     return out
 
 
-def pull(store: Store, backend: Backend, requirements=(), key: str | None = None) -> dict:
+def pull(store: Store, backend: Backend, requirements=(), key: str | None = None, main: dict | None = None) -> dict:
     """Fetch the bubbles ``requirements`` (``NAME==VERSION``; all of ``key`` when empty), verify
     everything, then publish what the store lacks.
 
     Returns ``{"bubbles": [...], "dists": [...], "objects": n, "present": [...], "fetched_bytes": n}``.
     Raises :class:`RemoteStoreError` naming what is missing or damaged; then nothing is published.
+    ``main`` (``{name: version}`` of the interpreter's main environment): dists it serves are
+    not compiled when the remote has no ``.pyc`` for them, as for an install.
     """
     key = key or interpreter_key()
     targets = _targets(backend, requirements, key)
@@ -254,7 +256,7 @@ def pull(store: Store, backend: Backend, requirements=(), key: str | None = None
         try:
             fetch = _Fetch(store, backend, os.path.join(work, "objects"))
             manifests = fetch.all(todo)
-            result = archive.publish_checked(store, work, fetch.staged, manifests, fetch.reject)
+            result = archive.publish_checked(store, work, fetch.staged, manifests, fetch.reject, main)
         finally:
             shutil.rmtree(work, ignore_errors=True)
             if not had_tmp:
