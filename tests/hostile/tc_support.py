@@ -1,7 +1,8 @@
 """Shared by the trust-config hostile-input tests: a small store, the CLI run as root or as
 ``nobody``, a read-only bind mount, and the "one line + hint" check.
 
-Every hostile case counts itself with :func:`tried` (the report quotes the total).
+Every hostile case counts itself with :func:`tried`:
+``OMNIPKG_HOSTILE_COUNT=/tmp/n pytest tests/hostile; wc -l /tmp/n``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from omnipkg_hook.store import Store
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 NOBODY = 65534
-COUNT_FILE = os.environ.get("OMNIPKG_HOSTILE_COUNT") or os.path.join(tempfile.gettempdir(), "pip-omni-hostile-count")
+COUNT_FILE = os.environ.get("OMNIPKG_HOSTILE_COUNT")  # set it to count: `wc -l` of that file
 
 
 def tried(what: str) -> None:
-    """Record one hostile input tried (one line per input; ``wc -l`` counts them)."""
+    """Record one hostile input tried (one line per input) when OMNIPKG_HOSTILE_COUNT names a file."""
+    if not COUNT_FILE:
+        return
     with open(COUNT_FILE, "a", encoding="utf-8") as f:
         f.write(what.replace("\n", " ") + "\n")
 
@@ -116,6 +119,9 @@ def nobody_python() -> tuple[str, str]:
         reason = "running a command as another user needs root (os.setuid)"
     else:
         home = tempfile.mkdtemp(prefix="omt-nobody-")
+        import atexit
+
+        atexit.register(shutil.rmtree, home, True)  # the session's; nothing left in /tmp
         os.chmod(home, 0o755)
         os.chown(home, NOBODY, NOBODY)
         ver = f"{sys.version_info[0]}.{sys.version_info[1]}"
