@@ -127,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         from omnipkg_hook.store import find_store, store_oserror
 
-        known = store_oserror(find_store(), e)
+        try:
+            known = store_oserror(find_store(), e)
+        except OmnipkgError:  # no store to name (a broken pyproject setting): the plain line
+            known = None
         line = f"{e.strerror}: {os.fsdecode(e.filename)!r}" if e.strerror and e.filename else str(e) or repr(e)
         error(*(known.message, known.hint) if known else (line, "rerun with -v for the traceback"))
         return 1
