@@ -15,6 +15,14 @@ It answers only for what :mod:`omnipkg_hook.pins` routed:
   compiled in memory: the first import from it puts a path hook in front whose loader
   never writes a ``.pyc``, so no process writes into the store without the writer lock.
   ``pip-omni install`` compiles it later (``omnipkg_pip.bytecode.compile_pending``).
+- Other finders that ask ``PathFinder`` themselves (pytest's assertion rewriter at
+  ``sys.meta_path[0]``, setuptools' editable finders, ``-nspkg.pth`` lines, import
+  profilers) would find the main environment's copy on ``sys.path``. So the path-entry
+  finder (``FileFinder``) of every ``sys.path`` directory that holds a copy of a routed
+  name (:attr:`OmnipkgFinder.entries`, decided with the routes) answers routed names as
+  this finder does: it becomes a :class:`RoutingFileFinder` (same object, same caches,
+  its class switched), so ``PathFinder.find_spec("rich", None)`` -- whoever calls it --
+  returns the store's spec. Every other name costs those entries one dict lookup.
 
 The finder holds plain dicts and imports only the standard library; ``importlib.metadata``
 is imported inside ``find_distributions``, the first time something asks. A cached
@@ -24,14 +32,16 @@ annotations`` (a real import); its annotations work at run time on 3.9.
 
 import sys
 
-try:  # the object importlib.machinery exports, without importing importlib (and warnings) at start-up
+try:  # the objects importlib.machinery exports, without importing importlib (and warnings) at start-up
+    from _frozen_importlib_external import FileFinder as _FileFinder
     from _frozen_importlib_external import PathFinder as _PathFinder
 except ImportError:  # pragma: no cover - not CPython
+    from importlib.machinery import FileFinder as _FileFinder
     from importlib.machinery import PathFinder as _PathFinder
 
 _PYC_MANIFEST = "omnipkg-pyc-" + str(sys.implementation.cache_tag) + ".json"
 
-__all__ = ["OmnipkgFinder", "FINDER", "install", "uninstall", "installed"]
+__all__ = ["OmnipkgFinder", "RoutingFileFinder", "FINDER", "install", "uninstall", "installed"]
 
 
 class OmnipkgFinder:
@@ -51,19 +61,28 @@ class OmnipkgFinder:
     def __init__(self) -> None:
         self.routes: dict[str, list[str]] = {}
         self.dists: dict[str, str] = {}
+        self.entries: list[str] = []  # sys.path entries whose FileFinder also answers routed names
         self.cache: dict = {}
         self._distributions: dict[str, object] = {}
         self._checked: set = set()  # routed dirs whose compiled state was looked at
         self.source_only: list = []  # routed dirs without .pyc for this interpreter
+        self._busy: set[str] = set()  # names being merged by _namespace (no re-entry from entries)
 
     def __repr__(self) -> str:
         return f"<OmnipkgFinder routes={self.routes!r}>"
 
-    def set_routes(self, routes: dict[str, list[str]], dists: dict[str, str]) -> None:
-        """Replace the route table and the pinned ``.dist-info`` table."""
+    def set_routes(self, routes: dict[str, list[str]], dists: dict[str, str], entries=()) -> None:
+        """Replace the route table, the pinned ``.dist-info`` table and the shadowed entries.
+
+        ``entries`` are the ``sys.path`` entries that hold a main-environment copy of a
+        routed name; their path-entry finders answer routed names from now on (see
+        :class:`RoutingFileFinder`); entries shadowed before and not now are given back.
+        """
         self.routes = routes
         self.dists = dists
         self._distributions = {}
+        if entries or self.entries:
+            self.entries = _shadow(list(entries), self.entries)
 
     # -- imports -------------------------------------------------------------------------
 
@@ -92,7 +111,12 @@ class OmnipkgFinder:
 
     def _namespace(self, fullname, dirs, spec, target):
         """A routed namespace package: the store's portions first, then the main environment's."""
-        merged = self.PathFinder.find_spec(fullname, [*dirs, *sys.path], target)
+        busy = self._busy
+        busy.add(fullname)
+        try:
+            merged = self.PathFinder.find_spec(fullname, [*dirs, *sys.path], target)
+        finally:
+            busy.discard(fullname)
         if merged is not None and merged.origin is None and merged.submodule_search_locations is not None:
             spec = merged
         # _NamespacePath recomputes itself from sys.path when sys.path or the import
@@ -101,7 +125,15 @@ class OmnipkgFinder:
         if getattr(locations, "_path_finder", None) is not None:
             get_spec = self.PathFinder._get_spec
             front = list(dirs)
-            locations._path_finder = lambda name, parent: get_spec(name, [*front, *parent])
+
+            def path_finder(name, parent):
+                busy.add(name)
+                try:
+                    return get_spec(name, [*front, *parent])
+                finally:
+                    busy.discard(name)
+
+            locations._path_finder = path_finder
         return spec
 
     # -- importlib.metadata --------------------------------------------------------------
@@ -239,6 +271,48 @@ def _store_distribution_class():
 
         _StoreDistribution = StoreDistribution
     return _StoreDistribution
+
+
+class RoutingFileFinder(_FileFinder):
+    """A ``sys.path`` entry's ``FileFinder`` that serves routed top-level names from the store.
+
+    Made by switching the class of the entry's existing finder (in
+    ``sys.path_importer_cache``), so its directory cache is kept and ``isinstance(f,
+    FileFinder)`` holds (pkgutil, pytest). Names that are not routed cost one dict lookup.
+    """
+
+    def find_spec(self, fullname, target=None):
+        if fullname in FINDER.routes and fullname not in FINDER._busy:
+            return FINDER.find_spec(fullname, None, target)
+        return _FileFinder.find_spec(self, fullname, target)
+
+
+def _shadow(entries: list, before: list) -> list:
+    """Switch the finders of ``entries`` to :class:`RoutingFileFinder`, those of ``before`` back.
+
+    An entry whose finder is not a plain ``FileFinder`` (a zip file, a custom path hook)
+    is left alone and dropped from the list returned. If ``sys.path_importer_cache`` is
+    cleared, new finders are plain again until the next :meth:`OmnipkgFinder.set_routes`.
+    """
+    cache = sys.path_importer_cache
+    keep = set(entries)
+    for entry in before:
+        found = cache.get(entry)
+        if entry not in keep and type(found) is RoutingFileFinder:
+            found.__class__ = _FileFinder
+    done = []
+    for entry in entries:
+        found = cache.get(entry)
+        if found is None and entry not in cache:
+            try:
+                found = _PathFinder._path_importer_cache(entry)
+            except Exception:  # pragma: no cover - a path hook that fails for its own reasons
+                found = None
+        if type(found) is _FileFinder:
+            found.__class__ = RoutingFileFinder
+        if type(found) is RoutingFileFinder:
+            done.append(entry)
+    return done
 
 
 FINDER = OmnipkgFinder()

@@ -167,6 +167,9 @@ class using:
                 {k: os.environ.get(k) for k in (PINS_VAR, STORE_VAR, "PATH")},
                 list(_state.path_added),
                 _state.env_value,
+                _finder.FINDER.entries,
+                list(sys.meta_path),
+                list(sys.path_hooks),
                 _state.touched,
             )
             _state.touched = set()
@@ -183,15 +186,16 @@ class using:
     def __exit__(self, *exc) -> None:
         with _lock:
             (requirements, the_plan, routes, dists, was_installed, modules, env, path_added,
-             env_value, touched) = self._saved.pop()  # fmt: skip
+             env_value, entries, meta_path, path_hooks, touched) = self._saved.pop()  # fmt: skip
             names = _state.touched  # every name whose route changed since __enter__
+            _drop_hooks_of(names, meta_path, path_hooks)
             for name in names:
                 _purge(name)
                 prefix = name + "."
                 for key, module in modules.items():
                     if key == name or key.startswith(prefix):
                         sys.modules[key] = module
-            _finder.FINDER.set_routes(routes, dists)
+            _finder.FINDER.set_routes(routes, dists, entries)
             if was_installed:
                 _finder.install()
             else:
@@ -204,6 +208,22 @@ class using:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+def _drop_hooks_of(names, meta_path: list, path_hooks: list) -> None:
+    """Take out of ``sys.meta_path`` and ``sys.path_hooks`` what the block's modules added.
+
+    A finder or hook that was not there on entry and whose class (or function) comes from
+    a module of one of the block's routed ``names`` -- setuptools' ``VendorImporter``,
+    ``_distutils_hack``'s shim -- would keep serving the block's version after it; finders
+    added by anything else (the user's own code, pytest) stay.
+    """
+    for table, before in ((sys.meta_path, meta_path), (sys.path_hooks, path_hooks)):
+        for item in [x for x in table if not any(x is y for y in before)]:
+            owner = item if isinstance(item, type) or not hasattr(item, "find_spec") else type(item)
+            module = getattr(owner, "__module__", None) or ""
+            if module.partition(".")[0] in names:
+                table.remove(item)
 
 
 def omnipkgLoader(package_spec: str, config=None, quiet: bool = False, force_activation: bool = False):  # noqa: N802
@@ -284,7 +304,8 @@ def _parse_args(requirements, what: str) -> list:
 
 def _resolve(requirements: list, *, full: bool, repair: bool = True) -> Plan:
     store = Store()
-    the_plan = resolve(requirements, store, main_environment(store, _finder.FINDER.cache))
+    main = main_environment(store, _finder.FINDER.cache)
+    the_plan = resolve(requirements, store, main)
     routes: dict[str, list[str]] = {}
     checked = _finder.FINDER.cache.setdefault("checked", {})  # dist dir -> .dist-info, fully checked
     for copy in the_plan.routed():
@@ -310,7 +331,34 @@ def _resolve(requirements: list, *, full: bool, repair: bool = True) -> Plan:
             if copy.path not in dirs:
                 dirs.append(copy.path)
     the_plan.routes = routes
+    the_plan.entries = _entries_holding(routes)
+    if any(copy.name in main for copy in the_plan.routed()):
+        from . import dependents
+
+        the_plan.broken = dependents.broken_by(the_plan, dependents.main_requirements(main, _finder.FINDER.cache))
+        the_plan.warning = dependents.warning(the_plan.broken)
     return the_plan
+
+
+def _entries_holding(names) -> list[str]:
+    """The ``sys.path`` entries holding a module or package named like one of ``names``:
+    the entries whose finders must answer those names from the store (finder.RoutingFileFinder)."""
+    if not names:
+        return []
+    found = []
+    for entry in sys.path:
+        if not isinstance(entry, str) or entry in found:
+            continue
+        try:
+            listing = os.listdir(entry or ".")
+        except OSError:  # not a directory (a zip file, gone): nothing a FileFinder serves
+            continue
+        for item in listing:
+            top = item.partition(".")[0]
+            if top in names and (top == item or item.endswith((".py", ".pyc", ".so", ".pyd"))):
+                found.append(entry)
+                break
+    return found
 
 
 def _module_paths(module) -> list[str]:
@@ -386,14 +434,20 @@ def _apply(requirements: list, *, replace: bool, full: bool) -> None:
     for name, _, _ in conflicts:
         _purge(name)
     if the_plan is not None and (new or the_plan.dists):
-        _finder.FINDER.set_routes(new, the_plan.dists)
+        _finder.FINDER.set_routes(new, the_plan.dists, the_plan.entries)
         _finder.install()
     else:
         _finder.FINDER.set_routes({}, {})
+    before = _state.plan.warning if _state.plan is not None else None
     _state.requirements = list(requirements)
     _state.plan = the_plan
     _state.touched |= changed
     _export(the_plan)
+    if the_plan is not None and the_plan.warning and the_plan.warning != before:
+        from .dependents import quiet
+
+        if not quiet():
+            print(the_plan.warning, file=sys.stderr)
 
 
 def _lease(the_plan: Plan) -> None:

@@ -103,6 +103,9 @@ class Plan:
         self.reasons: dict[str, str] = {}
         self.routes: dict[str, list[str]] = {}
         self.dists: dict[str, str] = {}  # filled in when the dists are checked (pins.py)
+        self.entries: list[str] = []  # sys.path entries holding main copies of routed names (pins.py)
+        self.broken: list[dict] = []  # main dists whose requirements the plan leaves unmet (dependents.py)
+        self.warning: str | None = None  # the one line about them, printed at start-up and by pin()
 
     def routed(self) -> list[Copy]:
         """The copies served from the store, in a stable order."""

@@ -87,7 +87,7 @@ def run_if_pinned() -> None:
 
 # -- the cache ------------------------------------------------------------------------------
 
-FORMAT = 1
+FORMAT = 2
 
 applied = None  # the OMNIPKG_PINS value the cache applied in this process (str or None)
 path_added = []  # bin dirs it put on PATH
@@ -152,7 +152,7 @@ def _stamp(path: str) -> int:
 
 def _code_files() -> list[str]:
     here = os.path.dirname(os.path.abspath(__file__))
-    return [os.path.join(here, n) for n in ("startup.py", "resolve.py", "pins.py", "_requirements.py", "_pep440.py")]
+    return [os.path.join(here, n) for n in ("startup.py", "resolve.py", "pins.py", "dependents.py", "_requirements.py", "_pep440.py")]
 
 
 def load(value: str) -> bool:
@@ -173,6 +173,7 @@ def load(value: str) -> bool:
         for path in data["exists"]:
             os.stat(path)
         routes, dists, env_value, bins = data["routes"], data["dists"], data["env_value"], data["bins"]
+        entries, warning = data["entries"], data["warning"]
     except (OSError, ValueError, EOFError, TypeError, KeyError):
         return False
     if not _lease({os.path.dirname(p) for p in dists.values()} | {d for dirs in routes.values() for d in dirs}):
@@ -185,7 +186,7 @@ def load(value: str) -> bool:
         if module is not None and not _served_from(module, dirs):
             for sub in [k for k in modules if k == name or k.startswith(name + ".")]:
                 del modules[sub]
-    finder.FINDER.set_routes(routes, dists)
+    finder.FINDER.set_routes(routes, dists, entries)
     finder.install()
     environ = os.environ
     environ["OMNIPKG_PINS"] = env_value
@@ -195,6 +196,8 @@ def load(value: str) -> bool:
         rest = [p for p in environ.get("PATH", "").split(os.pathsep) if p not in added] if environ.get("PATH") else []
         environ["PATH"] = os.pathsep.join(added + rest)
     applied, path_added = env_value, added
+    if warning and environ.get("OMNIPKG_QUIET", "").strip().lower() not in ("1", "true", "yes", "on"):
+        print(warning, file=sys.stderr)
     return True
 
 
@@ -271,6 +274,8 @@ def save(value: str, plan) -> None:
             "dists": plan.dists,
             "env_value": plan.env_value(),
             "bins": [p.bin for p in plan.pins if p.bin],
+            "entries": plan.entries,
+            "warning": plan.warning,
         }
         path = _file(root, key)
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -2,7 +2,8 @@
 
 The pins are ``--pin`` options, else ``OMNIPKG_PINS``; resolution is the hook's own
 (:func:`omnipkg_hook.pins.plan_for`) for the interpreter running pip-omni, and changes
-nothing: no repair, no import.
+nothing: no repair, no import. It also lists every main-environment distribution whose
+declared requirement the pins leave unmet (the start-up warning names only the first).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def run(args) -> int:
               any(n in r["import_names"] for r in matches)}  # fmt: skip
     store = plan.store if plan is not None else Store()
     main = main_versions(exclude=store.root).get(key)
+    broken = [b for b in (plan.broken if plan is not None else ()) if key in (b["served"], b["distribution"])
+              or any(b["served"] == r["distribution"] for r in matches)]  # fmt: skip
     answer = {
         "name": name,
         "pins": [p.text for p in plan.pins] if plan is not None else [],
@@ -48,6 +51,7 @@ def run(args) -> int:
         "routes": routes,
         "distributions": matches,
         "main": {"version": main[0], "path": main[1]} if main else None,
+        "breaks": broken,
     }
     if args.json:
         print(json.dumps(answer, indent=2))
@@ -71,6 +75,9 @@ def _text(answer: dict) -> str:
             lines.append(f"{row['distribution']} {row['version']} from {where}: {row['reason']}")
             if row["source"] != "store":
                 lines.append(f"  in {row['path']}")
+    for b in answer["breaks"]:
+        lines.append(f"unmet in the main environment: {b['distribution']} {b['version']} requires "
+                     f"{b['requires']}, served {b['served']} {b['served_version']} from the store")
     main = answer["main"]
     if main and not any(r["source"] == "main" for r in answer["distributions"]):
         lines.append(f"(the main environment has {name} {main['version']} in {main['path']})")
