@@ -61,6 +61,7 @@ class OmnipkgFinder:
     def __init__(self) -> None:
         self.routes: dict[str, list[str]] = {}
         self.dists: dict[str, str] = {}
+        self._table: dict = {}
         self.entries: list[str] = []  # sys.path entries whose FileFinder also answers routed names
         self.cache: dict = {}
         self._distributions: dict[str, object] = {}
@@ -80,16 +81,22 @@ class OmnipkgFinder:
         """
         self.routes = routes
         self.dists = dists
+        # What find_spec looks up: the routes, and names watched while any dist is pinned.
+        self._table = {**_WATCHED, **routes} if dists else routes
         self._distributions = {}
         if entries or self.entries:
             self.entries = _shadow(list(entries), self.entries)
+        if "pkg_resources" in sys.modules:
+            from .legacy import sync_imported
+
+            sync_imported(dists)
 
     # -- imports -------------------------------------------------------------------------
 
     def find_spec(self, fullname, path=None, target=None):
         if path is not None:
             return None
-        dirs = self.routes.get(fullname)
+        dirs = self._table.get(fullname)
         if dirs is None:
             return None
         checked = self._checked
@@ -97,6 +104,10 @@ class OmnipkgFinder:
             if d not in checked:
                 checked.add(d)
                 _check_compiled(self, d)
+        if fullname in _WATCHED:
+            from .legacy import watch
+
+            return watch(self.PathFinder.find_spec(fullname, dirs or None, target))
         spec = self.PathFinder.find_spec(fullname, dirs, target)
         if spec is None:
             from .errors import StoreCorruptError
@@ -271,6 +282,11 @@ def _store_distribution_class():
 
         _StoreDistribution = StoreDistribution
     return _StoreDistribution
+
+
+# Imported modules whose state describes the main environment, fixed after they run
+# (omnipkg_hook.legacy); the value is looked up in routes when the name is routed too.
+_WATCHED = {"pkg_resources": ()}
 
 
 class RoutingFileFinder(_FileFinder):

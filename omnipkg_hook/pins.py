@@ -401,7 +401,38 @@ def _purge(name: str) -> None:
         del sys.modules[key]
 
 
-def _already_imported(conflicts, the_plan: Plan | None) -> AlreadyImportedError:
+def _startup_imports(names) -> dict[str, str]:
+    """Which of the top-level ``names`` an executable line of a ``.pth`` file imported at
+    start-up, ``{name: .pth path}`` -- ``distutils-precedence.pth`` imports
+    ``_distutils_hack``, a ``*-nspkg.pth`` builds ``sys.modules["zope"]``. Only those whose
+    submodules nobody imported since count (``zope`` alone, not ``zope.interface``):
+    the site machinery made them, no user code holds them, a pin may replace them."""
+    import re
+
+    found: dict[str, str] = {}
+    wanted = [n for n in names if not any(k.startswith(n + ".") for k in sys.modules)]
+    if not wanted:
+        return found
+    words = re.compile(r"\b(" + "|".join(re.escape(n) for n in wanted) + r")\b")
+    for entry in dict.fromkeys(sys.path):
+        try:
+            pth_files = sorted(f for f in os.listdir(entry or ".") if f.endswith(".pth"))
+        except OSError:
+            continue
+        for name in pth_files:
+            path = os.path.join(entry or ".", name)
+            try:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    lines = [ln for ln in f if ln.startswith(("import ", "import\t"))]
+            except OSError:
+                continue
+            for line in lines:
+                for word in words.findall(line):
+                    found.setdefault(word, path)
+    return found
+
+
+def _already_imported(conflicts, the_plan: Plan | None, started: dict | None = None) -> AlreadyImportedError:
     name, where, target = conflicts[0]
     if target is None:
         why = "without that pin it would come from the main environment"
@@ -410,11 +441,13 @@ def _already_imported(conflicts, the_plan: Plan | None) -> AlreadyImportedError:
         chain = copy.chain if copy is not None else the_plan.env_value()
         why = f"{chain} routes it to {target[0]!r}"
     others = f" (also {', '.join(repr(c[0]) for c in conflicts[1:])})" if conflicts[1:] else ""
-    return AlreadyImportedError(
-        f"{name!r} is already imported from {where!r}; {why}{others}",
-        "pin before importing it, or pass replace=True to drop the imported modules "
-        "(objects made from them keep the old classes), or use omnipkg_hook.using()",
-    )
+    at_startup = [f"{n!r} was imported at start-up by {p!r}" for n, p in sorted((started or {}).items())]
+    hint = ("pin before importing it, or pass replace=True to drop the imported modules "
+            "(objects made from them keep the old classes), or use omnipkg_hook.using()")
+    if at_startup:
+        hint = (f"{'; '.join(at_startup)}: set OMNIPKG_PINS before Python starts so the pin applies "
+                f"first, or {hint[len('pin before importing it, or '):]}")
+    return AlreadyImportedError(f"{name!r} is already imported from {where!r}; {why}{others}", hint)
 
 
 def _apply(requirements: list, *, replace: bool, full: bool) -> None:
@@ -428,7 +461,9 @@ def _apply(requirements: list, *, replace: bool, full: bool) -> None:
     changed = {n for n in set(old) | set(new) if old.get(n) != new.get(n)}
     conflicts = _conflicts(old, new, changed)
     if conflicts and not replace:
-        raise _already_imported(conflicts, the_plan)
+        started = _startup_imports([c[0] for c in conflicts])
+        if any(c[0] not in started for c in conflicts):
+            raise _already_imported(conflicts, the_plan, started)
     if the_plan is not None:
         _lease(the_plan)
     for name, _, _ in conflicts:

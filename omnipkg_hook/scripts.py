@@ -11,8 +11,17 @@ launcher is a small Python file for the bubble's interpreter that
 3. applies the pins strictly (a script must run its own version or not at all),
 4. runs the entry point and exits with what it returns.
 
+The root distribution's data scripts -- the wheel's ``.data/scripts/``, stored in the
+dist's ``_omnipkg_data/scripts`` (ruff, ninja, cmake ship their executable this way,
+without an entry point) -- get a bin entry as well: a symlink to the stored file for a
+binary or a script with its own interpreter line, and a launcher as above for a
+``#!python`` script (which runs it with :func:`runpy.run_path` under the pin).
+
 ``pin()`` and ``using()`` put a pinned bubble's directory first on ``PATH``, so its
-scripts win over the main environment's for the process and its children.
+scripts win over the main environment's for the process and its children. What is not
+redirected: a package that finds its binary through ``sysconfig.get_path("scripts")``
+(the main environment's bin directory) -- that path is process-wide and also where pip
+installs, so it is left alone; see README "Limits".
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ def _hook():
 
 
 if __name__ == "__main__":
-    sys.exit(_hook().launch({pin!r}, {store!r}, {entry!r}))
+    sys.exit(_hook().launch({pin!r}, {store!r}, {entry!r}{script_arg}))
 '''
 
 
@@ -62,13 +71,15 @@ def _shebang(python: str) -> str:
 
 
 def write_bubble_scripts(store: Store, manifest: dict, python: str) -> list[str]:
-    """Write a launcher for each console/GUI script of bubble ``manifest``; return their paths.
+    """Write a launcher for each console/GUI script of bubble ``manifest``, and a bin entry
+    for each data script of its root distribution; return their paths.
 
     Each file is written to ``tmp/`` and renamed into place (mode 0755). The caller holds
     the store's write lock.
     """
     scripts = manifest.get("scripts") or {}
-    if not scripts:
+    data_scripts = _data_scripts(store, manifest)
+    if not scripts and not data_scripts:
         return []
     root, version = manifest["root"], manifest["version"]
     key = manifest["interpreter"]["key"]
@@ -78,9 +89,18 @@ def write_bubble_scripts(store: Store, manifest: dict, python: str) -> list[str]
     package = os.path.dirname(os.path.abspath(__file__))
     tmp = make_tmpdir(store, "scripts-")
     written = []
+    launchers = {name: (entry, None) for name, entry in scripts.items()}
+    links = {}
+    for name, path in data_scripts.items():
+        if name in launchers:
+            continue  # an entry point of the same name wins, as pip's installs it last
+        if _is_python_script(path):
+            launchers[name] = ("", path)
+        else:
+            links[name] = path
     try:
-        for script, entry in sorted(scripts.items()):
-            if not script or "/" in script or script.startswith("."):
+        for script, (entry, path) in sorted(launchers.items()):
+            if not _is_file_name(script):
                 continue  # not a file name; the wheel was validated, but stay inside bin_dir
             text = _LAUNCHER.format(
                 shebang=_shebang(python),
@@ -91,11 +111,18 @@ def write_bubble_scripts(store: Store, manifest: dict, python: str) -> list[str]
                 package=package,
                 store=store.root,
                 entry=entry,
+                script_arg=f", script={path!r}" if path else "",
             )
             staged = os.path.join(tmp, script)
             with open(staged, "w", encoding="utf-8") as f:
                 f.write(text)
             os.chmod(staged, 0o755)
+            target = os.path.join(bin_dir, script)
+            os.replace(staged, target)
+            written.append(target)
+        for script, path in sorted(links.items()):
+            staged = os.path.join(tmp, script)
+            os.symlink(path, staged)
             target = os.path.join(bin_dir, script)
             os.replace(staged, target)
             written.append(target)
@@ -107,8 +134,41 @@ def write_bubble_scripts(store: Store, manifest: dict, python: str) -> list[str]
     return written
 
 
-def launch(pin: str, store: str, entry: str) -> int:
-    """Run console-script ``entry`` (``"pkg.mod:func"``) under ``pin``, added to the caller's pins."""
+def _is_file_name(name: str) -> bool:
+    return bool(name) and "/" not in name and not name.startswith(".")
+
+
+def _data_scripts(store: Store, manifest: dict) -> dict[str, str]:
+    """``{name: stored path}`` of the root distribution's ``.data/scripts`` files."""
+    entry = (manifest.get("dists") or {}).get(manifest["root"]) or {}
+    if not entry.get("path"):
+        return {}
+    directory = os.path.join(store.abspath(entry["path"]), "_omnipkg_data", "scripts")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        path = os.path.join(directory, name)
+        if _is_file_name(name) and os.path.isfile(path):
+            found[name] = path
+    return found
+
+
+def _is_python_script(path: str) -> bool:
+    """A ``#!python`` script: installers rewrite that line to the target interpreter."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(200)
+    except OSError:
+        return False
+    return first.rstrip() in (b"#!python", b"#!pythonw")
+
+
+def launch(pin: str, store: str, entry: str, script: str | None = None) -> int:
+    """Run console-script ``entry`` (``"pkg.mod:func"``) under ``pin``, added to the caller's pins;
+    with ``script``, run that Python file as ``__main__`` instead."""
     from ._requirements import parse_pins
     from .errors import OmnipkgError
     from .pins import from_environment
@@ -128,6 +188,12 @@ def launch(pin: str, store: str, entry: str) -> int:
         if e.hint:
             print(f"  hint: {e.hint}", file=sys.stderr)
         return 1
+    if script is not None:
+        import runpy
+
+        sys.argv[0] = script
+        runpy.run_path(script, run_name="__main__")
+        return 0
     module, _, attrs = entry.partition(":")
     attrs = attrs.split("[", 1)[0].strip()  # "pkg.mod:func [extra]"
     import importlib

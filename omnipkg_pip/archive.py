@@ -492,10 +492,9 @@ def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, 
                     continue
                 dist_path = store.abspath(e["path"])
                 ensure_compiled(store, read_manifest(os.path.join(dist_path, DIST_MANIFEST)), dist_path, interp.current())
-            if m.get("scripts"):
-                from omnipkg_hook.scripts import write_bubble_scripts
+            from omnipkg_hook.scripts import write_bubble_scripts  # entry points and data scripts
 
-                write_bubble_scripts(store, m, interp.current().executable)
+            write_bubble_scripts(store, m, interp.current().executable)
         write_json_atomic(store, path, m)
         result["bubbles"].append(name)
     return result

@@ -195,8 +195,6 @@ def _manifest_objects(store: Store, dist_dir: str, cache_tag: str) -> dict:
 
 
 def _write_scripts(store: Store, manifest: dict, interpreter) -> None:
-    if not manifest["scripts"]:
-        return
     try:
         from omnipkg_hook.scripts import write_bubble_scripts
     except ModuleNotFoundError as e:  # the hook's launcher generator lands with the hook

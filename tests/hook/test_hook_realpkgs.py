@@ -3,6 +3,8 @@
 1. other import hooks ahead of ours that ask ``PathFinder`` themselves (pytest's assertion
    rewriter loading a ``pytest11`` plugin, any delegating finder inserted later);
 4. main-environment dependents whose requirement a pin leaves unmet are named;
+5. a bubble's data scripts (``.data/scripts``) are on ``PATH`` for a pinned process;
+6. ``pkg_resources`` reports the pinned distributions;
 8. finders and path hooks a package adds inside ``using()`` are gone after it.
 
 (Classes 2, 3, 5 and 7 need a real site directory or pip-omni's CLI: test_hook_realsite.py.)
@@ -20,6 +22,7 @@ import pytest
 
 import omnipkg_hook
 from omnipkg_hook import finder
+from omnipkg_hook.store import interpreter_key
 
 from .conftest import module_files, needs_pth
 
@@ -223,3 +226,64 @@ def test_using_takes_out_the_finders_and_path_hooks_the_block_s_package_added(st
     assert sys.meta_path == [*meta_path, mine]
     assert sys.path_hooks == path_hooks
     sys.meta_path.remove(mine)
+
+
+# -- 5. binaries shipped as wheel data ----------------------------------------------------
+
+
+def _tool_wheel(wheel, version: str, *, entry_point: bool = False):
+    data = f"omt_tool-{version}.data/scripts"
+    files = {
+        **module_files("omt_tool", version),
+        f"{data}/omt-bin": f"#!/bin/sh\necho omt-tool-bin {version}\n",
+        f"{data}/omt-py": "#!python\nimport sys, omt_tool\nprint('omt-py', omt_tool.VERSION, sys.argv[1:])\n",
+    }
+    eps = {"console_scripts": {"omt-ep": "omt_tool:VERSION"}} if entry_point else None
+    return wheel("omt-tool", version, files, executable={f"{data}/omt-bin", f"{data}/omt-py"}, entry_points=eps)
+
+
+def test_data_scripts_of_a_pinned_bubble_run_their_own_version_from_path(store, bubble, wheel, run_python):
+    bubble("omt-tool==2.0", _tool_wheel(wheel, "2.0"))
+    bin_dir = store.bubble_bin("omt-tool", "2.0", interpreter_key())
+    assert os.path.islink(os.path.join(bin_dir, "omt-bin"))  # a binary: the stored file itself
+    assert not os.path.islink(os.path.join(bin_dir, "omt-py"))  # a #!python script: a launcher
+    code = (
+        "import subprocess, omnipkg_hook\n"
+        "omnipkg_hook.pin('omt-tool==2.0')\n"
+        "print(subprocess.run(['omt-bin'], capture_output=True, text=True, check=True).stdout.strip())\n"
+        "print(subprocess.run(['omt-py', 'x'], capture_output=True, text=True, check=True).stdout.strip())\n"
+    )
+    out = run_python(code).stdout.splitlines()
+    assert out == ["omt-tool-bin 2.0", "omt-py 2.0 ['x']"]
+
+
+def test_a_bubble_with_data_scripts_only_still_gets_its_bin_dir_and_entry_points_win(store, bubble, wheel):
+    manifest = bubble("omt-tool==3.0", _tool_wheel(wheel, "3.0", entry_point=True))
+    bin_dir = store.bubble_bin("omt-tool", "3.0", manifest["interpreter"]["key"])
+    assert sorted(os.listdir(bin_dir)) == ["omt-bin", "omt-ep", "omt-py"]
+
+
+# -- 6. pkg_resources ----------------------------------------------------------------------
+
+
+def test_pkg_resources_reports_the_pinned_version_and_follows_unpin_and_using(store, bubble, main_site, wheel,
+                                                                              run_python):
+    pytest.importorskip("pkg_resources")
+    main_site.install(wheel("omt-pr", "1.0", module_files("omt_pr", "1.0")))
+    for v in ("2.0", "3.0"):
+        bubble(f"omt-pr=={v}", ("omt-pr", v, module_files("omt_pr", v)))
+    code = textwrap.dedent("""\
+        import warnings; warnings.simplefilter("ignore")
+        import omnipkg_hook
+        omnipkg_hook.pin("omt-pr==2.0")
+        import pkg_resources
+        v = lambda: pkg_resources.get_distribution("omt-pr").version
+        print(v(), pkg_resources.get_distribution("omt-pr").location.startswith(omnipkg_hook.pins.plan().store.root))
+        with omnipkg_hook.using("omt-pr==3.0"):
+            print(v())
+        print(v())
+        omnipkg_hook.unpin()
+        print(v(), sorted(d.project_name for d in pkg_resources.working_set if d.project_name.startswith("omt")))
+        """)
+    out = run_python(code).stdout.splitlines()
+    assert out == ["2.0 True", "3.0", "2.0", "1.0 ['omt-pr']"]
