@@ -401,19 +401,16 @@ def _purge(name: str) -> None:
         del sys.modules[key]
 
 
-def _startup_imports(names) -> dict[str, str]:
+def _startup_imports(names) -> tuple[dict[str, str], set[str]]:
     """Which of the top-level ``names`` an executable line of a ``.pth`` file imported at
-    start-up, ``{name: .pth path}`` -- ``distutils-precedence.pth`` imports
-    ``_distutils_hack``, a ``*-nspkg.pth`` builds ``sys.modules["zope"]``. Only those whose
-    submodules nobody imported since count (``zope`` alone, not ``zope.interface``):
-    the site machinery made them, no user code holds them, a pin may replace them."""
+    start-up (``{name: .pth path}``: ``distutils-precedence.pth`` imports
+    ``_distutils_hack``, a ``*-nspkg.pth`` builds ``sys.modules["zope"]``), and which of
+    those a pin may replace: the ones none of whose imported submodules came from
+    anywhere else (``zope`` alone, not once ``zope.interface`` was imported). The site
+    machinery made them; no user code asked for them."""
     import re
 
-    found: dict[str, str] = {}
-    wanted = [n for n in names if not any(k.startswith(n + ".") for k in sys.modules)]
-    if not wanted:
-        return found
-    words = re.compile(r"\b(" + "|".join(re.escape(n) for n in wanted) + r")\b")
+    texts: dict[str, str] = {}  # .pth path -> its executable lines
     for entry in dict.fromkeys(sys.path):
         try:
             pth_files = sorted(f for f in os.listdir(entry or ".") if f.endswith(".pth"))
@@ -423,13 +420,19 @@ def _startup_imports(names) -> dict[str, str]:
             path = os.path.join(entry or ".", name)
             try:
                 with open(path, encoding="utf-8", errors="replace") as f:
-                    lines = [ln for ln in f if ln.startswith(("import ", "import\t"))]
+                    texts[path] = "".join(ln for ln in f if ln.startswith(("import ", "import\t")))
             except OSError:
                 continue
-            for line in lines:
-                for word in words.findall(line):
-                    found.setdefault(word, path)
-    return found
+    found: dict[str, str] = {}
+    for name in names:
+        word = re.compile(r"(?<![\w.])" + re.escape(name) + r"(?![\w])")
+        found.update((name, p) for p, text in texts.items() if name not in found and word.search(text))
+    replaceable = set()
+    for name in found:
+        subs = [k for k in sys.modules if k.startswith(name + ".")]
+        if all(re.search(r"(?<![\w.])" + re.escape(k) + r"(?![\w.])", texts[found[name]]) for k in subs):
+            replaceable.add(name)
+    return found, replaceable
 
 
 def _already_imported(conflicts, the_plan: Plan | None, started: dict | None = None) -> AlreadyImportedError:
@@ -461,8 +464,8 @@ def _apply(requirements: list, *, replace: bool, full: bool) -> None:
     changed = {n for n in set(old) | set(new) if old.get(n) != new.get(n)}
     conflicts = _conflicts(old, new, changed)
     if conflicts and not replace:
-        started = _startup_imports([c[0] for c in conflicts])
-        if any(c[0] not in started for c in conflicts):
+        started, replaceable = _startup_imports([c[0] for c in conflicts])
+        if any(c[0] not in replaceable for c in conflicts):
             raise _already_imported(conflicts, the_plan, started)
     if the_plan is not None:
         _lease(the_plan)

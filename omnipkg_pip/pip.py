@@ -51,7 +51,13 @@ def log_dir() -> str:
 
 
 def _clean_env() -> dict[str, str]:
+    """The environment of every pip subprocess: none of the user's pins reach pip or the build
+    backends pip starts (no ``OMNIPKG_PINS``, no pinned bubble's ``bin`` on ``PATH``)."""
     env = {k: v for k, v in os.environ.items() if k not in _STRIP_ENV}
+    store = os.environ.get("OMNIPKG_STORE")
+    if store and env.get("PATH"):
+        bubbles = os.path.join(os.path.abspath(store), "bin") + os.sep
+        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(bubbles))
     env["PIP_NO_INPUT"] = "1"
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env
