@@ -182,18 +182,19 @@ def marker_holds(marker: str) -> bool:
 
 
 def _or(tokens, env):
-    value, tokens = _and(tokens, env)
-    while tokens and tokens[0]["bool"] == "or":
-        right, tokens = _and(tokens[1:], env)
-        value = value or right
-    return value, tokens
+    return _joined(tokens, env, "or", _and)
 
 
 def _and(tokens, env):
-    value, tokens = _atom(tokens, env)
-    while tokens and tokens[0]["bool"] == "and":
-        right, tokens = _atom(tokens[1:], env)
-        value = value and right
+    return _joined(tokens, env, "and", _atom)
+
+
+def _joined(tokens, env, word: str, operand):
+    """``operand (word operand)*``; both sides are evaluated (an unreadable one raises)."""
+    value, tokens = operand(tokens, env)
+    while tokens and tokens[0]["bool"] == word:
+        right, tokens = operand(tokens[1:], env)
+        value = (value or right) if word == "or" else (value and right)
     return value, tokens
 
 

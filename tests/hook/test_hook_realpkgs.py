@@ -194,6 +194,23 @@ def test_why_lists_every_broken_dependent(dependents_case, main_site, wheel, cap
     assert "unmet in the main environment: omt-app 3.1 requires omt-lib>=2, served omt-lib 1.0 from the store" in out
 
 
+@pytest.mark.parametrize(("marker", "holds"), [
+    (f'python_version >= "{sys.version_info[0]}.{sys.version_info[1]}"', True),
+    ('python_version < "3.8"', False),
+    (f'sys_platform == "{sys.platform}" and (os_name == "nt" or os_name == "{os.name}")', True),
+    ('python_version < "3" or sys_platform == "nonesuch" and os_name == "nt"', False),
+    ('"linux" in "linux-gnu"', True),
+    ('extra == "socks"', False),  # which extras were installed is not known: never counted
+    ('python_version >= "3" and extra == "socks"', False),
+    ('platform_machine ==', False),  # unreadable: not counted
+    ('python_version >= "3" garbage', False),
+])
+def test_requirement_markers_count_only_when_they_hold_here(marker, holds):
+    from omnipkg_hook.dependents import marker_holds
+
+    assert marker_holds(marker) is holds
+
+
 # -- 8. what a pinned package adds inside using() ----------------------------------------
 
 _ADDS_HOOKS = textwrap.dedent("""\
