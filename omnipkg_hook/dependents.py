@@ -10,19 +10,19 @@ prints the full list.
 
 Requirements are read from each main distribution's ``METADATA`` (``Requires-Dist``),
 once per ``sys.path`` and cached in the finder's cache. A requirement with a marker
-counts only when the marker is true here; one on an extra (``extra == "socks"``) never
-counts (which extras were installed is not recorded), nor does a marker this module
-cannot read (better no warning than a false one). Standard library only.
+counts only when the marker (:mod:`omnipkg_hook._markers`) is true here with no extra
+selected: one on an extra (``extra == "socks"``) never counts (which extras were installed
+is not recorded), nor does a marker that cannot be read (better no warning than a false
+one). Standard library only.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import re
-import sys
 
-from ._pep440 import InvalidSpecifier, InvalidVersion, SpecifierSet, parse_version
+from ._markers import Marker
+from ._pep440 import InvalidSpecifier, SpecifierSet
 from .store import normalize
 
 __all__ = ["main_requirements", "broken_by", "warning", "QUIET_VAR"]
@@ -138,99 +138,24 @@ def warning(broken: list[dict]) -> str | None:
     )
 
 
-# -- markers (PEP 508), the common part ------------------------------------------------
+# -- markers ------------------------------------------------------------------------------
 
-_TOKEN = re.compile(
-    r"""\s*(?:(?P<paren>[()])|(?P<bool>and|or)\b|(?P<op>===|==|!=|<=|>=|~=|<|>|not\s+in\b|in\b)"""
-    r"""|(?P<name>[a-z_.]+)|(?P<str>'[^']*'|"[^"]*"))"""
-)
+_ENV: dict | None = None
 
 
 def _environment() -> dict[str, str]:
-    v = sys.version_info
-    return {
-        "python_version": f"{v[0]}.{v[1]}",
-        "python_full_version": platform.python_version(),
-        "sys_platform": sys.platform,
-        "platform_system": platform.system(),
-        "platform_machine": platform.machine(),
-        "platform_python_implementation": platform.python_implementation(),
-        "implementation_name": sys.implementation.name,
-        "os_name": os.name,
-        "platform_release": platform.release(),
-    }
+    global _ENV
+    if _ENV is None:
+        from ._tags import marker_environment
+
+        _ENV = marker_environment()
+    return _ENV
 
 
 def marker_holds(marker: str) -> bool:
-    """Whether a PEP 508 marker is true in this interpreter; False for an ``extra`` marker
-    or one that cannot be read."""
-    tokens = []
-    pos, text = 0, marker.strip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            return False
-        tokens.append(m.groupdict())
-        pos = m.end()
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
+    """Whether a PEP 508 marker is true in this interpreter with no extra selected (so a
+    requirement of an extra never counts); False for a marker that cannot be read."""
     try:
-        value, rest = _or(tokens, _environment())
-    except (ValueError, IndexError, KeyError):
+        return Marker(marker).evaluate(_environment())
+    except (ValueError, KeyError):
         return False
-    return value is True and not rest
-
-
-def _or(tokens, env):
-    return _joined(tokens, env, "or", _and)
-
-
-def _and(tokens, env):
-    return _joined(tokens, env, "and", _atom)
-
-
-def _joined(tokens, env, word: str, operand):
-    """``operand (word operand)*``; both sides are evaluated (an unreadable one raises)."""
-    value, tokens = operand(tokens, env)
-    while tokens and tokens[0]["bool"] == word:
-        right, tokens = operand(tokens[1:], env)
-        value = (value or right) if word == "or" else (value and right)
-    return value, tokens
-
-
-def _atom(tokens, env):
-    if tokens[0]["paren"] == "(":
-        value, tokens = _or(tokens[1:], env)
-        if not tokens or tokens[0]["paren"] != ")":
-            raise ValueError("unbalanced")
-        return value, tokens[1:]
-    left, op, right = _value(tokens[0], env), tokens[1]["op"], _value(tokens[2], env)
-    if op is None:
-        raise ValueError("no operator")
-    return _compare(left, " ".join(op.split()), right), tokens[3:]
-
-
-def _value(token, env):
-    if token["str"] is not None:
-        return token["str"][1:-1]
-    if token["name"] is not None:
-        if token["name"] == "extra":
-            raise KeyError("extra")
-        return env[token["name"].replace(".", "_")]  # os.name -> os_name (legacy spelling)
-    raise ValueError("not a value")
-
-
-def _compare(left: str, op: str, right: str) -> bool:
-    if op == "in":
-        return left in right
-    if op == "not in":
-        return left not in right
-    try:
-        return SpecifierSet(f"{op}{right}").contains(parse_version(left))
-    except (InvalidSpecifier, InvalidVersion):
-        pass
-    if op == "==":
-        return left == right
-    if op == "!=":
-        return left != right
-    raise ValueError("not comparable")
