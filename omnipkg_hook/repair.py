@@ -13,10 +13,18 @@ into ``tmp/`` beside it -- never deleted, it may be the only copy of something -
 the new one is renamed into place. One line on stderr says so. A missing object is a
 :class:`StoreCorruptError` naming ``pip-omni doctor --repair``.
 
-A dist directory holds its own manifest, so a directory that is gone entirely can be
-rebuilt only when the bubble manifest records the manifest's object
-(``"manifest": "<sha256>"`` in the dist's entry; ``"pyc_manifest"`` likewise for this
-interpreter's compiled files). Without it the error says to reinstall the bubble.
+Repair trusts only what was recorded when the bubble was made: the bubble's entry for
+the dist names its manifest's sha256 (``"manifest": "<sha256>"``; ``"pyc_manifest"``
+likewise for this interpreter's compiled files). The dist's own ``omnipkg-dist.json`` is
+used only if it hashes to that (else the recorded object, if it does); a manifest that
+disagrees is a :class:`StoreCorruptError` saying the dist was tampered with, and
+nothing is rebuilt from its list. Without a record there is nothing to check against:
+the error says to reinstall the bubble. The hash is taken only here, when a repair is
+needed; the start-up check stays a ``listdir``.
+
+Every file the repair makes is new: links to objects, and manifests that are objects
+(linked); nothing is opened for writing in the dist, so nothing is written through a
+link (``omnipkg_hook.distnames``).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import json
 import os
 import sys
 
+from . import distnames
 from .errors import StoreCorruptError
 from .store import (
     DIST_MANIFEST,
@@ -34,6 +43,7 @@ from .store import (
     link_object,
     make_tmpdir,
     materialize,
+    put_object,
     read_manifest,
 )
 
@@ -43,7 +53,7 @@ _EXTENSION_SUFFIXES = (".so", ".pyd")
 
 
 def pyc_manifest_name(cache_tag: str | None = None) -> str:
-    return f"omnipkg-pyc-{cache_tag or sys.implementation.cache_tag}.json"
+    return distnames.pyc_manifest_name(cache_tag or sys.implementation.cache_tag)
 
 
 def _present(name: str, names: set[str]) -> bool:
@@ -109,19 +119,20 @@ def repair_dist(store: Store, path: str, top_level, *, label: str, bubble_entry:
         dist_info, problem = check_dist(path, top_level, full=True)
         if problem is None:  # another process repaired it while we waited
             return dist_info
-        manifest_bytes = _manifest_bytes(store, path, bubble_entry)
-        if manifest_bytes is None:
-            raise StoreCorruptError(
-                f"cannot repair {label} in the store: {problem} and its manifest is gone with it ({path!r})",
-                f"reinstall the bubble: {reinstall}",
-            )
+        manifest_bytes = _manifest_bytes(store, path, bubble_entry, label, problem, reinstall)
         try:
             manifest = json.loads(manifest_bytes)
             files = manifest["files"]
-        except (ValueError, KeyError, TypeError) as e:
+            bad = distnames.file_list_problem(files)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise StoreCorruptError(
                 f"cannot repair {label}: its manifest is damaged ({e})", f"reinstall the bubble: {reinstall}"
             ) from None
+        if bad:  # recorded, yet names a file of ours: made by something that is not pip-omni
+            raise StoreCorruptError(
+                f"cannot repair {label}: its manifest lists a name the store writes itself ({bad})",
+                f"reinstall the bubble: {reinstall}",
+            )
         for entry in files:  # a file edited in place through its hard link damaged the object too
             obj = store.object_path(entry["sha256"], bool(entry.get("mode", 0o644) & 0o111))
             try:
@@ -141,7 +152,7 @@ def repair_dist(store: Store, path: str, top_level, *, label: str, bubble_entry:
         tmp = make_tmpdir(store, "repair-")
         new = os.path.join(tmp, "dist")
         materialize(store, files, new)
-        _place_manifest(store, path, new, manifest_bytes, bubble_entry)
+        _place_bytes(store, os.path.join(new, DIST_MANIFEST), manifest_bytes, os.path.join(path, DIST_MANIFEST))
         _restore_bytecode(store, path, new, manifest, bubble_entry)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         kept = ""
@@ -153,103 +164,143 @@ def repair_dist(store: Store, path: str, top_level, *, label: str, bubble_entry:
     return manifest["dist_info"]
 
 
-def _read_object(store: Store, sha: str | None) -> bytes | None:
-    if not sha:
-        return None
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read(path: str) -> bytes | None:
     try:
-        with open(store.object_path(sha), "rb") as f:
+        with open(path, "rb") as f:
             return f.read()
     except OSError:
         return None
 
 
-def _manifest_bytes(store: Store, path: str, entry: dict) -> bytes | None:
-    try:
-        with open(os.path.join(path, DIST_MANIFEST), "rb") as f:
-            data = f.read()
-        json.loads(data)
-        return data
-    except (OSError, ValueError):
-        return _read_object(store, entry.get("manifest"))
+def _recorded_object(store: Store, sha: str | None) -> bytes | None:
+    """The bytes of the object ``sha`` if they still hash to it (an object may be edited in place)."""
+    if not isinstance(sha, str) or len(sha) != 64:
+        return None
+    data = _read(store.object_path(sha))
+    return data if data is not None and _sha256(data) == sha else None
 
 
-def _place_manifest(store: Store, old: str, new: str, data: bytes, entry: dict) -> None:
-    """The manifest of the rebuilt dist: the old file itself (linked: leases taken on it by
-    live processes stay valid), else the bubble's object of it, else a fresh copy."""
-    dest = os.path.join(new, DIST_MANIFEST)
-    for source in (os.path.join(old, DIST_MANIFEST), store.object_path(entry.get("manifest") or "0" * 64)):
+def _manifest_bytes(store: Store, path: str, entry: dict, label: str, problem: str, reinstall: str) -> bytes:
+    """The dist manifest the bubble recorded: the dist's own file if it hashes to the record,
+    else the recorded object. A manifest that disagrees with the record is never used."""
+    recorded = entry.get("manifest")
+    own = _read(os.path.join(path, DIST_MANIFEST))
+    if not recorded:
+        raise StoreCorruptError(
+            f"cannot repair {label} in the store: {problem}, and its bubble does not record its manifest "
+            f"to check it against ({path!r})" if own is not None else
+            f"cannot repair {label} in the store: {problem} and its manifest is gone with it ({path!r})",
+            f"reinstall the bubble: {reinstall}",
+        )
+    if own is not None and _sha256(own) == recorded:
+        return own
+    data = _recorded_object(store, recorded)
+    if own is not None and _sha256(own) != recorded:
+        # Someone replaced the dist's manifest: do not rebuild anything from a forged list.
+        raise StoreCorruptError(
+            f"{label} in the store was tampered with: its {DIST_MANIFEST} has sha256 {_sha256(own)}, "
+            f"not the {recorded} recorded when its bubble was made ({path!r}); not repaired",
+            "run `pip-omni doctor` to see what changed, then `pip-omni doctor --repair` "
+            f"(it sets the dist aside and rebuilds it from the record), or reinstall the bubble: {reinstall}",
+        )
+    if data is None:
+        raise StoreCorruptError(
+            f"cannot repair {label} in the store: {problem} and its manifest is gone with it ({path!r})",
+            f"reinstall the bubble: {reinstall}",
+        )
+    return data
+
+
+def _place_bytes(store: Store, dest: str, data: bytes, prefer: str | None = None) -> None:
+    """A new file ``dest`` holding ``data``: a link to the file ``prefer`` when it holds the
+    same bytes (the old manifest: leases taken on it by live processes stay valid), else
+    to ``data``'s object, made if need be. Only links: nothing is opened for writing."""
+    if prefer is not None and _read(prefer) == data:
         try:
-            with open(source, "rb") as f:
-                if f.read() != data:
-                    continue
-            os.link(source, dest)
+            os.link(prefer, dest)
             return
         except OSError:
-            continue
-    with open(dest, "wb") as f:
-        f.write(data)
+            pass
+    os.link(store.object_path(put_object(store, data)), dest)
 
 
 def _restore_bytecode(store: Store, old: str, new: str, manifest: dict, entry: dict) -> None:
-    """Bring back every interpreter's ``.pyc`` whose objects are all there; compile this one's if not."""
+    """Bring back every interpreter's ``.pyc`` that can be trusted and whose objects are all
+    there; compile this one's if not.
+
+    This interpreter's ``.pyc`` manifest must hash to the bubble's record of it (else the
+    recorded object is used). Another interpreter's must be an object of the store and
+    list only ``__pycache__`` files of the dist's own sources.
+    """
+    tag = sys.implementation.cache_tag
+    mine = pyc_manifest_name()
+    sources = {e["path"] for e in manifest["files"] if e["path"].endswith(".py")}
     found: dict[str, bytes] = {}
     try:
         names = os.listdir(old)
     except OSError:
         names = []
     for name in names:
-        if name.startswith("omnipkg-pyc-") and name.endswith(".json"):
-            try:
-                with open(os.path.join(old, name), "rb") as f:
-                    found[name] = f.read()
-            except OSError:
-                pass
-    mine = pyc_manifest_name()
-    if mine not in found:
-        data = _read_object(store, entry.get("pyc_manifest"))
+        if distnames.is_pyc_manifest(name) and name != mine:
+            data = _read(os.path.join(old, name))
+            if data is not None and os.path.exists(store.object_path(_sha256(data))):
+                found[name] = data
+    recorded = entry.get("pyc_manifest")
+    own = _read(os.path.join(old, mine))
+    if own is not None and (recorded is None or _sha256(own) == recorded) and os.path.exists(
+        store.object_path(_sha256(own))
+    ):
+        found[mine] = own
+    else:
+        data = _recorded_object(store, recorded)
         if data is not None:
             found[mine] = data
-    for name, data in found.items():
+    for name, data in sorted(found.items()):
+        cache_tag = name[len(distnames.PYC_PREFIX):-len(distnames.PYC_SUFFIX)]
         try:
             files = json.loads(data)["files"]
+            if distnames.file_list_problem(files, cache_tag) or not all(
+                _pyc_source(e["path"], cache_tag) in sources for e in files
+            ):
+                continue
             if all(os.path.exists(store.object_path(e["sha256"])) for e in files):
                 for e in files:
                     dest = os.path.join(new, *e["path"].split("/"))
                     os.makedirs(os.path.dirname(dest), exist_ok=True)
                     link_object(store, e, dest)
-                _place_bytes(store, os.path.join(new, name), data)
-        except (ValueError, KeyError, TypeError, OSError):
+                _place_bytes(store, os.path.join(new, name), data, os.path.join(old, name))
+        except (ValueError, KeyError, TypeError, AttributeError, OSError):
             continue
     if not os.path.exists(os.path.join(new, mine)):
-        _compile(store, new, manifest)
+        _compile(store, new, manifest, tag)
 
 
-def _place_bytes(store: Store, dest: str, data: bytes) -> None:
-    """``data`` at ``dest``: a link to its object when the store has it (manifests are
-    objects too), else a plain file."""
-    import hashlib
-
-    try:
-        os.link(store.object_path(hashlib.sha256(data).hexdigest()), dest)
-    except OSError:
-        with open(dest, "wb") as f:
-            f.write(data)
+def _pyc_source(rel: str, cache_tag: str) -> str:
+    """``a/__pycache__/b.cpython-311.pyc`` -> ``a/b.py`` (``rel`` passed :func:`pyc_file_problem`)."""
+    head, _, name = rel.rpartition("/")
+    up = head.rpartition("/")[0]
+    module = name[: -len(f".{cache_tag}.pyc")]
+    return f"{up}/{module}.py" if up else f"{module}.py"
 
 
-def _compile(store: Store, root: str, manifest: dict) -> None:
+def _compile(store: Store, root: str, manifest: dict, tag: str) -> None:
     """Compile the dist for this interpreter the way the pip side does (hash-based, deterministic)."""
-    import hashlib
     import py_compile
     import tempfile
 
-    tag = sys.implementation.cache_tag
     entries = []
     for e in manifest["files"]:
         rel = e["path"]
-        if not rel.endswith(".py") or rel.startswith("_omnipkg_data/") or ".dist-info/" in rel:
+        if not rel.endswith(".py") or rel.startswith(distnames.DATA_DIR + "/") or ".dist-info/" in rel:
             continue
         head, _, name = rel.rpartition("/")
-        pyc_rel = (head + "/" if head else "") + f"__pycache__/{name[:-3]}.{tag}.pyc"
+        pyc_rel = (head + "/" if head else "") + f"{distnames.PYCACHE}/{name[:-3]}.{tag}.pyc"
         fd, tmp = tempfile.mkstemp(dir=store.tmp, prefix="pyc-")
         os.close(fd)
         try:
@@ -259,7 +310,7 @@ def _compile(store: Store, root: str, manifest: dict) -> None:
             )  # fmt: skip
             with open(tmp, "rb") as f:
                 data = f.read()
-            sha = hashlib.sha256(data).hexdigest()
+            sha = _sha256(data)
             obj = store.object_path(sha)
             if not os.path.exists(obj):
                 os.chmod(tmp, 0o444)
@@ -273,7 +324,9 @@ def _compile(store: Store, root: str, manifest: dict) -> None:
         entry = {"path": pyc_rel, "sha256": sha, "size": len(data), "mode": 0o644}
         dest = os.path.join(root, *pyc_rel.split("/"))
         os.makedirs(os.path.dirname(dest), exist_ok=True)
+        if os.path.lexists(dest):
+            continue
         link_object(store, entry, dest)
         entries.append(entry)
-    with open(os.path.join(root, pyc_manifest_name()), "w", encoding="utf-8") as f:
-        json.dump({"format": FORMAT, "cache_tag": tag, "files": entries}, f, indent=1)
+    record = json.dumps({"format": FORMAT, "cache_tag": tag, "files": entries}, indent=1).encode("utf-8")
+    _place_bytes(store, os.path.join(root, pyc_manifest_name()), record)

@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 
+from omnipkg_hook.distnames import pyc_manifest_name
 from omnipkg_hook.store import (
     DIST_MANIFEST,
     FORMAT,
@@ -71,10 +72,6 @@ json.dump(out, sys.stdout)
 _namespace: dict = {}
 exec(compile(_PYC_FUNC, __file__ + ":_PYC_FUNC", "exec"), _namespace)
 _pyc_bytes = _namespace["pyc_bytes"]
-
-
-def pyc_manifest_name(cache_tag: str) -> str:
-    return f"omnipkg-pyc-{cache_tag}.json"
 
 
 def _sources(manifest: dict) -> list[str]:
@@ -295,11 +292,14 @@ def compile_pending(store: Store, interpreter, main: dict) -> list[str]:
 
 
 def _link_published(store: Store, dist_dir: str, rel: str, data: bytes, work: str, made: set) -> dict:
+    """Put ``data`` (an object) at ``rel`` in the published dist: a link made in ``work`` and
+    renamed into place. A rename replaces a name, it never writes through one, so whatever
+    was at ``rel`` (even a link to another object) is left untouched."""
     sha = put_object(store, data)
     dest = os.path.join(dist_dir, *rel.split("/"))
     parent = os.path.dirname(dest)
-    if parent not in made:  # one makedirs per directory, not per file
-        os.makedirs(parent, exist_ok=True)
+    if parent not in made:  # one check per directory, not per file
+        _make_dirs_inside(dist_dir, parent)
         made.add(parent)
     tmp_link = os.path.join(work, "link-" + sha)
     if os.path.lexists(tmp_link):
@@ -307,3 +307,26 @@ def _link_published(store: Store, dist_dir: str, rel: str, data: bytes, work: st
     os.link(store.object_path(sha), tmp_link)
     os.replace(tmp_link, dest)
     return {"path": rel, "sha256": sha, "size": len(data), "mode": 0o644}
+
+
+def _make_dirs_inside(root: str, path: str) -> None:
+    """``os.makedirs(path)`` for a ``path`` under ``root`` that refuses to go through a
+    symbolic link (a dist directory tampered with must not send a write out of the store)."""
+    import stat
+
+    from omnipkg_hook.errors import StoreCorruptError
+
+    rel = os.path.relpath(path, root)
+    here = root
+    for part in [] if rel == os.curdir else rel.split(os.sep):
+        here = os.path.join(here, part)
+        try:
+            st = os.lstat(here)
+        except FileNotFoundError:
+            os.mkdir(here)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise StoreCorruptError(
+                f"cannot compile into {root!r}: {here!r} is not a directory (a symbolic link?)",
+                "run `pip-omni doctor --repair`",
+            )

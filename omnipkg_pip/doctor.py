@@ -13,6 +13,10 @@ kind                 meaning
 ``object-stray``     a file in ``objects/`` whose name is not a sha256.
 ``dist-manifest``    a dist directory whose ``omnipkg-dist.json`` (or a ``.pyc`` manifest)
                      is missing, damaged, or describes another dist.
+``dist-tampered``    a dist whose ``omnipkg-dist.json`` (or this interpreter's ``.pyc``
+                     manifest) does not hash to what a bubble recorded when it was made: it
+                     was replaced. Never trusted: ``--repair`` sets the dist aside and
+                     rebuilds it from the recorded manifest, never from the one found.
 ``file-missing``     a file of a dist's manifests is not in the dist directory.
 ``file-changed``     a dist file whose bytes are not its object's (size, mtime, or full rehash).
 ``file-unlinked``    a dist file that is no longer a hard link to its object.
@@ -59,6 +63,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
+from omnipkg_hook import distnames
 from omnipkg_hook.errors import StoreCorruptError
 from omnipkg_hook.store import (
     DIST_MANIFEST,
@@ -75,14 +80,14 @@ from .mainenv import check_main
 __all__ = ["Problem", "Report", "Scanner", "check", "run", "KINDS"]
 
 KINDS = (
-    "object-corrupt", "object-missing", "object-stray", "dist-manifest", "file-missing",
+    "object-corrupt", "object-missing", "object-stray", "dist-manifest", "dist-tampered", "file-missing",
     "file-changed", "file-unlinked", "file-extra", "bubble-damaged", "bubble-dist",
     "tmp-leftover", "main-env",
 )  # fmt: skip
 
 _OBJECT_NAME = re.compile(r"^[0-9a-f]{62}x?$")
 _PREFIX = re.compile(r"^[0-9a-f]{2}$")
-PYC_PREFIX, PYC_SUFFIX = "omnipkg-pyc-", ".json"
+PYC_PREFIX, PYC_SUFFIX = distnames.PYC_PREFIX, distnames.PYC_SUFFIX
 
 
 @dataclass
@@ -108,7 +113,9 @@ class Dist:
     path: str
     manifest: dict | None = None
     manifest_mtime: int = 0
+    manifest_sha: str | None = None  # sha256 of omnipkg-dist.json as found
     pyc: dict = field(default_factory=dict)  # cache tag -> (pyc manifest, mtime_ns)
+    pyc_sha: dict = field(default_factory=dict)  # cache tag -> sha256 of its .pyc manifest
     bad_pyc: list = field(default_factory=list)  # pyc manifest file names that cannot be read
     problems: list = field(default_factory=list)
 
@@ -238,6 +245,7 @@ class Scanner:
         try:
             d.manifest = read_manifest(mpath)
             d.manifest_mtime = os.stat(mpath).st_mtime_ns
+            d.manifest_sha = file_sha256(mpath)  # a small file: what bubbles recorded is checked against it
             problem = manifest_problem(d.manifest, rel)
         except FileNotFoundError:
             problem = f"{DIST_MANIFEST} is missing"
@@ -255,7 +263,11 @@ class Scanner:
                 m = read_manifest(os.path.join(path, name))
                 if not isinstance(m.get("files"), list) or not all(entry_ok(e) for e in m["files"]):
                     raise StoreCorruptError("its file list is damaged")
+                reserved = distnames.file_list_problem(m["files"], tag)
+                if reserved:
+                    raise StoreCorruptError(f"it lists a file that is not a .pyc of its own ({reserved})")
                 d.pyc[tag] = (m, os.stat(os.path.join(path, name)).st_mtime_ns)
+                d.pyc_sha[tag] = file_sha256(os.path.join(path, name))
             except (OSError, StoreCorruptError) as e:
                 d.bad_pyc.append(name)
                 d.problems.append(Problem("dist-manifest", rel, f"cannot be read ({getattr(e, 'message', e)})", name))
@@ -348,6 +360,7 @@ class Scanner:
     def scan_bubbles(self, report: Report) -> None:
         key = interpreter_key()
         tag = sys.implementation.cache_tag
+        flagged: set[str] = set()
         for _name, _version, k, path in self.store.iter_bubbles():
             rel = os.path.relpath(path, self.store.root)
             try:
@@ -365,6 +378,14 @@ class Scanner:
             report.bubbles.append((rel, m))
             for dname, entry in sorted(dists.items()):
                 d = report.dists.get(entry["path"])
+                tampered = tampered_with(d, entry, tag if k == key else None) if d is not None else None
+                if tampered and entry["path"] not in flagged:
+                    flagged.add(entry["path"])
+                    name, found, recorded = tampered
+                    report.problems.append(Problem(
+                        "dist-tampered", entry["path"], f"sha256 {found}, not the {recorded} recorded when {rel} "
+                        "was made: replaced; not trusted (`--repair` rebuilds the dist from the record)", name,
+                    ))  # fmt: skip
                 if d is None:
                     report.problems.append(Problem("bubble-dist", rel, f"{dname} {entry.get('version')}: {entry['path']} is missing"))
                 elif d.manifest is not None and d.manifest.get("version") != entry.get("version"):
@@ -378,10 +399,29 @@ class Scanner:
                     report.problems.append(Problem("bubble-dist", rel, f"{dname}: {entry['path']} is not compiled for {tag}"))
 
 
+def tampered_with(d: Dist, entry: dict, cache_tag: str | None) -> tuple[str, str, str] | None:
+    """``(file name, sha256 found, sha256 recorded)`` of the first of ``d``'s manifests that is
+    not what the bubble ``entry`` recorded (its ``.pyc`` manifest only for ``cache_tag``, the
+    bubble's own interpreter), or None."""
+    checks = [("manifest", DIST_MANIFEST, d.manifest_sha)]
+    if cache_tag is not None and cache_tag in d.pyc_sha:
+        checks.append(("pyc_manifest", distnames.pyc_manifest_name(cache_tag), d.pyc_sha[cache_tag]))
+    for key, name, found in checks:
+        recorded = entry.get(key)
+        if recorded and found and found != recorded:
+            return name, found, recorded
+    return None
+
+
 def manifest_problem(m: dict, rel: str) -> str | None:
+    """What is wrong with the dist manifest ``m`` of the dist directory ``rel``, or None.
+    Archive import calls it too: one check for every file list the store takes in."""
     files = m.get("files")
     if not isinstance(files, list) or not all(entry_ok(e) for e in files):
         return f"{DIST_MANIFEST} has a damaged file list"
+    reserved = distnames.file_list_problem(files)
+    if reserved:
+        return f"{DIST_MANIFEST} lists a name the store writes itself ({reserved})"
     _, name, version, tag = rel.split("/")
     if (m.get("name"), m.get("version"), m.get("tag")) != (name, version, tag):
         return f"{DIST_MANIFEST} describes {m.get('name')} {m.get('version')} {m.get('tag')}, not this directory"

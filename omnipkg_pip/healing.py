@@ -17,7 +17,12 @@ moment leaves a store that the next ``doctor --repair`` finishes. In order:
    the dist); its manifest file is linked, not copied, so leases held on it stay
    valid. A ``.pyc`` manifest whose objects cannot be had is dropped and the dist
    compiled again for the interpreters its bubbles name. A dist whose manifest is
-   gone gets it back from the quarantine, the bubble's record of it, or the wheel;
+   gone gets it back from the bubble's record of it, the quarantine, or the wheel;
+   a dist whose manifest is not the one its bubbles recorded (``dist-tampered``) is
+   set aside whole and rebuilt from the record: repair trusts only what was recorded
+   when the bubble was made, never a list found in the store. Every file it makes is
+   new (a link to an object, or an object linked): nothing is opened for writing in a
+   dist, so nothing is written through a hard link;
 4. a damaged bubble manifest is made again from the dists in the store (bubbles of
    this interpreter), else set aside with the command that reinstalls it.
 
@@ -42,6 +47,7 @@ from omnipkg_hook.store import (
     make_tmpdir,
     materialize,
     normalize,
+    put_object,
 )
 
 from .doctor import (
@@ -53,6 +59,7 @@ from .doctor import (
     file_sha256,
     manifest_problem,
     object_sha,
+    tampered_with,
 )
 
 __all__ = ["repair"]
@@ -151,13 +158,14 @@ class _Healer:
         self.scanner.forget_stats()
         missing = [o for o in sorted(self.report.refs) if not os.path.exists(o)]
         still = [o for o in missing if not self._from_disk(o, bad_inodes.get(o))]
+        refs = self._bubble_refs() if still else {}
         for obj in still:
             if os.path.exists(obj):
                 continue  # a wheel fetched for an earlier object brought it back
             for dist_rel, _file, _m, _s in self.report.refs[obj]:
                 d = self.report.dists.get(dist_rel)
-                if d is None or d.manifest is None:
-                    continue
+                if d is None or d.manifest is None or self._tampered(d, refs.get(dist_rel, [])):
+                    continue  # a forged manifest names no wheel to fetch
                 # The wheel gives the dist's files and this interpreter's .pyc, not other interpreters'.
                 mine = d.manifest["files"] + (d.pyc[self.tag][0]["files"] if self.tag in d.pyc else [])
                 if obj in {_object(self.store, e) for e in mine} and self._from_wheel(d.manifest, still):
@@ -270,13 +278,24 @@ class _Healer:
                     out.setdefault(entry["path"], []).append((rel, m, entry))
         return out
 
+    def _tampered(self, d: Dist, refs) -> tuple | None:
+        """How ``d``'s manifests differ from what a bubble using it recorded, or None."""
+        for _b, m, entry in refs:
+            mine = m.get("interpreter", {}).get("key") == self.key
+            found = tampered_with(d, entry, self.tag if mine else None)
+            if found:
+                return found
+        return None
+
     def dists(self) -> None:
         refs = self._bubble_refs()
         for rel in sorted(set(self.report.dists) | set(refs)):
             d = self.scanner.load_dist(rel) if os.path.isdir(self.store.abspath(rel)) else None
+            tampered = None
             if d is not None:
                 self.scanner.check_dist(d)
-                if not d.problems:
+                tampered = self._tampered(d, refs.get(rel, []))
+                if not d.problems and not tampered:
                     continue
             elif rel not in refs:
                 continue
@@ -284,12 +303,20 @@ class _Healer:
                 self.act("set aside", rel, f"damaged and no bubble uses it; now {self.set_aside(self.store.abspath(rel))}")
                 continue
             try:
-                self._rebuild(rel, d, refs.get(rel, []))
+                self._rebuild(rel, d, refs.get(rel, []), tampered)
             except (OmnipkgError, OSError) as e:
                 self.act("could not repair", rel, str(getattr(e, "message", e)))
 
     def _manifest_for(self, rel: str, refs) -> tuple[bytes | None, str]:
-        """The dist manifest of a dist whose own is gone: (bytes, where from)."""
+        """The dist manifest of a dist whose own is gone or not trusted: (bytes, where from).
+        Where its bubbles recorded it, only bytes with that sha256 are taken."""
+        import hashlib
+
+        recorded = {entry["manifest"] for _b, _m, entry in refs if entry.get("manifest")}
+
+        def trusted(data: bytes) -> bool:
+            return not recorded or hashlib.sha256(data).hexdigest() in recorded
+
         for _b, _m, entry in refs:
             sha = entry.get("manifest")
             if sha:
@@ -307,7 +334,7 @@ class _Healer:
                 with open(candidate, "rb") as f:
                     data = f.read()
                 m = json.loads(data)
-                if isinstance(m, dict) and m.get("format") == 1 and manifest_problem(m, rel) is None:
+                if isinstance(m, dict) and m.get("format") == 1 and manifest_problem(m, rel) is None and trusted(data):
                     return data, self.rel(candidate)
             except (OSError, ValueError):
                 continue
@@ -316,17 +343,25 @@ class _Healer:
         if isinstance(scratch, str):
             return None, scratch
         with open(os.path.join(scratch.dists, name, version, tag, DIST_MANIFEST), "rb") as f:
-            return f.read(), "its wheel, fetched again (no recorded sha256 to check it against)"
+            data = f.read()
+        if not trusted(data):
+            return None, "the wheel fetched again does not give the manifest its bubbles recorded"
+        if recorded:
+            return data, "its wheel, fetched again (its manifest checked against the bubble's record)"
+        return data, "its wheel, fetched again (no recorded sha256 to check it against)"
 
-    def _rebuild(self, rel: str, d: Dist | None, refs) -> None:
+    def _rebuild(self, rel: str, d: Dist | None, refs, tampered: tuple | None = None) -> None:
         path = self.store.abspath(rel)
         old_manifest = os.path.join(path, DIST_MANIFEST)
+        if tampered:  # nothing the directory holds is trusted: neither its manifest nor its .pyc lists
+            d = None
         if d is not None and d.manifest is not None:
             manifest, data, source = d.manifest, None, None
         else:
             data, source = self._manifest_for(rel, refs)
             if data is None:
-                self.act("could not repair", rel, f"its manifest is gone and {source}; reinstall its bubble")
+                why = f"its {tampered[0]} was replaced (tampered with)" if tampered else "its manifest is gone"
+                self.act("could not repair", rel, f"{why} and {source}; reinstall its bubble")
                 return
             manifest = json.loads(data)
         missing = [e for e in manifest["files"] if not os.path.exists(_object(self.store, e))]
@@ -340,9 +375,8 @@ class _Healer:
         materialize(self.store, manifest["files"], new)
         if data is None:
             os.link(old_manifest, os.path.join(new, DIST_MANIFEST))  # same inode: leases stay valid
-        else:
-            with open(os.path.join(new, DIST_MANIFEST), "wb") as f:
-                f.write(data)
+        else:  # manifests are objects: link it, never write a file in a dist
+            os.link(self.store.object_path(put_object(self.store, data)), os.path.join(new, DIST_MANIFEST))
         dropped = self._bytecode(d, new)
         self._compile(rel, manifest, new, dropped, refs)
         if os.path.lexists(path):
@@ -351,7 +385,8 @@ class _Healer:
             else:
                 where = self.set_aside(path)
                 os.rename(new, path)
-            self.act("rebuilt", rel, f"from objects{' and ' + source if source else ''}; the old directory is now {where}")
+            why = f"its {tampered[0]} was replaced (tampered with, sha256 {tampered[1]}); " if tampered else ""
+            self.act("rebuilt", rel, f"{why}from objects{' and ' + source if source else ''}; the old directory is now {where}")
         else:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             os.rename(new, path)

@@ -34,6 +34,7 @@ from installer.records import Hash, RecordEntry
 from installer.sources import WheelFile
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from omnipkg_hook.distnames import DATA_DIR, PYCACHE, dist_file_problem
 from omnipkg_hook.errors import WheelRejectedError
 from omnipkg_hook.store import (
     DIST_MANIFEST,
@@ -52,8 +53,6 @@ __all__ = ["ingest_wheel", "MAX_MEMBER_BYTES", "MAX_WHEEL_BYTES", "DATA_DIR"]
 MAX_MEMBER_BYTES = 1 << 30  # one file of a wheel, uncompressed
 MAX_WHEEL_BYTES = 4 << 30  # a whole wheel, uncompressed
 MAX_RATIO = 1000  # uncompressed / compressed, above 1 MiB: a zip bomb
-DATA_DIR = "_omnipkg_data"  # where a wheel's .data/{scripts,data,headers} go inside a dist
-_RESERVED = {DIST_MANIFEST, DATA_DIR, "__pycache__"}
 
 
 def _b64(digest: bytes) -> str:
@@ -176,13 +175,13 @@ class StoreDestination(WheelDestination):
         path = os.fspath(path)
         rel = _safe_relpath(path)
         prefix = "" if scheme in ("purelib", "platlib") else f"{DATA_DIR}/{scheme}/"
-        parts = rel.split("/") if rel else []
-        # Top-level "omnipkg-*" names are ours (manifests pip-omni writes after the wheel's
-        # files; writing one through a hard link would rewrite a shared object).
-        if rel is None or "__pycache__" in parts or (
-            not prefix and (parts[0] in _RESERVED or parts[0].startswith("omnipkg-"))
-        ):
-            self.wheel.problems.append(f"{path}: path escapes the distribution directory or is reserved")
+        # The names pip-omni writes into a dist (manifests, __pycache__, the data directory)
+        # are never a wheel's: one written later would land on a wheel file's object.
+        problem = "path escapes the distribution directory" if rel is None else (
+            dist_file_problem(rel, in_wheel=True) if not prefix else dist_file_problem(prefix + rel)
+        )
+        if problem:
+            self.wheel.problems.append(problem if rel is not None else f"{path}: {problem}")
             return RecordEntry(path, None, 0)
         rel = prefix + rel
         data = stream.read()
@@ -215,7 +214,7 @@ class StoreDestination(WheelDestination):
             staged = self.staged.get(obj)
             if staged is None:
                 staged = os.path.join(self.new_objects, os.path.basename(os.path.dirname(obj)) + os.path.basename(obj))
-                with open(staged, "wb") as f:
+                with open(staged, "xb") as f:  # a new file: never through an existing link
                     f.write(data)
                 os.chmod(staged, 0o555 if executable else 0o444)
                 self.staged[obj] = staged
@@ -244,7 +243,7 @@ def _import_names(paths: list[str]) -> tuple[list[str], list[str]]:
     for path in paths:
         parts = path.split("/")
         first = parts[0]
-        if first.endswith((".dist-info", ".data")) or first in _RESERVED:
+        if first.endswith((".dist-info", ".data")) or first in (DATA_DIR, PYCACHE, DIST_MANIFEST):
             continue
         if len(parts) == 1:
             if first.endswith(".py"):
