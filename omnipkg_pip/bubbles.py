@@ -30,6 +30,7 @@ from omnipkg_hook._markers import Marker
 from omnipkg_hook._pep440 import InvalidVersion, SpecifierSet, Version
 from omnipkg_hook._requirements import Requirement
 from omnipkg_hook.errors import OmnipkgError
+from omnipkg_hook.stdlib import stdlib_module_names
 from omnipkg_hook.store import (
     DIST_MANIFEST,
     FORMAT,
@@ -149,14 +150,25 @@ def write_bubble(store: Store, root: Requirement, picked: dict[str, _Picked], in
     name = normalize(root.name)
     root_manifest = picked[name].manifest
     dists = {}
+    stdlib = stdlib_module_names(interpreter.version_info)
     for dep, p in sorted(picked.items()):
         m = p.manifest
         rel = store.dist_relpath(m["name"], m["version"], m["tag"])
+        # A bubble never shadows the standard library: such names are not routed (as in a
+        # plain install, where the standard library comes first on sys.path).
+        shadowing = sorted(n for n in m["top_level"] if n in stdlib)
+        if shadowing:
+            import sys
+
+            print(f"pip-omni: {m['name']} {m['version']} provides {', '.join(map(repr, shadowing))}, "
+                  f"standard-library module(s) of Python {interpreter.version}: not routed to the bubble "
+                  "(the standard library's is used, as in a plain install)", file=sys.stderr)  # fmt: skip
         dists[dep] = {
             "version": m["version"],
             "path": rel,
-            "top_level": m["top_level"],
-            "namespaces": m["namespaces"],
+            "top_level": [n for n in m["top_level"] if n not in stdlib],
+            "namespaces": [n for n in m["namespaces"] if n not in stdlib],
+            **({"stdlib_not_routed": shadowing} if shadowing else {}),
             "requires": dict(sorted(p.requires.items())),
             # The dist's manifests as objects too: a dist directory deleted whole can be
             # rebuilt from objects alone (omnipkg_hook.repair, doctor --repair).

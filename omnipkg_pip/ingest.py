@@ -279,6 +279,7 @@ def ingest_wheel(store: Store, wheel_path: str, interpreter, *, compile: bool = 
     manifest_path = os.path.join(dist_dir, DIST_MANIFEST)
     if os.path.exists(manifest_path):
         manifest = read_manifest(manifest_path)
+        _check_same_wheel(store, manifest, wheel_path, filename, name, version, tag)
         if compile:
             bytecode.ensure_compiled(store, manifest, dist_dir, interpreter)
         return manifest
@@ -292,7 +293,38 @@ def ingest_wheel(store: Store, wheel_path: str, interpreter, *, compile: bool = 
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _check_same_wheel(store, manifest, wheel_path, filename, name, version, tag) -> None:
+    """The stored dist is handed out for ``wheel_path`` only if it is that wheel.
+
+    Same sha256 as the wheel it was made from: it is. Another sha256 (another index, a
+    local ``-f`` folder with another build, a rebuild of an sdist): the wheel is checked
+    and staged (not compiled, not published) and its files compared with the dist's. The
+    same files (path, bytes, mode; only the zip around them differs, as for two builds of
+    one sdist) make the same dist; other files are refused, naming both wheels' sha256.
+    """
+    recorded = manifest.get("wheel_sha256")
+    sha = file_sha256(wheel_path)
+    if not recorded or sha == recorded:
+        return
+    staging = make_tmpdir(store, "compare-")
+    try:
+        other = _stage(store, wheel_path, filename, name, version, tag, staging, None)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    key = lambda f: (f["path"], f["sha256"], f["size"], f.get("mode"))  # noqa: E731
+    if sorted(map(key, other["files"])) == sorted(map(key, manifest["files"])):
+        return
+    raise WheelRejectedError(
+        f"rejected {filename!r}: the store already holds {manifest['name']} {version} ({tag}) made from another "
+        f"wheel with other files: {manifest.get('wheel')!r} sha256 {recorded} is stored, this one is sha256 {sha}",
+        "the two builds differ (another index, or a local -f folder with another build?) and pip-omni never hands "
+        "one out as the other: install from where the stored one came from (`pip-omni doctor -v` shows it), "
+        "or remove the bubbles that use it (`pip-omni uninstall NAME==VERSION`) and run `pip-omni gc` first",
+    )
+
+
 def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter) -> dict:
+    """Check and stage the wheel in ``staging``; compiled for ``interpreter`` unless None."""
     try:
         zf = zipfile.ZipFile(wheel_path)
     except (OSError, zipfile.BadZipFile) as e:

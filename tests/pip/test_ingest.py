@@ -26,7 +26,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import tree_digest
+from conftest import store_state, tree_digest
 from wheelmaker import make_wheel, record_line
 
 from omnipkg_hook.errors import WheelRejectedError
@@ -388,13 +388,24 @@ CORPUS = [
     ("drive path", lambda d: _evil(d, {"C:/evil.py": "x"}), {},
      "C:/evil.py: path escapes the distribution directory or is reserved"),
     ("our dist manifest", lambda d: _evil(d, {DIST_MANIFEST: "{}"}), {},
-     f"{DIST_MANIFEST}: path escapes the distribution directory or is reserved"),
+     f"{DIST_MANIFEST}: {DIST_MANIFEST!r} is a name pip-omni writes into every dist (its manifests)"),
+    ("our dist manifest, in another case", lambda d: _evil(d, {"Omnipkg-Dist.JSON": "{}"}), {},
+     "Omnipkg-Dist.JSON: 'Omnipkg-Dist.JSON' is a name pip-omni writes into every dist (its manifests)"),
     ("our pyc manifest", lambda d: _evil(d, {PYC_MANIFEST: "{}"}), {},
-     f"{PYC_MANIFEST}: path escapes the distribution directory or is reserved"),
+     f"{PYC_MANIFEST}: {PYC_MANIFEST!r} is a name pip-omni writes into every dist (its manifests)"),
+    ("another interpreter's pyc manifest", lambda d: _evil(d, {"omnipkg-pyc-cpython-399.json": "{}"}), {},
+     "omnipkg-pyc-cpython-399.json: 'omnipkg-pyc-cpython-399.json' is a name pip-omni writes into every dist"),
+    ("our pyc manifest through .data/purelib",
+     lambda d: _evil(d, {f"evil-1.0.data/purelib/{PYC_MANIFEST}": "{}"}), {},
+     f"{PYC_MANIFEST}: {PYC_MANIFEST!r} is a name pip-omni writes into every dist (its manifests)"),
     ("our data directory", lambda d: _evil(d, {"_omnipkg_data/scripts/x": "x"}), {},
-     "_omnipkg_data/scripts/x: path escapes the distribution directory or is reserved"),
+     "_omnipkg_data/scripts/x: '_omnipkg_data' is where pip-omni keeps a wheel's .data files"),
+    ("our data directory, in another case", lambda d: _evil(d, {"_OMNIPKG_DATA/scripts/x": "x"}), {},
+     "_OMNIPKG_DATA/scripts/x: '_OMNIPKG_DATA' is where pip-omni keeps a wheel's .data files"),
     ("a file named __pycache__", lambda d: _evil(d, {"evil/__pycache__": "x"}), {},
-     "evil/__pycache__: path escapes the distribution directory or is reserved"),
+     "evil/__pycache__: files in a __pycache__ directory are pip-omni's own (compiled .pyc)"),
+    ("a __PYCACHE__ directory", lambda d: _evil(d, {"evil/__PYCACHE__/x.pyc": "x"}), {},
+     "evil/__PYCACHE__/x.pyc: files in a __pycache__ directory are pip-omni's own (compiled .pyc)"),
     ("a file where a directory must be", lambda d: _evil(d, {"evil/a": "x", "evil/a/b.py": "y"}), {},
      "evil/a/b.py: 'evil/a' is a file, not a directory"),
     ("symlink member", _symlink, {}, "evil/link: is a symbolic link"),
@@ -432,7 +443,7 @@ CORPUS = [
 @pytest.mark.parametrize("build, limits, expected", [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS])
 def test_bad_wheel_is_rejected_and_the_store_is_byte_identical(store, tmp_path, monkeypatch, build, limits, expected):
     bubbles.bubble_from_wheels(store, [make_wheel(tmp_path / "good", "keeper", "1.0")], "keeper")
-    before = tree_digest(store.root, skip=())
+    before = store_state(store.root)
     assert os.path.exists(store.lock) and os.listdir(store.tmp) == []
     wheel = build(tmp_path / "bad")
     for name, value in limits.items():
@@ -442,7 +453,8 @@ def test_bad_wheel_is_rejected_and_the_store_is_byte_identical(store, tmp_path, 
         bubbles.bubble_from_wheels(store, [wheel], "evil")
 
     assert caught.value.message.startswith(f"rejected {wheel.name!r}: {expected}")
-    assert tree_digest(store.root, skip=()) == before
+    assert "\n" not in caught.value.message
+    assert store_state(store.root) == before  # bytes, inodes, modes, links, owners
 
 
 def test_every_problem_of_a_wheel_is_reported_at_once(store, wheelhouse):
