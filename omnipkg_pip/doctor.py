@@ -47,7 +47,12 @@ Everything runs under the store's writer lock; readers (pinned processes) never 
      "leftovers": [problem, ...],       # tmp-leftover entries: harmless, not counted in "clean"
      "actions": [{"action": str, "path": str, "detail": str}],     # --repair only, else []
      "remaining": [problem, ...],       # after --repair; without it the same as "problems"
-     "notes": [str], "seconds": float}
+     "notes": [str], "seconds": float,
+     "sources": [{"path": str, "wheel": str | null, "wheel_sha256": str | null, "origin": str | null}]}
+
+``sources`` says where each dist came from: the wheel file it was made from, that wheel's
+sha256 (a wheel with other files under the same name, version and tag is refused at
+ingest), and the index URL or local path when it was recorded (``origin``). ``-v`` prints it.
 
 ``path`` is relative to the store (``objects/ab/cd...``, ``dists/rich/13.4.2/py3-none-any``,
 ``bubbles/rich/13.4.2/<key>.json``, ``tmp/...``), absolute for ``main-env``. ``clean`` is
@@ -518,7 +523,7 @@ def run(store: Store, *, repair: bool = False, full: bool = True, log=None) -> d
         counts = dict.fromkeys(("objects", "dists", "bubbles", "files", "hashed_bytes"), 0)
         found = [Problem("main-env", path, detail).to_dict() for path, detail in problems]
         return {"store": store.root, "mode": "full" if full else "quick", "clean": not found, "counts": counts,
-                "problems": found, "actions": [], "remaining": found, "notes": notes + ["the store is empty"],
+                "problems": found, "actions": [], "remaining": found, "notes": notes + ["the store is empty"], "sources": [],
                 "seconds": round(time.perf_counter() - t0, 4)}
     # Checking needs no lock where the store cannot be written (a read-only mount, another
     # user's store): optional=True goes on without it there. Repairing does need it.
@@ -532,9 +537,12 @@ def run(store: Store, *, repair: bool = False, full: bool = True, log=None) -> d
 
             actions = healing.repair(store, report, scanner, log=log)
             remaining = check(store, full=full, scanner=scanner).problems
+    sources = [{"path": rel, "wheel": d.manifest.get("wheel"), "wheel_sha256": d.manifest.get("wheel_sha256"),
+                "origin": d.manifest.get("origin")} for rel, d in sorted(report.dists.items()) if d.manifest]
     return {
         "store": store.root,
         "mode": report.mode,
+        "sources": sources,
         "clean": not remaining,
         "counts": report.counts,
         "problems": [p.to_dict() for p in report.problems],
@@ -544,6 +552,15 @@ def run(store: Store, *, repair: bool = False, full: bool = True, log=None) -> d
         "notes": report.notes,
         "seconds": round(time.perf_counter() - t0, 4),
     }
+
+
+def format_sources(result: dict) -> str:
+    """Where each dist came from, one line each (``doctor -v``)."""
+    lines = ["dists and the wheels they were made from:"]
+    for src in result.get("sources", []):
+        origin = f"from {src['origin']}" if src.get("origin") else "origin not recorded"
+        lines.append(f"  {src['path']}: {src['wheel']} sha256 {src['wheel_sha256']} ({origin})")
+    return "\n".join(lines)
 
 
 def format_result(result: dict) -> str:

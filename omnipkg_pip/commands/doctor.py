@@ -30,7 +30,8 @@ def register(sub) -> None:
                    "under <store>/quarantine/")
     p.add_argument("--quick", action="store_true", help="check by stat only (sizes, links, times), no rehashing")
     p.add_argument("--json", action="store_true", help="print the result as JSON (shape: omnipkg_pip/doctor.py)")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="also list where each dist came from (its wheel's file name and sha256)")
     p.set_defaults(func=run)
 
 
@@ -54,6 +55,8 @@ def run(args) -> int:
         print()
     else:
         print(doctor.format_result(result))
+        if args.verbose:
+            print(doctor.format_sources(result))
         for note in result["notes"]:
             print(f"note: {note}")
     return 0 if result["clean"] else 1

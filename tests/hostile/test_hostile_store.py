@@ -312,6 +312,9 @@ def test_another_build_with_other_files_is_refused_naming_both_hashes(store, sto
         f"{other_sha}"
     )
     assert store_state(store.root) == before
+    assert cli_main(["doctor", "-v"]) == 0  # where the stored one came from
+    assert (f"  dists/omt-h/1.0/py3-none-any: omt_h-1.0-py3-none-any.whl sha256 {stored_sha} (origin not recorded)"
+            in capsys.readouterr().out.splitlines())
 
 
 def test_another_zip_of_the_same_files_is_the_same_dist(store, stored, tmp_path):
