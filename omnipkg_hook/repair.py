@@ -33,7 +33,6 @@ import json
 import os
 import sys
 
-from . import distnames
 from .errors import StoreCorruptError
 from .store import (
     DIST_MANIFEST,
@@ -53,6 +52,8 @@ _EXTENSION_SUFFIXES = (".so", ".pyd")
 
 
 def pyc_manifest_name(cache_tag: str | None = None) -> str:
+    from . import distnames  # not at start-up: the quick check needs no names but the manifest's
+
     return distnames.pyc_manifest_name(cache_tag or sys.implementation.cache_tag)
 
 
@@ -115,6 +116,8 @@ def repair_dist(store: Store, path: str, top_level, *, label: str, bubble_entry:
     ``label`` names the dist in messages (``"rich 13.4.2"``), ``reinstall`` is the
     command that would bring it back from the index.
     """
+    from . import distnames
+
     with WriteLock(store):
         dist_info, problem = check_dist(path, top_level, full=True)
         if problem is None:  # another process repaired it while we waited
@@ -238,6 +241,8 @@ def _restore_bytecode(store: Store, old: str, new: str, manifest: dict, entry: d
     recorded object is used). Another interpreter's must be an object of the store and
     list only ``__pycache__`` files of the dist's own sources.
     """
+    from . import distnames
+
     tag = sys.implementation.cache_tag
     mine = pyc_manifest_name()
     sources = {e["path"] for e in manifest["files"] if e["path"].endswith(".py")}
@@ -293,6 +298,8 @@ def _compile(store: Store, root: str, manifest: dict, tag: str) -> None:
     """Compile the dist for this interpreter the way the pip side does (hash-based, deterministic)."""
     import py_compile
     import tempfile
+
+    from . import distnames
 
     entries = []
     for e in manifest["files"]:
