@@ -99,7 +99,7 @@ def truncated(members, extra, target):
 
 CASES = {
     "an object no manifest references": (unreferenced, r"': no manifest in the archive references it"),
-    "a file named like the store's pyc manifest": (reserved_name, rf"'{PYC}' is both a file and a directory, or reserved"),
+    "a file named like the store's pyc manifest": (reserved_name, rf"lists a name the store writes itself \({PYC}: "),
     "a pyc manifest listing a file of the dist": (pyc_clash, r": lists '[^']+', a file of the dist itself"),
     "a device member": (device_member, r"not a regular file \(links and devices are refused\)"),
     "a hard-link member": (hardlink_member, r"not a regular file \(links and devices are refused\)"),
