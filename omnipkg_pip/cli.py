@@ -1,38 +1,46 @@
-"""``pip-omni``: argparse front end. Unknown commands pass through to pip unchanged.
+"""``pip-omni``: the front end. Commands pip-omni does not define are pip's, passed on unchanged.
 
-Each command lives in ``omnipkg_pip/commands/<name>.py`` and exposes
+Each command lives in ``omnipkg_pip/commands/<module>.py`` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
+Only the module of the command being run is imported: ``--version``, ``--help`` and
+``help`` are answered from the table below without importing any command module.
 The top level catches :class:`OmnipkgError` once: one line and the hint on
-stderr, exit 1; the traceback only with ``--verbose``.
+stderr, exit 1 (usage errors 2, as argparse and pip do); the traceback only with
+``--verbose``.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
 from omnipkg_hook.errors import OmnipkgError
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["main", "COMMANDS", "PIP_COMMANDS", "error", "pip_passthrough", "build_parser"]
 
-# name -> module under omnipkg_pip.commands (imported only when that command runs,
-# except for building --help, so `pip-omni list` does not pay for `install`).
+# name -> (module under omnipkg_pip.commands, one line for `pip-omni help`)
 COMMANDS = {
-    "install": "install",
-    "list": "listing",
-    "show": "listing",
-    "uninstall": "uninstall",
-    "gc": "gc",
-    "store": "gc",
-    "why": "why",
-    "daemon": "daemon",
-    "demo": "demo",
-    "python": "interpreters",
-    "swap": "interpreters",
-    "run": "run",
-    "doctor": "doctor",
+    "install": ("install", "install packages; what would disturb the environment goes to a bubble"),
+    "list": ("listing", "installed packages and bubbles, clearly marked (pip's options work)"),
+    "show": ("listing", "every version of a package: main, bubbles, stored dists"),
+    "freeze": ("freeze", "pip freeze; --bubbles prints the bubbles as requirements"),
+    "uninstall": ("uninstall", "remove from the environment (as pip) and bubbles"),
+    "why": ("why", "which directory serves an import name under pins, and why"),
+    "gc": ("gc", "remove dists and objects no bubble references"),
+    "store": ("gc", "the store: info, export, import"),
+    "doctor": ("doctor", "check the store; repair it on request"),
+    "daemon": ("daemon", "start, stop or inspect the worker daemon"),
+    "python": ("interpreters", "adopt, list and forget interpreters"),
+    "swap": ("interpreters", "choose the default interpreter (and the store's bin/ shims)"),
+    "run": ("run", "run a script under several interpreters with pins"),
+    "demo": ("demo", "the rich version-switching demo"),
+    "completion": ("completion", "shell completion for bash, zsh and fish"),
+    "help": (None, "show help for a command"),
 }
+
+# pip's own commands (pip 23-25); anything not listed here still goes to pip.
+PIP_COMMANDS = ("install", "download", "uninstall", "freeze", "inspect", "list", "show", "check", "config",
+                "search", "cache", "index", "wheel", "hash", "completion", "debug", "help", "lock")
 
 
 def _color() -> bool:
@@ -48,62 +56,155 @@ def error(message: str, hint: str | None = None) -> None:
 
 
 def build_parser(only: str | None = None):
-    import argparse  # not at import: `pip-omni run` parses its own arguments
+    """The argparse parser, with only ``only``'s command module registered (all when None)."""
+    import argparse
+    import importlib
 
-    parser = argparse.ArgumentParser(
-        prog="pip-omni",
-        description="Many versions of one package in one environment. "
-        "Commands pip-omni does not define are passed to pip unchanged.",
-    )
-    parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = argparse.ArgumentParser(prog="pip-omni", add_help=True,
+                                     description="Many versions of one package in one environment.")
+    parser.add_argument("-V", "--version", action="version", version=_version())
+    sub = parser.omni_subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     seen = set()
-    for name, module in COMMANDS.items():
-        if only is not None and name != only:
+    for name, (module, _help) in COMMANDS.items():
+        if module is None or (only is not None and name != only) or module in seen:
             continue
-        if module in seen:
-            continue
-        try:
-            mod = importlib.import_module(f"omnipkg_pip.commands.{module}")
-        except ModuleNotFoundError as e:
-            if e.name == f"omnipkg_pip.commands.{module}":
-                continue  # not built yet
-            raise
         seen.add(module)
-        mod.register(sub)
+        importlib.import_module(f"omnipkg_pip.commands.{module}").register(sub)
     return parser
 
 
 def _version() -> str:
     from . import __version__
 
-    return f"pip-omni {__version__}"
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return f"pip-omni {__version__} from {here} (python {sys.version_info[0]}.{sys.version_info[1]})"
+
+
+def top_help() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = ["usage: pip-omni COMMAND [options]", "",
+             "Many versions of one package in one environment, chosen at import time.", "",
+             "pip-omni's commands:"]
+    lines += [f"  {name.ljust(width)}  {text}" for name, (_m, text) in COMMANDS.items()]
+    lines += ["", "Every other command is pip's and goes to pip unchanged, for the same environment",
+              f"({', '.join(c for c in PIP_COMMANDS if c not in COMMANDS)}).",
+              "Options pip-omni does not know are handed to pip too (`pip-omni install --require-hashes -r r.txt`).",
+              "", "general options:",
+              "  -h, --help     show this help (`pip-omni help COMMAND`: one command's)",
+              "  -V, --version  show pip-omni's version"]
+    return "\n".join(lines) + "\n"
 
 
 def pip_passthrough(argv: list[str]) -> int:
-    """Hand ``argv`` to ``python -m pip`` as it is (``pip-omni freeze`` == ``pip freeze``)."""
-    import subprocess
+    """Hand ``argv`` to pip as it is (``pip-omni download x`` == ``pip download x``), for the main environment."""
+    from .pip import passthrough
 
-    from .pip import target_python
+    return passthrough(argv)
 
-    return subprocess.call([target_python(), "-m", "pip", *argv])
+
+def suggest(word: str) -> list[str]:
+    """Commands close to ``word`` (difflib, as pip's own ``get_similar_commands``)."""
+    import difflib
+
+    return difflib.get_close_matches(word, list(dict.fromkeys([*COMMANDS, *PIP_COMMANDS])), n=3, cutoff=0.6)
+
+
+def _usage_error(message: str, hint: str | None = None) -> int:
+    error(message, hint)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get("PIP_OMNI_AUTO_COMPLETE"):
+        from .commands import completion
+
+        return completion.complete()
+    if argv[:1] in (["--version"], ["-V"]):
+        print(_version())
+        return 0
     first = next((a for a in argv if not a.startswith("-")), None)
-    if first is not None and first not in COMMANDS:
-        return pip_passthrough(argv)
+    if first is None:
+        if not argv or any(a in ("-h", "--help") for a in argv):
+            sys.stdout.write(top_help())
+            return 0
+        return pip_passthrough(argv)  # pip's general options alone (`pip-omni --debug`)
+    if first == "help":
+        return _help(argv[argv.index("help") + 1:])
+    if first not in COMMANDS:
+        if first in PIP_COMMANDS:
+            return pip_passthrough(argv)
+        close = suggest(first)
+        if close and close[0] in COMMANDS:
+            return _usage_error(f"unknown command {first!r}",
+                                "did you mean " + " or ".join(f"`pip-omni {c}`" for c in close) + "?")
+        return pip_passthrough(argv)  # maybe a pip command newer than our list: pip says if not
+    return _run(first, argv)
+
+
+def _help(rest: list[str]) -> int:
+    names = [a for a in rest if not a.startswith("-")]
+    if not names:
+        sys.stdout.write(top_help())
+        return 0
+    name = names[0]
+    if name in COMMANDS and COMMANDS[name][0] is not None:
+        build_parser(only=name).parse_args([name, "--help"])  # exits 0
+        return 0
+    if name in PIP_COMMANDS:
+        return pip_passthrough(["help", name])
+    close = suggest(name)
+    return _usage_error(f"unknown command {name!r}",
+                        ("did you mean " + " or ".join(f"`{c}`" for c in close) + "?") if close
+                        else "`pip-omni help` lists the commands")
+
+
+def _json_anywhere(parser, command: str, argv: list[str]):
+    """Parse ``argv``; ``--json`` is taken anywhere on the line (before ``--``) by a command that has it."""
+    if command == "run" or "--json" not in argv:  # run: what follows the script is the child's
+        return parser.parse_args(argv)
+    end = argv.index("--") if "--" in argv else len(argv)
+    stripped = [a for a in argv[:end] if a != "--json"] + argv[end:]
+    if len(stripped) == len(argv):
+        return parser.parse_args(argv)
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = parser.parse_args(stripped)
+    except SystemExit:
+        return parser.parse_args(argv)  # argparse's own message for the line as given
+    if not hasattr(args, "json"):
+        return parser.parse_args(argv)  # this action has no --json: argparse says so
+    args.json = True
+    return args
+
+
+# Commands that stand in for pip's: options they do not define are pip's (``args.pip_args``).
+PIP_LIKE = ("install", "list", "show", "freeze", "uninstall")
+
+
+def _run(command: str, argv: list[str]) -> int:
     if argv[:1] == ["run"]:  # python's rules: everything after the script is the script's
         from .commands.run import parse_or_exit
 
         args = parse_or_exit(argv[1:])
     else:
-        parser = build_parser(only=first)
-        args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0 if not argv else 2
+        parser = build_parser(only=command)
+        pip_groups: list[list[str]] = []
+        if command in PIP_LIKE:
+            from . import pipopts
+
+            at = argv.index(command) + 1
+            ours, pip_groups = pipopts.split(argv[at:], parser.omni_subparsers.choices[command], command)
+            argv = argv[:at] + ours
+        args = _json_anywhere(parser, command, argv)
+        args.pip_groups = pip_groups
+        args.pip_args = [tok for group in pip_groups for tok in group]
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
     verbose = getattr(args, "verbose", 0)
     try:
         return int(args.func(args) or 0)
@@ -113,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
 
             traceback.print_exc()
         error(e.message, e.hint)
-        return 1
+        return getattr(e, "exit_status", 1)
     except BrokenPipeError:  # `pip-omni list | head`: the reader left; say nothing
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -95,12 +95,12 @@ def _cache_path(executable: str) -> tuple[str, str]:
     """Where the probe's answer for ``executable`` is cached, and what makes it valid."""
     import hashlib
 
-    import platformdirs
+    from .locations import cache_dir
 
     st = os.stat(os.path.realpath(executable))
     stamp = f"{os.path.realpath(executable)}:{st.st_mtime_ns}:{st.st_size}:{interp_probe_version()}"
     name = hashlib.sha256(os.path.abspath(executable).encode()).hexdigest()[:24]
-    return os.path.join(platformdirs.user_cache_dir("pip-omni", appauthor=False), "interpreters", name + ".json"), stamp
+    return os.path.join(cache_dir(), "interpreters", name + ".json"), stamp
 
 
 @functools.cache

@@ -1,5 +1,19 @@
 """Adopted interpreters: find, record, choose the default, and the ``bin/`` shims.
 
+Which environment a command acts on ("main"), as pip and uv choose it:
+
+1. ``--python`` (an adopted version or a path);
+2. else ``$VIRTUAL_ENV`` (an activated virtual environment);
+3. else the virtual environment running pip-omni (``venv/bin/pip-omni``, ``python -m omnipkg_pip``),
+   unless it is a pipx or uv tool environment;
+4. else ``$CONDA_PREFIX`` (an activated conda environment);
+5. else the default set by ``pip-omni swap python``;
+6. else the interpreter running pip-omni (for a pipx/uv tool: the Python the tool was made from).
+
+So ``swap`` sets the default only where no environment is active or named. An
+interpreter that is not an environment (a system or pyenv base Python) only ever gets
+bubbles unless ``install --main`` (or pip's ``--break-system-packages``) says otherwise.
+
 Adopting finds an interpreter that is already on the machine (pyenv, ``PATH``,
 common prefixes, or a path given) and records it in ``<store>/interpreters.json``.
 Nothing is downloaded or copied. ``swap`` makes one the default for pip-omni
@@ -19,6 +33,7 @@ import glob
 import json
 import os
 import re
+import sys
 import time
 
 from omnipkg_hook.errors import InterpreterError
@@ -31,6 +46,10 @@ __all__ = [
     "discover",
     "adopt",
     "forget",
+    "active_environment",
+    "is_environment",
+    "main_python",
+    "unset_default",
     "registry",
     "resolve_python",
     "set_default",
@@ -184,20 +203,76 @@ def forget(store: Store, spec: str) -> list[dict]:
         data["interpreters"] = [r for r in data["interpreters"] if r["path"] not in paths]
         if data.get("default") in paths:
             data["default"] = None
+            _remove_shims(store)
         _save(store, data)
     return gone
 
 
+def _venv_python(prefix: str) -> str | None:
+    for rel in ("bin/python", "bin/python3", "Scripts/python.exe"):
+        exe = os.path.join(prefix, rel)
+        if os.access(exe, os.X_OK):
+            return exe
+    return None
+
+
+def _is_tool_venv(prefix: str) -> bool:
+    """A pipx or uv tool environment: pip-omni's own home, not the user's."""
+    return any(os.path.exists(os.path.join(prefix, f)) for f in ("pipx_metadata.json", "uv-receipt.toml"))
+
+
+def is_environment(prefix: str) -> bool:
+    """Whether ``prefix`` is a virtual (or conda) environment rather than a base interpreter."""
+    return os.path.isfile(os.path.join(prefix, "pyvenv.cfg")) or os.path.isdir(os.path.join(prefix, "conda-meta"))
+
+
+def active_environment() -> tuple[str, str] | None:
+    """``(python, why)`` of the environment active here, or None (rules 2-4 of the module doc)."""
+    venv = os.environ.get("VIRTUAL_ENV")
+    if venv:
+        exe = _venv_python(venv)
+        if exe is None:
+            raise InterpreterError(f"VIRTUAL_ENV={venv!r} has no Python in it",
+                                   "activate a working virtual environment, deactivate it, or name one with --python")
+        return exe, "VIRTUAL_ENV"
+    if sys.prefix != sys.base_prefix and not _is_tool_venv(sys.prefix):
+        return sys.executable, "the virtual environment running pip-omni"
+    conda = os.environ.get("CONDA_PREFIX")
+    if conda and _venv_python(conda):
+        return _venv_python(conda), "CONDA_PREFIX"
+    return None
+
+
+def main_python(store: Store, spec: str | None = None) -> tuple[str, str]:
+    """``(python, why)``: the interpreter whose environment is main, without probing it."""
+    if spec is not None:
+        return resolve_python(store, spec).executable, "--python"
+    active = active_environment()
+    if active is not None:
+        return active
+    default = registry(store).get("default")
+    if default:
+        return default, "the default (`pip-omni swap python`)"
+    if _is_tool_venv(sys.prefix):
+        return getattr(sys, "_base_executable", None) or os.path.realpath(sys.executable), \
+            "the Python pip-omni's tool environment was made from"
+    return sys.executable, "the interpreter running pip-omni"
+
+
 def resolve_python(store: Store, spec: str | None):
-    """The interpreter a command acts on: ``--python`` (version or path), else the default, else this one."""
+    """The interpreter a command acts on (the rules of the module doc)."""
     if spec is None:
+        active = active_environment()
+        if active is not None:
+            return interp.inspect(active[0])
         default = registry(store).get("default")
         if not default:
-            return interp.current()
+            python, _why = main_python(store)
+            return interp.inspect(python)
         if not os.path.exists(default):
             raise InterpreterError(
                 f"the default interpreter {default!r} no longer exists",
-                "choose another with `pip-omni swap python VERSION`, or `pip-omni python forget` it",
+                "choose another with `pip-omni swap python VERSION`, or clear it: `pip-omni swap python --unset`",
             )
         return interp.inspect(default)
     if os.sep in spec or os.path.exists(spec):
@@ -222,6 +297,33 @@ def set_default(store: Store, record: dict) -> None:
         data["default"] = record["path"]
         _save(store, data)
         write_shims(store, record["path"])
+
+
+def unset_default(store: Store) -> str | None:
+    """Clear the default interpreter and remove the shims; returns the default there was."""
+    with WriteLock(store):
+        data = registry(store)
+        old = data.get("default")
+        data["default"] = None
+        _save(store, data)
+        _remove_shims(store)
+    return old
+
+
+_SHIM_MARK = "# pip-omni shim"
+_SHIMS = ("python", "python3", "pip")
+
+
+def _remove_shims(store: Store) -> None:
+    for name in _SHIMS:
+        path = os.path.join(store.bin, name)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                ours = _SHIM_MARK in f.read(200)
+        except OSError:
+            continue
+        if ours:
+            os.unlink(path)
 
 
 def write_shims(store: Store, python: str) -> list[str]:

@@ -3,8 +3,9 @@
 pip is always a subprocess (``python -m pip``; pip forbids in-process use), with
 ``--no-input``, a cleaned environment (no ``PYTHONPATH``, ``PIP_TARGET``, pins...),
 and the user's own pip configuration (index, auth, certificates) left intact.
-The full output goes to a log file; on failure the user gets pip's ``ERROR:``
-lines, shortened, and the log's path.
+The full output goes to a log file (:mod:`omnipkg_pip.locations`); on failure the
+user gets pip's first ``ERROR:`` line, the lines pip gives as the reason (``The
+conflict is caused by:`` and what follows it), and the log's path.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from omnipkg_hook.errors import PipError
 
 from . import progress
 
-__all__ = ["PipResult", "run_pip", "dry_run_report", "target_python", "log_dir"]
+__all__ = ["PipResult", "run_pip", "dry_run_report", "target_python", "log_dir", "passthrough", "capture"]
 
 # Variables that would make pip install somewhere else or change what Python runs.
 _STRIP_ENV = (
@@ -40,14 +41,23 @@ _STRIP_ENV = (
 
 
 def target_python() -> str:
-    """The interpreter pip-omni acts on by default: the one running it."""
-    return sys.executable
+    """The interpreter of the main environment (``interpreters.main_python``), not probed."""
+    from omnipkg_hook.store import Store
+
+    from .interpreters import main_python
+
+    return main_python(Store())[0]
 
 
 def log_dir() -> str:
-    import platformdirs
+    from .locations import log_dir
 
-    return platformdirs.user_log_dir("pip-omni", appauthor=False)
+    return log_dir()
+
+
+def passthrough(argv: list[str], python: str | None = None) -> int:
+    """Hand ``argv`` to pip as it is, for the main environment (or ``python``'s); pip's exit status."""
+    return subprocess.call([*_pip_command(python or target_python()), *argv])
 
 
 def _clean_env() -> dict[str, str]:
@@ -154,19 +164,53 @@ def run_pip(python: str, args: list[str], *, what: str, verbose: int = 0, check:
 
         raise store_oserror(hold.store.root, OSError(errno.ENOSPC, "no space", hold.path))
     if check and returncode != 0:
-        raise PipError(f"pip could not {what}: {_reason(lines)}", f"full pip output: {log}", log=log)
+        headline, details = _reason(lines)
+        message = f"pip could not {what}: {headline}" + "".join(f"\n    {d}" for d in details)
+        raise PipError(message, f"full pip output: {log}", log=log)
     return result
 
 
-def _reason(lines: list[str]) -> str:
-    """pip's own explanation, shortened to one line."""
+def capture(python: str, args: list[str], *, what: str) -> str:
+    """pip's stdout alone (for ``--format=json`` and the like); failure as :func:`run_pip`'s."""
+    cmd = [*_pip_command(python), "--no-input", "--disable-pip-version-check", *args]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+                          env=_clean_env())
+    if proc.returncode != 0:
+        log = _new_log(what)
+        with open(log, "w", encoding="utf-8") as f:
+            f.write("$ " + " ".join(cmd) + "\n" + proc.stdout + proc.stderr + f"[exit {proc.returncode}]\n")
+        headline, details = _reason(proc.stderr.splitlines(keepends=True) or proc.stdout.splitlines(keepends=True))
+        raise PipError(f"pip could not {what}: {headline}" + "".join(f"\n    {d}" for d in details),
+                       f"full pip output: {log}", log=log)
+    return proc.stdout
+
+
+def _reason(lines: list[str]) -> tuple[str, list[str]]:
+    """pip's headline (its first ``ERROR:`` line, shortened) and the lines it gives as the reason.
+
+    The reason lines are the blocks pip introduces with a line ending in ``:`` and indents
+    (``The conflict is caused by:`` and the requirements under it), at most 12 lines.
+    """
     errors = [ln.strip()[len("ERROR:"):].strip() for ln in lines if ln.startswith("ERROR:")]
     errors = [e for e in errors if e]
     if not errors:
         tail = [ln.strip() for ln in lines if ln.strip()]
         errors = tail[-1:] or ["no output"]
-    text = " ".join(errors[:2])
-    return text if len(text) <= 300 else text[:297] + "..."
+    headline = errors[0] if len(errors[0]) <= 300 else errors[0][:297] + "..."
+    details: list[str] = []
+    for i, ln in enumerate(lines):
+        text = ln.rstrip()
+        if (not text.endswith(":") or text[:1].isspace() or text.startswith(("ERROR", "WARNING", "DEPRECATION"))
+                or i + 1 >= len(lines) or not lines[i + 1][:1].isspace()):
+            continue
+        details.append(text)
+        for follow in lines[i + 1:]:
+            if not follow[:1].isspace() or not follow.strip():
+                break
+            details.append("  " + follow.strip())
+    if len(errors) > 1 and errors[1] not in details:
+        details.append(errors[1])
+    return headline, details[:12]
 
 
 def dry_run_report(python: str, args: list[str], *, what: str, verbose: int = 0) -> dict:

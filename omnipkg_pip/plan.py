@@ -26,6 +26,7 @@ class ReportItem:
     requires_dist: tuple[str, ...] = ()
     extras: tuple[str, ...] = ()
     url: str | None = None  # only for direct (URL / path) requirements
+    editable: bool = False  # -e PATH: only ever installed into main
 
     def requirement(self) -> str:
         """The exact requirement that reproduces this item."""
@@ -48,6 +49,7 @@ def items_from_report(report: dict) -> dict[str, ReportItem]:
             requires_dist=tuple(meta.get("requires_dist") or ()),
             extras=tuple(entry.get("requested_extras") or ()),
             url=entry["download_info"]["url"] if entry.get("is_direct") else None,
+            editable=bool(entry.get("is_direct") and (entry["download_info"].get("dir_info") or {}).get("editable")),
         )
     return items
 

@@ -47,10 +47,14 @@ class DaemonConfig:
     """Settings of a daemon; used when this process is the one that starts it.
 
     Defaults come from ``OMNIPKG_DAEMON_IDLE_TIMEOUT`` (seconds),
-    ``OMNIPKG_DAEMON_MAX_WORKERS`` and ``OMNIPKG_DAEMON_ZYGOTES`` (0/1) when set.
+    ``OMNIPKG_DAEMON_EXIT_TIMEOUT`` (seconds), ``OMNIPKG_DAEMON_MAX_WORKERS`` and
+    ``OMNIPKG_DAEMON_ZYGOTES`` (0/1) when set. ``idle_timeout``: an idle worker exits;
+    ``exit_timeout``: the daemon exits once it has had no worker and no client that long
+    (0: never).
     """
 
     idle_timeout: float = 600.0
+    exit_timeout: float = 300.0
     max_workers: int = 8
     zygotes: bool = sys.platform.startswith("linux")
     spawn_timeout: float = 120.0
@@ -65,6 +69,8 @@ class DaemonConfig:
         values: dict = {}
         if env.get("OMNIPKG_DAEMON_IDLE_TIMEOUT"):
             values["idle_timeout"] = float(env["OMNIPKG_DAEMON_IDLE_TIMEOUT"])
+        if env.get("OMNIPKG_DAEMON_EXIT_TIMEOUT"):
+            values["exit_timeout"] = float(env["OMNIPKG_DAEMON_EXIT_TIMEOUT"])
         if env.get("OMNIPKG_DAEMON_MAX_WORKERS"):
             values["max_workers"] = int(env["OMNIPKG_DAEMON_MAX_WORKERS"])
         if env.get("OMNIPKG_DAEMON_ZYGOTES"):
@@ -125,6 +131,7 @@ class Daemon:
         self.clients = 0
         self.preauth = 0
         self.started = time.time()
+        self.idle_since: float | None = None  # no worker and no client since (monotonic)
         self._log_lock = threading.Lock()
         self._key_stat = None
         self._key = b""
@@ -312,11 +319,26 @@ class Daemon:
 
     def _sweep(self) -> None:
         self.pool.sweep()
+        self._expire()
         try:
             if os.stat(self.paths.socket).st_ino != self.sock_ino:
                 self.request_stop("the socket file was replaced")
         except FileNotFoundError:
             self.request_stop("the socket file was removed")
+
+    def _expire(self) -> None:
+        """Stop once there has been no worker and no client for ``exit_timeout`` seconds."""
+        with self.lock:
+            busy = self.clients > 0 or self.preauth > 0
+        busy = busy or self.pool.busy()
+        now = time.monotonic()
+        if busy:
+            self.idle_since = None
+        elif self.idle_since is None:
+            self.idle_since = now
+        elif 0 < self.config.exit_timeout <= now - self.idle_since:
+            self.request_stop(f"no worker and no client for {now - self.idle_since:.0f} s "
+                              f"(exit timeout {self.config.exit_timeout:g} s)")
 
     # -- status --------------------------------------------------------------------------
 
@@ -335,6 +357,7 @@ class Daemon:
             "rss_bytes": read_rss(os.getpid()),
             "config": {
                 "idle_timeout": self.config.idle_timeout,
+                "exit_timeout": self.config.exit_timeout,
                 "max_workers": self.config.max_workers,
                 "zygotes": self.config.zygotes,
             },

@@ -306,6 +306,11 @@ class WarmPool:
         except OSError:
             w.proc.kill()
 
+    def busy(self) -> bool:
+        """Whether any worker is starting, ready, busy or still leaving (the daemon's exit timeout waits)."""
+        with self.lock:
+            return bool(self.workers or self.leaving)
+
     def sweep(self) -> None:
         """Poll workers (STAT), expire idle ones and zygotes, kill who ignored QUIT."""
         now = time.monotonic()

@@ -4,10 +4,13 @@ The library starts the daemon on demand (``DaemonClient()``); these commands do 
 by hand. There is one daemon per user per store (``--store``, else ``OMNIPKG_STORE``,
 pyproject.toml, or the default store).
 
-- ``start [--foreground] [--idle-timeout S] [--max-workers N] [--no-zygotes]``: start it
-  (detached unless ``--foreground``); "already running" is not an error.
+- ``start [--foreground] [--idle-timeout S] [--exit-timeout S] [--max-workers N] [--no-zygotes]``:
+  start it (detached unless ``--foreground``); "already running" is not an error.
+  ``--json``: ``{"pid": int, "started": bool, "store": str, "socket": str, "log": str}``.
 - ``stop``: stop it and wait until it and its workers are gone; "not running" is not
-  an error.
+  an error. ``--json``: ``{"pid": int | null, "stopped": bool, "store": str}``.
+- The daemon also stops by itself once it has had no worker and no client for its exit
+  timeout (default 300 s; ``--exit-timeout``, ``OMNIPKG_DAEMON_EXIT_TIMEOUT``; 0: never).
 - ``status [--json]``: exit status 0 when a daemon runs, 3 when none does.
 
 ``status --json`` shape (sizes in bytes, times in seconds; ``rss_bytes`` is ``VmRSS``
@@ -18,7 +21,7 @@ from ``/proc`` and ``null`` where that does not exist)::
       "pid": 1234, "store": str, "socket": str, "log": str,
       "python": str,                    # the daemon's interpreter
       "uptime_seconds": float, "clients": int, "rss_bytes": int | null,
-      "config": {"idle_timeout": float, "max_workers": int, "zygotes": bool},
+      "config": {"idle_timeout": float, "exit_timeout": float, "max_workers": int, "zygotes": bool},
       "workers": [
         {"id": "w1", "pid": int, "pins": ["rich==13.5.3"], "python": str,
          "python_version": "3.11.7",
@@ -69,14 +72,16 @@ def register(subparsers) -> None:
         a = actions.add_parser(name, help=text, description=text)
         a.add_argument("--store", help="the store whose daemon this is (default: as pip-omni finds it)")
         a.add_argument("-v", "--verbose", action="count", default=0)
+        a.add_argument("--json", action="store_true", help="machine-readable output (shape in the docs)")
         a.set_defaults(func=run)
         common.append(a)
     start, _stop, status = common
     start.add_argument("--foreground", action="store_true", help="run in this terminal until Ctrl-C")
     start.add_argument("--idle-timeout", type=float, help="seconds before an idle worker exits (default 600)")
+    start.add_argument("--exit-timeout", type=float,
+                       help="seconds with no worker and no client before the daemon exits (default 300; 0: never)")
     start.add_argument("--max-workers", type=int, help="warm workers kept at most (default 8)")
     start.add_argument("--no-zygotes", action="store_true", help="spawn every worker instead of forking it")
-    status.add_argument("--json", action="store_true", help="machine-readable output (shape in the docs)")
 
 
 def run(args) -> int:
@@ -85,7 +90,7 @@ def run(args) -> int:
     if action == "start":
         return _start(paths, args)
     if action == "stop":
-        return _stop(paths)
+        return _stop(paths, args.json)
     return _status(paths, args.json)
 
 
@@ -93,6 +98,8 @@ def _config(args) -> DaemonConfig:
     overrides = {}
     if args.idle_timeout is not None:
         overrides["idle_timeout"] = args.idle_timeout
+    if args.exit_timeout is not None:
+        overrides["exit_timeout"] = args.exit_timeout
     if args.max_workers is not None:
         overrides["max_workers"] = args.max_workers
     if args.no_zygotes:
@@ -103,7 +110,11 @@ def _config(args) -> DaemonConfig:
 def _start(paths: Paths, args) -> int:
     pid = daemon_pid(paths)
     if pid is not None:
-        print(f"the daemon is already running (pid {pid}) for store {paths.store}")
+        if args.json:
+            print(json.dumps({"pid": pid, "started": False, "store": paths.store, "socket": paths.socket,
+                              "log": paths.log}))
+        else:
+            print(f"the daemon is already running (pid {pid}) for store {paths.store}")
         return 0
     config = _config(args)
     if args.foreground:
@@ -112,17 +123,24 @@ def _start(paths: Paths, args) -> int:
         argv = ["--store", paths.store, "--runtime-base", paths.base, *config.to_argv()]
         return daemon.main(argv)
     pid = start_daemon(paths, config)
+    if args.json:
+        print(json.dumps({"pid": pid, "started": True, "store": paths.store, "socket": paths.socket,
+                          "log": paths.log}))
+        return 0
     print(f"started the daemon (pid {pid}) for store {paths.store}; socket {paths.socket}, log {paths.log}")
     return 0
 
 
-def _stop(paths: Paths) -> int:
+def _stop(paths: Paths, as_json: bool) -> int:
     pid = daemon_pid(paths)
-    if pid is None:
+    if pid is not None:
+        DaemonClient(paths.store, runtime_dir=paths.base, start=False).stop()
+    if as_json:
+        print(json.dumps({"pid": pid, "stopped": pid is not None, "store": paths.store}))
+    elif pid is None:
         print(f"no daemon is running for store {paths.store}")
-        return 0
-    DaemonClient(paths.store, runtime_dir=paths.base, start=False).stop()
-    print(f"stopped the daemon (pid {pid}) for store {paths.store}")
+    else:
+        print(f"stopped the daemon (pid {pid}) for store {paths.store}")
     return 0
 
 
@@ -143,7 +161,7 @@ def _status(paths: Paths, as_json: bool) -> int:
         return 0
     print(
         f"daemon pid {status['pid']} for store {status['store']}: up {_secs(status['uptime_seconds'])}, "
-        f"{status['clients']} client(s), {_size(status['rss_bytes'])}; "
+        f"{_plural(status['clients'], 'client')}, {_size(status['rss_bytes'])}; "
         f"idle timeout {_secs(status['config']['idle_timeout'])}, at most {status['config']['max_workers']} workers"
     )
     rows = [("ID", "PID", "STATE", "VIA", "SESSIONS", "CALLS", "IDLE", "RSS", "PYTHON", "PINS")]
@@ -159,12 +177,16 @@ def _status(paths: Paths, as_json: bool) -> int:
         _table(rows)
     for z in status["zygotes"]:
         print(
-            f"zygote pid {z['pid']} for {', '.join(z['pins']) or '(no pins)'}: {z['forks']} fork(s), "
+            f"zygote pid {z['pid']} for {', '.join(z['pins']) or '(no pins)'}: {_plural(z['forks'], 'fork')}, "
             f"{_size(z['rss_bytes'])}, preloaded {', '.join(z['preloaded']) or 'nothing'}"
         )
     for pins, reason in status["no_zygote"].items():
         print(f"no zygote for {pins}: {reason}")
     return 0
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
 
 
 def _table(rows) -> None:

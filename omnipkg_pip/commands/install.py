@@ -1,15 +1,23 @@
 """``pip-omni install``: pip install that never disturbs the main environment.
 
 1. Requirements whose distribution main already has at another version become
-   bubbles at once; ones main already satisfies are reported as present.
-2. The rest: pip is asked what it would do (``--dry-run --report``) and
-   ``plan.plan_install`` sends each root to main (it disturbs nothing) or to a
-   bubble (its closure would change something main has).
-3. A bubble is taken from the store when it is there, made from stored dists
-   when they suffice (no pip, no network), else fetched with ``pip wheel``.
+   bubbles at once; ones main already satisfies are reported as present. Two
+   versions of one name both become bubbles.
+2. The rest (and paths, wheel files, sdists, URLs, ``-e``): pip is asked what it would
+   do (``--dry-run --report``) and ``plan.plan_install`` sends each root to main (it
+   disturbs nothing) or to a bubble (its closure would change something main has).
+   An interpreter that is not an environment (a base Python) gets only bubbles unless
+   ``--main``.
+3. A bubble is taken from the store when it is there, made from stored dists when they
+   suffice (no pip, no network), else fetched with ``pip wheel``. ``-c`` constraints
+   bound all three.
 4. Main installs run with a constraints file that pins everything installed,
    so pip itself refuses to change a version behind the plan's back.
-5. One table says what happened, per package.
+5. One table says what happened, per package, with resolved versions (also ``--dry-run``).
+
+Options pip-omni does not define are pip's and are passed on with their values
+(:mod:`omnipkg_pip.pipopts`): to every pip run, or only to installs into main for the
+options ``pip wheel`` does not take (``--user``, ``--force-reinstall``...).
 """
 
 from __future__ import annotations
@@ -24,45 +32,28 @@ import sys
 from omnipkg_hook.errors import OmnipkgError, PipError
 from omnipkg_hook.store import Store, normalize
 
-from .. import bubbles, bytecode, environment, interpreters, progress
+from .. import bubbles, bytecode, environment, interpreters, pipopts, progress, reqfiles
+from ..text import plural
 from . import remote
-
-# pip.py and plan.py (packaging) load only when pip runs: a bubble from stored dists needs neither.
 
 __all__ = ["register", "run", "Row"]
 
-# pip options that shape resolution and fetching: passed to every pip call.
-_VALUE_OPTS = [
-    (("-c", "--constraint"), "constraint"),
-    (("-i", "--index-url"), "index_url"),
-    (("--extra-index-url",), "extra_index_url"),
-    (("-f", "--find-links"), "find_links"),
-    (("--trusted-host",), "trusted_host"),
-    (("--only-binary",), "only_binary"),
-    (("--no-binary",), "no_binary"),
-    (("-C", "--config-settings"), "config_settings"),
-    (("--cert",), "cert"),
-    (("--client-cert",), "client_cert"),
-    (("--proxy",), "proxy"),
-    (("--timeout",), "timeout"),
-    (("--retries",), "retries"),
-]
-_FLAG_OPTS = [
-    (("--no-index",), "no_index"),
-    (("--pre",), "pre"),
-    (("--prefer-binary",), "prefer_binary"),
-    (("--no-build-isolation",), "no_build_isolation"),
-]
-# pip options that only mean something for an install into main.
-_MAIN_VALUE_OPTS = [(("--upgrade-strategy",), "upgrade_strategy"), (("-e", "--editable"), "editable")]
-_MAIN_FLAG_OPTS = [
-    (("-U", "--upgrade"), "upgrade"),
-    (("--force-reinstall",), "force_reinstall"),
-    (("--no-deps",), "no_deps"),
-    (("--user",), "user"),
-    (("--no-compile",), "no_compile"),
-    (("--break-system-packages",), "break_system_packages"),
-]
+_REFUSED = {
+    ("-t", "--target"): ("target", "a --target directory has no import hook and no bubbles: pip-omni installs into "
+                         "an environment and its store", "for a plain directory use `pip install --target DIR`"),
+    ("--prefix",): ("prefix", "an install --prefix is another environment pip-omni does not manage",
+                    "name that environment's interpreter with --python"),
+    ("--root",): ("root", "an install --root is a staging tree pip-omni does not manage",
+                  "name the environment's interpreter with --python"),
+    ("--platform",): ("platform", "--platform chooses wheels for another machine; pip-omni installs for a real "
+                      "interpreter", "name it with --python"),
+    ("--python-version",): ("python_version", "--python-version chooses wheels for another Python; pip-omni installs "
+                            "for a real interpreter", "name it with --python (e.g. `--python 3.9`)"),
+    ("--implementation",): ("implementation", "--implementation chooses wheels for another Python", "name it with --python"),
+    ("--abi",): ("abi", "--abi chooses wheels for another Python", "name it with --python"),
+    ("--report",): ("report", "--report describes one pip run; pip-omni makes several, and bubbles pip never sees",
+                    "use --json (and --dry-run) for what pip-omni did or would do"),
+}
 
 
 def register(sub) -> None:
@@ -71,25 +62,36 @@ def register(sub) -> None:
         help="install packages; a version that would disturb the environment goes to a bubble",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("requirements", nargs="*", metavar="REQ", help="requirement specifiers, as for pip")
+    p.add_argument("requirements", nargs="*", metavar="REQ",
+                   help="requirement specifiers, local paths (.), wheel or sdist files, URLs (git+https://...), as for pip")
     p.add_argument("-r", "--requirement", action="append", default=[], metavar="FILE",
                    help="install from the given requirements file (as pip)")
-    for flags, dest in _VALUE_OPTS + _MAIN_VALUE_OPTS:
-        p.add_argument(*flags, dest=dest, action="append", default=[], help=argparse.SUPPRESS)
-    for flags, dest in _FLAG_OPTS + _MAIN_FLAG_OPTS:
-        p.add_argument(*flags, dest=dest, action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("-c", "--constraint", action="append", default=[], metavar="FILE",
+                   help="constrain versions with the given file (as pip); bubbles too")
+    p.add_argument("-e", "--editable", action="append", default=[], metavar="PATH",
+                   help="install a project in editable mode into main (an error when it would disturb main)")
+    p.add_argument("-U", "--upgrade", action="store_true",
+                   help="the newest version within the specifier (a bubble when main has the name)")
     p.add_argument("--bubble", action="store_true", help="put every requirement in a bubble, even if main could take it")
+    p.add_argument("--main", action="store_true",
+                   help="allow installing into an interpreter that is not a virtual environment (a system or "
+                   "pyenv Python); without it such an interpreter only gets bubbles")
+    p.add_argument("--break-system-packages", action="store_true", help="as pip's; implies --main")
     p.add_argument("--strategy", choices=("stable", "latest"), default="stable",
                    help="stable (default): main never changes; latest: the new version goes to main "
                    "and the version it replaces is kept as a bubble")
-    p.add_argument("--python", metavar="PATH", help="interpreter (version of an adopted one, or a path; default: `pip-omni swap python`, else this one)")
-    p.add_argument("--dry-run", action="store_true", help="say what would happen; change nothing")
+    p.add_argument("--python", metavar="PATH",
+                   help="interpreter (an adopted version or a path; default: the active environment)")
+    p.add_argument("--dry-run", action="store_true", help="say what would happen, with resolved versions; change nothing")
     p.add_argument("--json", action="store_true", help="print the result table as JSON")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less output")
     p.add_argument("-v", "--verbose", action="count", default=0, help="show pip's output and tracebacks")
-    p.epilog = ("pip options that shape resolution (-c, -i, --extra-index-url, -f, --no-index, --pre, "
-                "--only-binary, --no-binary, --prefer-binary, --trusted-host, -C, --cert, --proxy, ...) "
-                "are passed to every pip call; -U, --force-reinstall, --no-deps, --user, -e only to installs into main.")
+    for flags, (dest, _why, _hint) in _REFUSED.items():
+        p.add_argument(*flags, dest=f"refused_{dest}", action="append", help=argparse.SUPPRESS)
+    p.epilog = ("Every other pip install option (--require-hashes, --no-cache-dir, -i, -f, --no-index, --pre, ...) "
+                "is passed to pip with its value; those pip wheel does not take (--user, --force-reinstall, ...) "
+                "only to installs into main. Refused: --target, --prefix, --root, --platform, --python-version, "
+                "--implementation, --abi, --report.")
     remote.add_install_options(p)
     p.set_defaults(func=run)
 
@@ -113,84 +115,147 @@ class Row:
         return f"Row({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
 
 
-def _collect(args, specs) -> list[str]:
-    out: list[str] = []
-    for flags, dest in specs:
-        value = getattr(args, dest)
-        if value is True:
-            out.append(flags[-1])
-        elif isinstance(value, list):
-            for v in value:
-                out += [flags[-1], v]
+class _Job:
+    __slots__ = ("text", "reason", "version")
+
+    def __init__(self, text: str, reason: str, version: str | None = None) -> None:
+        self.text = text  # the requirement the bubble is made from
+        self.reason = reason
+        self.version = version  # known from pip's report
+
+
+def _refuse(args) -> None:
+    for flags, (dest, why, hint) in _REFUSED.items():
+        if getattr(args, f"refused_{dest}"):
+            raise pipopts.UsageError(f"{flags[-1]} is not supported: {why}", hint)
+
+
+def _constrain(req, constraints: dict):
+    """``req`` with the -c specifiers of its name added (a new Requirement)."""
+    extra = constraints.get(normalize(req.name))
+    if extra is None or req.url:
+        return req
+    out = bubbles.parse_requirement(str(req))
+    out.specifier &= extra
+    return out
+
+
+def _constraint_specs(lines: list[str]) -> dict:
+    out: dict = {}
+    for line in lines:
+        req = bubbles.parse_requirement(line)
+        if req.url is None:
+            name = normalize(req.name)
+            out[name] = out[name] & req.specifier if name in out else req.specifier
     return out
 
 
 def run(args) -> int:
+    _refuse(args)
     progress.set_quiet(args.quiet > 0 or args.json)
-    if not args.requirements and not args.requirement and not args.editable:
-        raise OmnipkgError("nothing to install", "name a requirement, e.g. `pip-omni install rich==13.4.2`, or -r FILE")
+    files = reqfiles.read(args.requirement, args.constraint)
+    texts = [*args.requirements, *files.requirements]
+    editables = [*args.editable, *files.editables]
+    if not texts and not editables and not files.opaque:
+        raise pipopts.UsageError("nothing to install",
+                                 "name a requirement, e.g. `pip-omni install rich==13.4.2`, a path, or -r FILE")
     store = Store()
     interpreter = interpreters.resolve_python(store, args.python)
-    common = _collect(args, _VALUE_OPTS + _FLAG_OPTS)
-    main_only = _collect(args, _MAIN_VALUE_OPTS + _MAIN_FLAG_OPTS)
-    parsed = [(text, bubbles.parse_requirement(text)) for text in args.requirements]  # bad input: stop here
+    groups = args.pip_groups
+    common = [t for g in groups if pipopts.name_of(g) not in pipopts.INSTALL_ONLY for t in g] + files.options
+    common += [t for f in args.constraint for t in ("-c", f)]
+    main_only = [t for g in groups if pipopts.name_of(g) in pipopts.INSTALL_ONLY for t in g]
+    main_only += ["-U"] * args.upgrade + ["--break-system-packages"] * args.break_system_packages
+    constraints = _constraint_specs(files.constraints)
+    exact = not any(kind == "-c" for kind, _f in files.opaque)  # every constraint known: store shortcuts are safe
+    direct = [t for t in texts if reqfiles.is_direct(t)]
+    named = [(t, _constrain(bubbles.parse_requirement(t), constraints)) for t in texts if t not in direct]
+
+    base = not interpreters.is_environment(interpreter) and not (args.main or args.break_system_packages)
+    force = args.bubble or base
+    why_forced = "--bubble" if args.bubble else (
+        f"Python {interpreter.version} at {interpreter.executable} is not a virtual environment "
+        "(--main installs into it)")
+    if editables and force:
+        raise OmnipkgError(f"cannot install {editables[0]!r} in editable mode: {why_forced}",
+                           "a bubble is never editable; drop -e for a bubble, or install into a virtual environment")
 
     main_now = environment.installed(interpreter, store)
     rows: list[Row] = []
-    bubble_jobs: list[tuple[str, str]] = []
+    jobs: list[_Job] = []
     pending: list[str] = []
-    for text, req in parsed:
+    counts: dict[str, int] = {}
+    for _t, req in named:
+        counts[normalize(req.name)] = counts.get(normalize(req.name), 0) + 1
+    for text, req in named:
         name = normalize(req.name)
         have = main_now.get(name)
-        if args.bubble:
-            bubble_jobs.append((text, "--bubble"))
-        elif args.strategy == "stable" and req.url is None and have is not None and not args.upgrade:
-            if req.specifier.contains(have, prereleases=True) and not req.extras:
+        if req.url is not None:
+            pending.append(text)
+        elif args.strategy == "stable" and have is not None and not args.upgrade and exact:
+            if req.specifier.contains(have, prereleases=True) and not req.extras and not args.bubble:
                 rows.append(Row(name, have, "main", "present", "already satisfied"))
             elif not req.specifier.contains(have, prereleases=True):
-                bubble_jobs.append((text, f"main has {name} {have}"))
+                jobs.append(_Job(str(req), f"main has {name} {have}"))
+            elif force:
+                jobs.append(_Job(str(req), why_forced))
             else:
                 pending.append(text)
+        elif force and not args.upgrade:
+            jobs.append(_Job(str(req), why_forced))
+        elif counts[name] > 1 and args.strategy == "stable":
+            jobs.append(_Job(str(req), f"{counts[name]} versions of {name} asked for"))
         else:
             pending.append(text)
 
-    the_plan = None
-    if pending or args.requirement or args.editable:
-        files = [x for f in args.requirement for x in ("-r", f)]
-        from .. import pip, plan
+    the_plan = items = None
+    opaque = [t for kind, f in files.opaque if kind == "-r" for t in ("-r", f)]
+    opaque_c = [t for kind, f in files.opaque if kind == "-c" for t in ("-c", f)]
+    common += opaque_c
+    if pending or direct or editables or opaque:
+        from .. import pip, plan  # packaging: only when pip runs
 
         report = pip.dry_run_report(
-            interpreter.executable, [*pending, *files, *common, *main_only],
+            interpreter.executable,
+            [*pending, *direct, *opaque, *[t for e in editables for t in ("-e", e)], *common, *main_only],
             what="resolve against the main environment", verbose=args.verbose,
         )
         items = plan.items_from_report(report)
         the_plan = plan.plan_install(items, main_now, interpreter.markers,
-                                     force_bubble=args.bubble, strategy=args.strategy)
-        bubble_jobs += [(root.requirement(), reason) for root, reason in the_plan.to_bubble]
-        bubble_jobs += [(f"{n}=={old}", f"main's {n} {old}, replaced by --strategy latest")
-                        for n, old in the_plan.keep_as_bubble]
+                                     force_bubble=force, strategy=args.strategy)
+        for root, reason in the_plan.to_bubble:
+            if root.editable:
+                raise OmnipkgError(
+                    f"cannot install {root.name} ({root.url}) in editable mode: it {reason.replace('--bubble', 'must be a bubble')}",
+                    "a bubble is never editable; drop -e to get a bubble, or resolve the conflict in main first")
+            jobs.append(_Job(root.requirement(), why_forced if reason == "--bubble" else reason, root.version))
+        jobs += [_Job(f"{n}=={old}", f"main's {n} {old}, replaced by --strategy latest", old)
+                 for n, old in the_plan.keep_as_bubble]
         if the_plan.to_main:
             main_names = set()
             for root in the_plan.to_main:
                 main_names |= plan.closure(root, items, interpreter.markers)
             for n in sorted(main_names):
-                it = items[n]
-                note = (f"replaces {main_now[n]}" if n in main_now else "new to main")
-                rows.append(Row(n, it.version, "main", "would install", note))
+                note = f"replaces {main_now[n]}" if n in main_now else "new to main"
+                rows.append(Row(n, items[n].version, "main", "would install", note + (" (editable)" * items[n].editable)))
+        for text in pending:
+            req = bubbles.parse_requirement(text)
+            name = normalize(req.name)
+            if name not in items and name in main_now:
+                rows.append(Row(name, main_now[name], "main", "present", "already satisfied"))
 
     if args.dry_run:
-        rows += [Row(normalize(bubbles.parse_requirement(t).name), _version_of(t), "bubble",
-                     "would create", reason) for t, reason in bubble_jobs]
+        rows += [_preview(store, interpreter, job, common, args.verbose, exact) for job in jobs]
         _print(rows, args)
         return 0
 
     # Bubbles first: if one fails, main has not been touched.
-    shared = remote.for_install(args) if bubble_jobs else None
-    for text, reason in bubble_jobs:
-        rows.append(_make_bubble(store, interpreter, text, reason, common, args.verbose, shared, main_now))
+    shared = remote.for_install(args) if jobs else None
+    for job in jobs:
+        rows.append(_make_bubble(store, interpreter, job, common, args.verbose, exact, shared, main_now))
     remote.push_made(shared, store, interpreter, rows)
     if the_plan is not None and the_plan.to_main:
-        _install_main(interpreter, the_plan, main_now, common, main_only, args)
+        _install_main(interpreter, the_plan, main_now, editables, common, main_only, args)
         for row in rows:
             if row.action == "would install":
                 row.action = "installed"
@@ -201,26 +266,57 @@ def run(args) -> int:
     return 0
 
 
-def _version_of(text: str) -> str:
-    req = bubbles.parse_requirement(text)
-    return str(req.specifier) or "*"
+def _present(store: Store, interpreter, req, job: _Job, exact: bool) -> Row | None:
+    """The row of an existing bubble that serves ``req`` (not with constraints pip-omni cannot read)."""
+    if req.url is not None or not exact:
+        return None
+    existing = bubbles.find_bubble(store, req, interpreter)
+    if existing is None:
+        return None
+    return Row(normalize(req.name), existing["version"], "bubble", "present", job.reason)
 
 
-def _make_bubble(store: Store, interpreter, text: str, reason: str, common: list[str], verbose: int,
-                 shared=None, main_now: dict | None = None) -> Row:
-    req = bubbles.parse_requirement(text)
+def _preview(store: Store, interpreter, job: _Job, common: list[str], verbose: int, exact: bool) -> Row:
+    """What :func:`_make_bubble` would do, with the version it would pick; writes nothing."""
+    req = bubbles.parse_requirement(job.text)
     name = normalize(req.name)
-    if req.url is None:
-        existing = bubbles.find_bubble(store, req, interpreter)
-        if existing is not None:
-            return Row(name, existing["version"], "bubble", "present", reason)
+    present = _present(store, interpreter, req, job, exact)
+    if present is not None:
+        return present
+    if req.url is None and exact:
+        try:
+            picked = bubbles.resolve_closure(req, bubbles.StoreIndex(store), interpreter)
+        except bubbles.ClosureError:
+            picked = None
+        if picked:
+            return Row(name, picked[name].manifest["version"], "bubble", "would create",
+                       f"{job.reason}; {plural(len(picked), 'dist')}, all already stored")
+    if job.version is not None:
+        return Row(name, job.version, "bubble", "would create", job.reason)
+    from .. import pip, plan
+
+    report = pip.dry_run_report(interpreter.executable, [job.text, "--ignore-installed", *common],
+                                what=f"resolve {job.text}", verbose=verbose)
+    items = plan.items_from_report(report)
+    root = items.get(name) or next(it for it in items.values() if it.requested)
+    return Row(name, root.version, "bubble", "would create", f"{job.reason}; {plural(len(items), 'dist')}")
+
+
+def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbose: int, exact: bool,
+                 shared=None, main_now: dict | None = None) -> Row:
+    req = bubbles.parse_requirement(job.text)
+    name = normalize(req.name)
+    present = _present(store, interpreter, req, job, exact)
+    if present is not None:
+        return present
+    if req.url is None and exact:
         manifest = bubbles.bubble_from_store(store, req, interpreter, main_now)
         if manifest is not None:
             return Row(name, manifest["version"], "bubble", "created",
-                       f"{reason}; {len(manifest['dists'])} dists, all already stored")
+                       f"{job.reason}; {plural(len(manifest['dists']), 'dist')}, all already stored")
         pulled = remote.pull_for_install(shared, store, req, interpreter, main_now)  # commands/remote.py
         if pulled is not None:
-            return Row(name, pulled["version"], "bubble", "pulled", f"{reason}; from {shared.url}")
+            return Row(name, pulled["version"], "bubble", "pulled", f"{job.reason}; from {shared.url}")
     from omnipkg_hook.store import DownloadDir
 
     # Downloads are staged in <store>/tmp (gc and doctor clear what a killed install leaves),
@@ -228,18 +324,19 @@ def _make_bubble(store: Store, interpreter, text: str, reason: str, common: list
     with DownloadDir(store, "wheels-") as work:
         from .. import pip
 
-        pip.run_pip(interpreter.executable, ["wheel", "--wheel-dir", work.path, text, *common],
-                    what=f"fetch {text} and its dependencies", verbose=verbose, hold=work)
+        pip.run_pip(interpreter.executable, ["wheel", "--wheel-dir", work.path, job.text, *common],
+                    what=f"fetch {job.text} and its dependencies", verbose=verbose, hold=work)
         wheels = sorted(glob.glob(os.path.join(work.path, "*.whl")))
-        with progress.step(f"store {len(wheels)} wheels"):
+        with progress.step(f"store {plural(len(wheels), 'wheel')}"):
             manifest = bubbles.bubble_from_wheels(store, wheels, req, interpreter, main_now)
-    return Row(name, manifest["version"], "bubble", "created", f"{reason}; {len(manifest['dists'])} dists")
+    return Row(name, manifest["version"], "bubble", "created", f"{job.reason}; {plural(len(manifest['dists']), 'dist')}")
 
 
-def _install_main(interpreter, the_plan, main_now, common, main_only, args) -> None:
+def _install_main(interpreter, the_plan, main_now, editables, common, main_only, args) -> None:
     from .. import pip
 
-    reqs = [root.requirement() for root in the_plan.to_main]
+    reqs = [root.requirement() for root in the_plan.to_main if not root.editable]
+    reqs += [t for e in editables for t in ("-e", e)]
     guard = []
     work = None
     if args.strategy == "stable":

@@ -35,9 +35,12 @@ def register(sub) -> None:
     f = acts.add_parser("forget", help="stop using an adopted interpreter (its bubbles stay)")
     f.add_argument("spec", metavar="VERSION|PATH")
     f.set_defaults(func=run_forget)
-    s = sub.add_parser("swap", help="choose the default interpreter (and the store's bin/ shims)")
+    s = sub.add_parser("swap", help="choose the default interpreter (and the store's bin/ shims)",
+                       description="The default is used where no environment is active or named: "
+                       "--python, VIRTUAL_ENV and a virtual environment running pip-omni come first.")
     s.add_argument("what", choices=("python",))
     s.add_argument("spec", nargs="?", metavar="VERSION|PATH")
+    s.add_argument("--unset", action="store_true", help="clear the default and remove the shims")
     s.set_defaults(func=run_swap)
 
 
@@ -71,17 +74,17 @@ def run_list(args) -> int:
                    "interpreters": rows}, sys.stdout, indent=1)
         print()
         return 0
+    python, why = interpreters.main_python(store)
     if not rows:
-        print("no interpreters adopted; pip-omni acts on the one running it:")
-        print(f"  {sys.executable}")
+        print(f"no interpreters adopted; pip-omni acts on {why}:")
+        print(f"  {python}")
         print("adopt one with `pip-omni python adopt 3.12`")
         return 0
     print("   Version   Bubbles  Status   Path")
     for r in rows:
         mark = "*" if r["default"] else " "
         print(f" {mark} {r['version']:<9} {r['bubbles']:>7}  {r['status']:<7}  {r['path']}")
-    if not data.get("default"):
-        print(f"(no default: pip-omni acts on the interpreter running it, {sys.executable})")
+    print(f"pip-omni acts here on {why}: {python}")
     return 0
 
 
@@ -94,6 +97,14 @@ def run_forget(args) -> int:
 def run_swap(args) -> int:
     store = Store()
     spec = args.spec
+    if args.unset:
+        if spec is not None:
+            raise InterpreterError(f"`swap python --unset` takes no version, not {spec!r}",
+                                   "run `pip-omni swap python --unset` alone")
+        old = interpreters.unset_default(store)
+        print(f"no default interpreter (was {old}); shims removed from {store.bin}" if old
+              else "there was no default interpreter; nothing changed")
+        return 0
     if spec is None:
         rows = _rows(store)
         if not rows:
@@ -120,4 +131,8 @@ def run_swap(args) -> int:
     print(f"default interpreter: Python {record['version']} ({record['path']})")
     print(f"shims: {store.bin}/python, python3, pip. To use them, add to your shell profile:")
     print(f'  export PATH="{store.bin}:$PATH"')
+    active = interpreters.active_environment()
+    if active is not None:
+        print(f"note: here {active[1]} is active ({active[0]}), and pip-omni commands act on it; "
+              "the default applies where no environment is active or named", file=sys.stderr)
     return 0

@@ -1,4 +1,9 @@
-"""``pip-omni uninstall NAME==VERSION`` removes a bubble; plain ``NAME`` goes to pip.
+"""``pip-omni uninstall``: as pip for the environment, and the bubbles.
+
+- ``NAME``: pip uninstalls the environment's copy; its bubbles are removed too with
+  ``--bubbles``, or when the environment does not have NAME (asking first, or ``-y``).
+- ``NAME==1.0``, ``'NAME==2.*'``, ``'NAME<3'``: the bubbles whose version matches;
+  the environment is never touched by a version.
 
 Removing a bubble removes its manifest (one unlink, atomic) and its script
 directory; its dists and objects stay until ``pip-omni gc``, so a process that
@@ -9,21 +14,27 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import Store, WriteLock, make_tmpdir, normalize
 
-from .. import bubbles, environment, interpreters
+from .. import bubbles, environment, interpreters, pip
 
 __all__ = ["register", "remove_bubble"]
 
 
 def register(sub) -> None:
-    p = sub.add_parser("uninstall", help="remove a bubble (NAME==VERSION); plain NAME is passed to pip")
-    p.add_argument("requirements", nargs="+", metavar="NAME[==VERSION]")
-    p.add_argument("--python", metavar="PATH", help="interpreter whose bubble to remove (default: this one)")
-    p.add_argument("--all-interpreters", action="store_true", help="remove the bubble for every interpreter")
-    p.add_argument("-y", "--yes", action="store_true", help="(accepted for pip compatibility)")
+    p = sub.add_parser("uninstall", help="remove from the environment (as pip) and bubbles",
+                       description=__doc__.split("\n\n")[0],
+                       epilog="Other options are pip uninstall's and go to pip with the plain names.")
+    p.add_argument("requirements", nargs="*", metavar="NAME[SPEC]")
+    p.add_argument("-r", "--requirement", action="append", default=[], metavar="FILE",
+                   help="as pip's (for the environment; handed to pip)")
+    p.add_argument("--bubbles", action="store_true", help="a plain NAME: remove its bubbles too")
+    p.add_argument("--python", metavar="PATH", help="interpreter (default: the active environment)")
+    p.add_argument("--all-interpreters", action="store_true", help="the bubbles of every interpreter")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("-q", "--quiet", action="count", default=0)
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.set_defaults(func=run)
@@ -51,34 +62,62 @@ def remove_bubble(store: Store, name: str, version: str, key: str | None) -> lis
     return removed
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
+def _confirm(name: str, versions: list[str], args) -> bool:
+    if args.yes:
+        return True
+    what = f"{_plural(len(versions), 'bubble')} of {name} ({', '.join(versions)})"
+    if not sys.stdin.isatty():
+        raise OmnipkgError(f"would remove {what}; not asking without a terminal", "pass -y to remove them")
+    return input(f"Remove {what}? [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _remove(store: Store, name: str, versions: list[str], key: str | None, args) -> None:
+    for version in versions:
+        removed = remove_bubble(store, name, version, key)
+        if removed and not args.quiet:
+            print(f"Removed bubble {name} {version} ({', '.join(removed)}); its files stay until `pip-omni gc`")
+
+
 def run(args) -> int:
     store = Store()
-    plain = []
+    interpreter = interpreters.resolve_python(store, args.python)
+    key = None if args.all_interpreters else interpreter.key
+    main = environment.installed(interpreter, store)
+    to_pip: list[str] = []
+    notes: list[str] = []
     for text in args.requirements:
         req = bubbles.parse_requirement(text)
-        pinned = [s.version for s in req.specifier if s.operator in ("==", "===")]
-        if not pinned:
-            plain.append(text)
-            continue
-        name, version = normalize(req.name), pinned[0]
-        interpreter = interpreters.resolve_python(store, args.python)
-        removed = remove_bubble(store, name, version, None if args.all_interpreters else interpreter.key)
-        if removed:
-            if not args.quiet:
-                print(f"Removed bubble {name} {version} ({', '.join(removed)}); "
-                      "its files stay until `pip-omni gc`")
-            continue
-        main = environment.installed(interpreter, store).get(name)
-        if main == version:
-            raise OmnipkgError(
-                f"{text!r} is installed in the main environment, not a bubble",
-                f"to remove it from main, run `pip-omni uninstall {name}` (handed to pip)",
-            )
-        raise OmnipkgError(f"no bubble {text!r} for {interpreter.key}",
-                           f"see what exists with `pip-omni show {name}`")
-    if plain:
-        from ..cli import pip_passthrough
-
-        extra = ["-y"] if args.yes else []
-        return pip_passthrough(["uninstall", *extra, *plain])
-    return 0
+        name = normalize(req.name)
+        versions = sorted({v for n, v, _k, _p in store.iter_bubbles(key)
+                           if n == name and req.specifier.contains(v, prereleases=True)})
+        if len(req.specifier):
+            if versions:
+                _remove(store, name, versions, key, args)
+                continue
+            if name in main and req.specifier.contains(main[name], prereleases=True):
+                raise OmnipkgError(
+                    f"{text!r} is installed in the main environment, not a bubble",
+                    f"to remove it from main, run `pip-omni uninstall {name}` (as pip)",
+                )
+            raise OmnipkgError(f"no bubble {text!r} for {interpreter.key}",
+                               f"see what exists with `pip-omni show {name}`")
+        if name in main or not versions:
+            to_pip.append(text)  # pip says "not installed" itself when nothing has it
+        if versions and (args.bubbles or name not in main):
+            if _confirm(name, versions, args):
+                _remove(store, name, versions, key, args)
+        elif versions:
+            notes.append(f"kept {_plural(len(versions), 'bubble')} of {name} ({', '.join(versions)}); "
+                         f"`pip-omni uninstall --bubbles {name}` removes them too")
+    status = 0
+    if to_pip or args.requirement:
+        files = [t for f in args.requirement for t in ("-r", f)]
+        status = pip.passthrough(["uninstall", *(["-y"] if args.yes else []), *["-q"] * args.quiet, *["-v"] * args.verbose, *args.pip_args, *to_pip, *files],
+                                 interpreter.executable)
+    for note in notes:
+        print(note, file=sys.stderr)
+    return status

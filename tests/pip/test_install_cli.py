@@ -113,7 +113,7 @@ def test_bubble_from_stored_dists_needs_no_pip(omni_venv, wheel, wheelhouse, tmp
     _install_main(omni_venv, wheelhouse, "cached==1.0")
     omni_venv.run("install", "--no-index", "-f", str(wheelhouse), "cached==2.0")
     omni_venv.run("uninstall", "cached==2.0")
-    logs = tmp_path / "state"
+    logs = tmp_path / "store" / "logs"
     before = sorted(p.name for p in logs.rglob("*.log"))
     for p in wheelhouse.iterdir():
         p.unlink()  # nothing left to fetch from
