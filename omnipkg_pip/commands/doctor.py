@@ -29,7 +29,7 @@ def register(sub) -> None:
                    "(from good copies or the wheel fetched again); nothing is deleted, it is set aside "
                    "under <store>/quarantine/")
     p.add_argument("--quick", action="store_true", help="check by stat only (sizes, links, times), no rehashing")
-    p.add_argument("--json", action="store_true", help="print the result as JSON (shape: omnipkg_pip/doctor.py)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (shape in the README)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="also list where each dist came from (its wheel's file name and sha256)")
     p.set_defaults(func=run)

@@ -53,7 +53,7 @@ def register(sub) -> None:
     s.add_argument("action", choices=("info", "export", "import", "push", "pull"))
     s.add_argument("args", nargs="*", metavar="FILE [NAME==VERSION ...]",
                    help="export: the archive to write and the bubbles to put in it (default: all of this "
-                   "interpreter); import: the archive to read (see omnipkg_pip/archive.py)")
+                   "interpreter); import: the archive to read")
     s.add_argument("--python", metavar="PATH", help="export: the bubbles of this interpreter")
     s.add_argument("--max-size", metavar="SIZE", help="import: refuse an archive that unpacks to more than "
                    "SIZE (default 8G; K, M, G, T)")
