@@ -221,9 +221,15 @@ def _is_tool_venv(prefix: str) -> bool:
     return any(os.path.exists(os.path.join(prefix, f)) for f in ("pipx_metadata.json", "uv-receipt.toml"))
 
 
-def is_environment(prefix: str) -> bool:
-    """Whether ``prefix`` is a virtual (or conda) environment rather than a base interpreter."""
-    return os.path.isfile(os.path.join(prefix, "pyvenv.cfg")) or os.path.isdir(os.path.join(prefix, "conda-meta"))
+def is_environment(interpreter) -> bool:
+    """Whether ``interpreter`` runs a virtual (or conda) environment rather than being a base interpreter.
+
+    Judged by ``pyvenv.cfg`` beside its ``bin/`` (the probe runs with ``-S``, where
+    ``sys.prefix`` is still the base one) or in its prefix, or ``conda-meta``.
+    """
+    venv = os.path.dirname(os.path.dirname(os.path.abspath(interpreter.executable)))
+    return any(os.path.isfile(os.path.join(p, "pyvenv.cfg")) for p in (venv, interpreter.prefix)) or os.path.isdir(
+        os.path.join(interpreter.prefix, "conda-meta"))
 
 
 def active_environment() -> tuple[str, str] | None:

@@ -75,7 +75,7 @@ def _clean_env() -> dict[str, str]:
 
 @functools.cache
 def _has_pip(python: str) -> bool:
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
+    if os.path.abspath(python) == os.path.abspath(sys.executable):  # not realpath: venvs link one binary
         return True
     probe = subprocess.run([python, "-c", "import importlib.util as u; raise SystemExit(u.find_spec('pip') is None)"],
                            capture_output=True, env=_clean_env())
