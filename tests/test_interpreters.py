@@ -81,6 +81,9 @@ def test_vanished_interpreter_is_reported_not_crashed_on(omni_venv, tmp_path):
 def test_swap_back_and_forth_keeps_every_command_working(omni_venv):
     a, b = need("3.9"), need("3.12")
     store = omni_venv.env["OMNIPKG_STORE"]
+    # The default applies where no environment is active: pip-omni as a pipx tool (a venv
+    # running pip-omni is otherwise main itself; tests/cli/test_environments.py).
+    (omni_venv.path / "pipx_metadata.json").write_text("{}")
     for _ in range(3):
         for version, path in (("3.9", a), ("3.12", b)):
             proc = omni_venv.run("swap", "python", version)
