@@ -43,7 +43,8 @@ def test_start_status_stop(daemons, capsys):
     proxy.execute("1")
     assert _cli("status", "--json") == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["pid"] == pid and status["config"] == {"idle_timeout": 30.0, "max_workers": 3, "zygotes": True}
+    assert status["pid"] == pid and status["config"] == {"idle_timeout": 30.0, "exit_timeout": 300.0,
+                                                              "max_workers": 3, "zygotes": True}
     (w,) = status["workers"]
     assert set(w) == {
         "id", "pid", "pins", "python", "python_version", "state", "via", "clients", "calls",

@@ -86,7 +86,7 @@ def test_status_describes_workers_and_zygotes(daemons):
     assert w["idle_seconds"] >= 0 and w["rss_bytes"] > 1_000_000
     (z,) = s["zygotes"]
     assert z["forks"] == 1 and _ppid(p.pid) == z["pid"]
-    assert set(s["config"]) == {"idle_timeout", "max_workers", "zygotes"}
+    assert set(s["config"]) == {"idle_timeout", "exit_timeout", "max_workers", "zygotes"}
 
 
 @linux_only
