@@ -7,8 +7,10 @@ never assumed:
 - pip logs: ``$OMNIPKG_LOG_DIR``, else ``<store>/logs`` (the newest 50 are kept);
 - interpreter facts: ``$OMNIPKG_CACHE_DIR/interpreters``, else ``<store>/cache/interpreters``.
 
-A store directory this user cannot write (a shared, read-only store) falls back to the
-user's log and cache directories (``platformdirs``).
+A store directory this user cannot or must not write (a shared, read-only store, one
+whose directories are links: ``store.check_writable``) falls back to the user's log and
+cache directories (``platformdirs``). Neither is store content: tests that fingerprint a
+store (``tests/conftest.py:store_state``) leave them out.
 """
 
 from __future__ import annotations
@@ -21,9 +23,17 @@ __all__ = ["log_dir", "cache_dir"]
 
 
 def _beside_store(sub: str, fallback) -> str:
+    from omnipkg_hook.errors import StoreError
+    from omnipkg_hook.store import Store, check_writable
+
     root = find_store()
-    if os.path.isdir(root) and not os.access(root, os.W_OK | os.X_OK):
-        return fallback()
+    if os.path.isdir(root):
+        if not os.access(root, os.W_OK | os.X_OK):
+            return fallback()
+        try:
+            check_writable(Store(root))  # another user's, or a directory of it a link: never written
+        except StoreError:
+            return fallback()
     return os.path.join(root, sub)
 
 

@@ -74,11 +74,17 @@ def tree_digest(*roots: os.PathLike, skip=("__pycache__",)) -> dict[str, str]:
     return out
 
 
+# pip-omni's own pip logs and interpreter facts, kept beside a store's content (omnipkg_pip/locations.py)
+BESIDE_THE_STORE = ("logs", os.path.join("cache", "interpreters"))
+
+
 def store_state(*roots: os.PathLike) -> dict[str, tuple]:
     """Every entry under ``roots`` -> (kind, sha256 or link target, mode, inode, nlink, uid).
 
     For hostile-input tests: equal before and after means nothing was written, replaced,
     re-linked, chmod'ed or chown'ed -- not even an object rewritten with the same bytes.
+    ``logs/`` and ``cache/interpreters/`` at a root are left out (not store content; a pip
+    log is what an error points to), and so is ``cache/`` when nothing else is in it.
     """
     out = {}
     for root in roots:
@@ -86,8 +92,13 @@ def store_state(*roots: os.PathLike) -> dict[str, tuple]:
         if not os.path.lexists(root):
             continue
         for dirpath, dirnames, filenames in os.walk(root):
+            rel = os.path.relpath(dirpath, root)
+            dirnames[:] = [d for d in dirnames if os.path.normpath(os.path.join(rel, d)) not in BESIDE_THE_STORE]
             for name in sorted(dirnames + filenames):
                 p = os.path.join(dirpath, name)
+                if rel == "." and name == "cache" and not os.listdir(p) or (
+                        rel == "." and name == "cache" and os.listdir(p) == ["interpreters"]):
+                    continue
                 st = os.lstat(p)
                 if os.path.islink(p):
                     body = ("link", os.readlink(p))
