@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 import sys
 
-from omnipkg_hook.errors import OmnipkgError
-
 __all__ = ["main", "COMMANDS", "PIP_COMMANDS", "error", "pip_passthrough", "build_parser"]
 
 # name -> (module under omnipkg_pip.commands, one line for `pip-omni help`)
@@ -123,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["--version"], ["-V"]):
         print(_version())
         return 0
+    argv = _command_first(argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     if first is None:
         if not argv or any(a in ("-h", "--help") for a in argv):
@@ -140,6 +139,19 @@ def main(argv: list[str] | None = None) -> int:
                                 "did you mean " + " or ".join(f"`pip-omni {c}`" for c in close) + "?")
         return pip_passthrough(argv)  # maybe a pip command newer than our list: pip says if not
     return _run(first, argv)
+
+
+def _command_first(argv: list[str]) -> list[str]:
+    """``--python X -v install y`` -> ``install --python X -v y``: pip's general options may come
+    before the command; moved after it, the command's parser (or pip, through it) reads them."""
+    from .pipopts import GENERAL_VALUES
+
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] not in ("-", "--"):
+        i += 2 if argv[i] in GENERAL_VALUES else 1
+    if i == 0 or i >= len(argv) or argv[i] not in COMMANDS:
+        return argv
+    return [argv[i], *argv[:i], *argv[i + 1:]]
 
 
 def _help(rest: list[str]) -> int:
@@ -196,9 +208,8 @@ def _run(command: str, argv: list[str]) -> int:
         if command in PIP_LIKE:
             from . import pipopts
 
-            at = argv.index(command) + 1
-            ours, pip_groups = pipopts.split(argv[at:], parser.omni_subparsers.choices[command], command)
-            argv = argv[:at] + ours
+            ours, pip_groups = pipopts.split(argv[1:], parser.omni_subparsers.choices[command], command)
+            argv = argv[:1] + ours
         args = _json_anywhere(parser, command, argv)
         args.pip_groups = pip_groups
         args.pip_args = [tok for group in pip_groups for tok in group]
@@ -206,6 +217,8 @@ def _run(command: str, argv: list[str]) -> int:
             parser.print_help()
             return 2
     verbose = getattr(args, "verbose", 0)
+    from omnipkg_hook.errors import OmnipkgError
+
     try:
         return int(args.func(args) or 0)
     except OmnipkgError as e:

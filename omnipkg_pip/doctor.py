@@ -81,6 +81,7 @@ from omnipkg_hook.store import (
 )
 
 from .mainenv import check_main
+from .text import plural
 
 __all__ = ["Problem", "Report", "Scanner", "check", "run", "KINDS"]
 
@@ -499,7 +500,7 @@ def check(store: Store, *, full: bool = True, scanner: Scanner | None = None, ma
             continue  # a download in progress (omnipkg_hook.store.DownloadDir), not a leftover
         report.leftovers.append(Problem("tmp-leftover", f"tmp/{entry}", "left by an interrupted writer"))
     if report.leftovers:
-        report.notes.append(f"{len(report.leftovers)} staging leftover(s) in tmp/ from interrupted writers: "
+        report.notes.append(f"{plural(len(report.leftovers), 'staging leftover')} in tmp/ from interrupted writers: "
                             "harmless; `pip-omni gc` or `doctor --repair` removes them")
     if main:
         problems, notes = check_main(store)
@@ -568,17 +569,17 @@ def format_result(result: dict) -> str:
     lines = [f"store {result['store']}: {result['mode']} check of {c['objects']} objects, {c['dists']} dists, "
              f"{c['bubbles']} bubbles ({result['seconds']:.2f} s)"]
     if result["problems"]:
-        lines.append(f"found {len(result['problems'])} problem(s):")
+        lines.append(f"found {plural(len(result['problems']), 'problem')}:")
         lines += ["  " + Problem(**p).line() for p in result["problems"]]
     if result["actions"]:
-        lines.append(f"did {len(result['actions'])} repair(s) (see above); nothing was deleted, "
+        lines.append(f"did {plural(len(result['actions']), 'repair')} (see above); nothing was deleted, "
                      "what was set aside is under quarantine/")
     if result["clean"]:
         lines.append("clean" if not result["problems"] else "clean now")
     else:
         left = result["remaining"]
         if result["actions"] or result["problems"] != left:
-            lines.append(f"{len(left)} problem(s) left:")
+            lines.append(f"{plural(len(left), 'problem')} left:")
             lines += ["  " + Problem(**p).line() for p in left]
         if any(p["kind"] != "main-env" for p in left) and not result["actions"]:
             lines.append("  hint: `pip-omni doctor --repair` repairs the store (and deletes nothing)")

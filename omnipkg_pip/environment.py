@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 
 from omnipkg_hook.errors import InterpreterError
@@ -17,6 +15,9 @@ def sys_path(interpreter) -> list[str]:
     """The interpreter's ``sys.path`` as a plain start gives it (no PYTHONPATH, no pins)."""
     if interpreter.is_current:
         return [p for p in sys.path if p]
+    import json
+    import subprocess
+
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "OMNIPKG_PINS", "PYTHONHOME")}
     try:
         out = subprocess.run(

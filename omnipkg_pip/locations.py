@@ -22,42 +22,29 @@ from omnipkg_hook.store import find_store
 __all__ = ["log_dir", "cache_dir"]
 
 
-def _beside_store(sub: str, fallback) -> str:
+def _where(variable: str, sub: str, user: str) -> str:
+    env = os.environ.get(variable)
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
     from omnipkg_hook.errors import StoreError
     from omnipkg_hook.store import Store, check_writable
 
     root = find_store()
     if os.path.isdir(root):
-        if not os.access(root, os.W_OK | os.X_OK):
-            return fallback()
         try:
+            if not os.access(root, os.W_OK | os.X_OK):
+                raise StoreError("read-only")
             check_writable(Store(root))  # another user's, or a directory of it a link: never written
         except StoreError:
-            return fallback()
+            import platformdirs
+
+            return getattr(platformdirs, user)("pip-omni", appauthor=False)
     return os.path.join(root, sub)
 
 
 def log_dir() -> str:
-    env = os.environ.get("OMNIPKG_LOG_DIR")
-    if env:
-        return os.path.abspath(os.path.expanduser(env))
-
-    def user() -> str:
-        import platformdirs
-
-        return platformdirs.user_log_dir("pip-omni", appauthor=False)
-
-    return _beside_store("logs", user)
+    return _where("OMNIPKG_LOG_DIR", "logs", "user_log_dir")
 
 
 def cache_dir() -> str:
-    env = os.environ.get("OMNIPKG_CACHE_DIR")
-    if env:
-        return os.path.abspath(os.path.expanduser(env))
-
-    def user() -> str:
-        import platformdirs
-
-        return platformdirs.user_cache_dir("pip-omni", appauthor=False)
-
-    return _beside_store("cache", user)
+    return _where("OMNIPKG_CACHE_DIR", "cache", "user_cache_dir")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from omnipkg_hook.errors import OmnipkgError
 
-__all__ = ["VALUE_OPTIONS", "INSTALL_ONLY", "split", "UsageError", "name_of"]
+__all__ = ["VALUE_OPTIONS", "GENERAL_VALUES", "INSTALL_ONLY", "split", "UsageError", "name_of"]
 
 
 class UsageError(OmnipkgError, ValueError):
@@ -25,6 +25,7 @@ class UsageError(OmnipkgError, ValueError):
 _GENERAL = {"--python", "--log", "--local-log", "--keyring-provider", "--proxy", "--retries", "--timeout",
             "--exists-action", "--trusted-host", "--cert", "--client-cert", "--cache-dir", "--use-feature",
             "--use-deprecated", "--resume-retries"}
+GENERAL_VALUES = frozenset(_GENERAL)  # pip's general options that take a value (any command)
 _INDEX = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--no-binary", "--only-binary",
           "--all-releases", "--only-final", "--uploaded-prior-to", "--refresh-package"}
 _SELECT = {"-r", "--requirement", "-c", "--constraint", "--progress-bar", "--src", "--group",

@@ -110,7 +110,15 @@ def _daemon_error(body) -> Exception:
 
 
 class DaemonClient:
-    """A connection to the daemon of one store (started on demand when ``start``)."""
+    """A connection to the daemon of one store (started on demand when ``start``).
+
+    Lifetime: a daemon this client starts is detached and outlives the script, so the next
+    script finds its warm workers. While a client is open the daemon stays; once it has had
+    no worker and no client for its exit timeout (``DaemonConfig.exit_timeout``, default
+    300 s, ``OMNIPKG_DAEMON_EXIT_TIMEOUT``; 0 = never) it exits by itself. Idle workers
+    leave after ``idle_timeout`` (default 600 s). ``close()`` ends this connection (the
+    daemon stays); ``stop()`` stops the daemon and its workers now.
+    """
 
     def __init__(
         self,

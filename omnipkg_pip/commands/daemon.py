@@ -53,6 +53,8 @@ from omnipkg_hook.workers.client import DaemonClient, daemon_pid, start_daemon
 from omnipkg_hook.workers.daemon import DaemonConfig
 from omnipkg_hook.workers.runtime import Paths
 
+from ..text import plural
+
 __all__ = ["register", "run"]
 
 NOT_RUNNING = 3
@@ -161,8 +163,8 @@ def _status(paths: Paths, as_json: bool) -> int:
         return 0
     print(
         f"daemon pid {status['pid']} for store {status['store']}: up {_secs(status['uptime_seconds'])}, "
-        f"{_plural(status['clients'], 'client')}, {_size(status['rss_bytes'])}; "
-        f"idle timeout {_secs(status['config']['idle_timeout'])}, at most {status['config']['max_workers']} workers"
+        f"{plural(status['clients'], 'client')}, {_size(status['rss_bytes'])}; "
+        f"idle timeout {_secs(status['config']['idle_timeout'])}, at most {plural(status['config']['max_workers'], 'worker')}"
     )
     rows = [("ID", "PID", "STATE", "VIA", "SESSIONS", "CALLS", "IDLE", "RSS", "PYTHON", "PINS")]
     for w in status["workers"]:
@@ -177,16 +179,12 @@ def _status(paths: Paths, as_json: bool) -> int:
         _table(rows)
     for z in status["zygotes"]:
         print(
-            f"zygote pid {z['pid']} for {', '.join(z['pins']) or '(no pins)'}: {_plural(z['forks'], 'fork')}, "
+            f"zygote pid {z['pid']} for {', '.join(z['pins']) or '(no pins)'}: {plural(z['forks'], 'fork')}, "
             f"{_size(z['rss_bytes'])}, preloaded {', '.join(z['preloaded']) or 'nothing'}"
         )
     for pins, reason in status["no_zygote"].items():
         print(f"no zygote for {pins}: {reason}")
     return 0
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' * (n != 1)}"
 
 
 def _table(rows) -> None:

@@ -224,8 +224,10 @@ def run_gc(args) -> int:
         print()
         return 0
     verb = "would remove" if args.dry_run else "removed"
-    print(f"{verb} {len(g['dists'])} dists, {len(g['objects'])} objects ({_mb(g['bytes'])}), "
-          f"{len(g['bins'])} script dirs, {len(g['tmp'])} staging leftovers")
+    from ..text import plural
+
+    print(f"{verb} {plural(len(g['dists']), 'dist')}, {plural(len(g['objects']), 'object')} ({_mb(g['bytes'])}), "
+          f"{plural(len(g['bins']), 'script dir')}, {plural(len(g['tmp']), 'staging leftover')}")
     for d in g["in_use"]:
         print(f"kept {os.path.relpath(d, store.root)}: in use by a running process (no bubble references it)")
     return 0

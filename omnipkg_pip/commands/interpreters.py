@@ -3,6 +3,7 @@
 ``python list --json`` shape::
 
     {"store": str, "default": str | null, "shims": str,
+     "main": {"python": str, "why": str},      # the environment commands act on here, and why
      "interpreters": [{"version": str, "path": str, "key": str, "source": str,
                        "default": bool, "bubbles": int, "status": "ok" | "missing"}]}
 """
@@ -69,12 +70,12 @@ def run_list(args) -> int:
     store = Store()
     rows = _rows(store)
     data = interpreters.registry(store)
+    python, why = interpreters.main_python(store)
     if args.json:
         json.dump({"store": store.root, "default": data.get("default"), "shims": store.bin,
-                   "interpreters": rows}, sys.stdout, indent=1)
+                   "main": {"python": python, "why": why}, "interpreters": rows}, sys.stdout, indent=1)
         print()
         return 0
-    python, why = interpreters.main_python(store)
     if not rows:
         print(f"no interpreters adopted; pip-omni acts on {why}:")
         print(f"  {python}")

@@ -33,11 +33,11 @@ import json
 import os
 import sys
 
-from omnipkg_hook._pep440 import InvalidVersion, Version
 from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import Store, main_versions, normalize, read_manifest
 
 from .. import environment, interpreters
+from ..text import plural
 
 __all__ = ["register", "bubble_rows"]
 
@@ -66,6 +66,8 @@ def register(sub) -> None:
 
 
 def _vkey(v: str):
+    from omnipkg_hook._pep440 import InvalidVersion, Version  # only where there is something to sort
+
     try:
         return (0, Version(v))
     except InvalidVersion:
@@ -126,9 +128,9 @@ def run_list(args) -> int:
         return 0
     extra = [k for k in ("latest_version", "latest_filetype", "editable_project_location") if any(k in m for m in main)]
     rows = [(m["name"], m["version"], "main", *(str(m.get(k, "")) for k in extra)) for m in main]
-    rows += [(b["name"], b["version"], f"bubble ({b['dists']} dist{'s' * (b['dists'] != 1)})"
+    rows += [(b["name"], b["version"], f"bubble ({plural(b['dists'], 'dist')})"
               + (f" [{b['interpreter']}]" if args.all_interpreters else ""), *([""] * len(extra))) for b in bubbles]
-    rows.sort(key=lambda r: (normalize(r[0]), r[2] != "main", _vkey(r[1])))
+    rows.sort(key=lambda r: (normalize(r[0]), r[2] != "main") + ((_vkey(r[1]),) if r[2] != "main" else ()))
     titles = {"latest_version": "Latest", "latest_filetype": "Type", "editable_project_location": "Editable project location"}
     header = ("Package", "Version", "Where", *(titles[k] for k in extra))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

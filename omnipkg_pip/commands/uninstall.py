@@ -20,6 +20,7 @@ from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import Store, WriteLock, make_tmpdir, normalize
 
 from .. import bubbles, environment, interpreters, pip
+from ..text import plural
 
 __all__ = ["register", "remove_bubble"]
 
@@ -62,14 +63,10 @@ def remove_bubble(store: Store, name: str, version: str, key: str | None) -> lis
     return removed
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' * (n != 1)}"
-
-
 def _confirm(name: str, versions: list[str], args) -> bool:
     if args.yes:
         return True
-    what = f"{_plural(len(versions), 'bubble')} of {name} ({', '.join(versions)})"
+    what = f"{plural(len(versions), 'bubble')} of {name} ({', '.join(versions)})"
     if not sys.stdin.isatty():
         raise OmnipkgError(f"would remove {what}; not asking without a terminal", "pass -y to remove them")
     return input(f"Remove {what}? [y/N] ").strip().lower() in ("y", "yes")
@@ -111,7 +108,7 @@ def run(args) -> int:
             if _confirm(name, versions, args):
                 _remove(store, name, versions, key, args)
         elif versions:
-            notes.append(f"kept {_plural(len(versions), 'bubble')} of {name} ({', '.join(versions)}); "
+            notes.append(f"kept {plural(len(versions), 'bubble')} of {name} ({', '.join(versions)}); "
                          f"`pip-omni uninstall --bubbles {name}` removes them too")
     status = 0
     if to_pip or args.requirement:

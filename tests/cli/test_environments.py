@@ -23,6 +23,9 @@ def test_virtual_env_is_main_and_the_swap_default_does_not_take_it_over(omni_ven
     env = {"VIRTUAL_ENV": str(other)}
     assert json.loads(omni_venv.run("list", "--json", env=env).stdout)["interpreter"]["executable"] == str(
         other / "bin" / "python")
+    # --python names it too, also before the command, as pip's general option
+    named = json.loads(omni_venv.cli("--python", str(other / "bin" / "python"), "list", "--json").stdout)
+    assert named["interpreter"]["executable"] == str(other / "bin" / "python")
     wheel("venvpkg", "1.0")
     omni_venv.run("install", "--no-index", "-f", str(wheelhouse), "venvpkg", env=env)
     assert list(other.glob("lib/python3.*/site-packages/venvpkg"))
@@ -33,6 +36,8 @@ def test_virtual_env_is_main_and_the_swap_default_does_not_take_it_over(omni_ven
     assert "the virtual environment running pip-omni is active" in proc.stderr
     listing = json.loads(omni_venv.run("list", "--json").stdout)
     assert listing["interpreter"]["executable"] == str(omni_venv.python)
+    assert json.loads(omni_venv.cli("python", "list", "--json").stdout)["main"] == {
+        "python": str(omni_venv.python), "why": "the virtual environment running pip-omni"}
     # pip-omni installed as a pipx tool, nothing active: the default is main
     (omni_venv.path / "pipx_metadata.json").write_text("{}")
     assert json.loads(omni_venv.run("list", "--json").stdout)["interpreter"]["executable"] == str(other / "bin" / "python")

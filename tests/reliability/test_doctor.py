@@ -256,7 +256,7 @@ def test_cli_exit_codes_and_json(stored, capsys, monkeypatch):
     assert json.loads(_cli(capsys, "--quick", "--json")[1])["mode"] == "quick"
     code, out, _ = _cli(capsys)
     assert code == 1 and out.splitlines()[1:] == [
-        "found 2 problem(s):",
+        "found 2 problems:",
         "  file-extra      dists/omt-app/1.0/py3-none-any: omt_app/evil.py: no manifest lists it",
         "  file-missing    dists/omt-app/1.0/py3-none-any: omt_app/sub.py: missing",
         "  hint: `pip-omni doctor --repair` repairs the store (and deletes nothing)",
