@@ -22,15 +22,16 @@ machine is shared: read the ratios, not the absolute figures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_scripts import _stats, _venv, parse_args, user_env  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VERSIONS = ("13.4.2", "13.5.3", "13.7.1")
@@ -82,11 +83,6 @@ def tests(session, rich):
 """
 
 
-def _stats(xs: list[float]) -> dict:
-    xs = sorted(xs)
-    return {"median": statistics.median(xs), "min": xs[0], "max": xs[-1], "n": len(xs)}
-
-
 def _fmt(s: dict) -> str:
     return f"{s['median']:8.2f} s  (min {s['min']:.2f}, max {s['max']:.2f}, n={s['n']})"
 
@@ -101,30 +97,14 @@ def _run(cmd, env, cwd) -> float:
     return took
 
 
-def _venv(path: str, *packages: str, env: dict) -> str:
-    subprocess.run([sys.executable, "-m", "venv", path], check=True, capture_output=True)
-    proc = subprocess.run([os.path.join(path, "bin", "python"), "-m", "pip", "install", "-q",
-                           "--disable-pip-version-check", *packages], env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"bench_matrix: installing {packages} failed:\n{proc.stderr[-3000:]}")
-    return os.path.join(path, "bin")
-
-
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--reps", type=int, default=5, help="warm repetitions (default 5)")
-    ap.add_argument("--cold-reps", type=int, default=1, help="cold repetitions (network; default 1)")
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    args = ap.parse_args()
-
+    args = parse_args(__doc__, 5, 1)
     work = tempfile.mkdtemp(prefix="bench-matrix-")
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "OMNIPKG_PINS", "VIRTUAL_ENV")}
+    base = user_env()
     try:
         print("bench_matrix: setting up venvs (pip-omni + pytest, tox, nox, uv) from the index ...", file=sys.stderr)
-        omni = _venv(os.path.join(work, "omni"), ROOT, "pytest", env=base)
-        tools = _venv(os.path.join(work, "tools"), "tox", "nox", "uv", env=base)
+        omni = os.path.dirname(_venv(os.path.join(work, "omni"), ROOT, "pytest", env=base))
+        tools = os.path.dirname(_venv(os.path.join(work, "tools"), "tox", "nox", "uv", env=base))
         proj = os.path.join(work, "proj")
         os.makedirs(os.path.join(proj, "tests"))
         with open(os.path.join(proj, "tests", "test_gen.py"), "w") as f:

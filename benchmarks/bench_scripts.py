@@ -74,18 +74,26 @@ def _venv(path: str, *packages: str, env: dict) -> str:
     return py
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--reps", type=int, default=15, help="warm repetitions (default 15)")
-    ap.add_argument("--cold-reps", type=int, default=3, help="cold repetitions (network; default 3)")
+def parse_args(doc: str, reps: int, cold_reps: int):
+    """The options every tool-comparison benchmark takes (bench_matrix.py too)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=reps, help=f"warm repetitions (default {reps})")
+    ap.add_argument("--cold-reps", type=int, default=cold_reps, help=f"cold repetitions (network; default {cold_reps})")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    work = tempfile.mkdtemp(prefix="bench-scripts-")
-    # What a user's shell has: .pyc written, no pins, no PYTHONPATH.
-    base = {k: v for k, v in os.environ.items()
+
+def user_env() -> dict:
+    """What a user's shell has: .pyc written, no pins, no PYTHONPATH, no active venv."""
+    return {k: v for k, v in os.environ.items()
             if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "OMNIPKG_PINS", "VIRTUAL_ENV")}
+
+
+def main() -> int:
+    args = parse_args(__doc__, 15, 3)
+    work = tempfile.mkdtemp(prefix="bench-scripts-")
+    base = user_env()
     try:
         print("bench_scripts: setting up venvs (pip-omni, uv, pipx, plain) from the index ...", file=sys.stderr)
         omni = _venv(os.path.join(work, "omni"), ROOT, env=base)

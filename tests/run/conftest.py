@@ -21,3 +21,10 @@ def venv_with_pytest(omni_venv):
             if not (deps / p.name).exists():
                 (deps / p.name).symlink_to(p)
     return omni_venv
+
+
+@pytest.fixture
+def libs(wheel):
+    """``lib`` 1.0, 2.0 and 3.0 in the wheelhouse (``lib.V``, ``lib.version()``)."""
+    for v in ("1.0", "2.0", "3.0"):
+        wheel("lib", v, files={"lib/__init__.py": f"V = {v!r}\ndef version():\n    return V\n"})

@@ -6,8 +6,6 @@ import json
 import os
 import sys
 
-import pytest
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 from conftest import tree_digest  # noqa: E402
 from test_interpreters import need  # noqa: E402
@@ -20,12 +18,6 @@ import sys, lib
 print("lib", lib.V, "on", "%d.%d" % sys.version_info[:2])
 sys.exit(1 if (lib.V, "%d.%d" % sys.version_info[:2]) == ("2.0", {other!r}) else 0)
 """
-
-
-@pytest.fixture
-def libs(wheel):
-    for v in ("1.0", "2.0", "3.0"):
-        wheel("lib", v, files={"lib/__init__.py": f"V = {v!r}\n"})
 
 
 def test_three_versions_two_interpreters_one_cell_fails(omni_venv, libs, wheelhouse, tmp_path):

@@ -7,27 +7,7 @@ import os
 import subprocess
 import xml.etree.ElementTree as ET
 
-import pytest
-
-SUITE = """\
-import lib, pytest
-
-def test_always():
-    pass
-
-def test_not_two():
-    assert lib.V != "2.0"
-
-@pytest.mark.skipif(lib.V == "1.0", reason="not on 1.0")
-def test_skip_on_one():
-    pass
-"""
-
-
-@pytest.fixture
-def libs(wheel):
-    for v in ("1.0", "2.0", "3.0"):
-        wheel("lib", v, files={"lib/__init__.py": f"V = {v!r}\ndef version():\n    return V\n"})
+from run.test_matrix import SUITE  # the same three tests: always, not on 2.0, skipped on 1.0
 
 
 def _pytest(venv, *args, cwd, env=None):
