@@ -30,11 +30,11 @@ def test_matrix_results_grid_and_junit(venv_with_pytest, libs, wheelhouse, tmp_p
     assert grid[1].split() == ["test", "lib=1.0", "lib=2.0"]
     assert grid[2].split() == ["suite/test_lib.py::test_not_two", "passed", "FAILED"]
     cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
-    assert sorted(cases) == sorted(f"{t}[lib={v}]" for t in ("test_always", "test_not_two", "test_skip_on_one")
+    assert sorted(cases) == sorted(f"{t}[lib={v}]" for t in ("test_always", "test_not_two", "test_skipped_on_main")
                                    for v in ("1.0", "2.0"))
     failed = sorted(n for n, c in cases.items() if c.find("failure") is not None)
     assert failed == ["test_not_two[lib=2.0]"]
-    assert cases["test_skip_on_one[lib=1.0]"].find("skipped") is not None
+    assert cases["test_skipped_on_main[lib=1.0]"].find("skipped") is not None
 
 
 def test_matrix_offline_refuses_and_names_the_command(venv_with_pytest, libs, tmp_path):
