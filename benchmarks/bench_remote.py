@@ -98,9 +98,10 @@ def _payloads(n: int) -> dict[str, bytes]:
 
 
 def _boto3(endpoint: str, bucket: str, data: dict) -> dict:
+    from concurrent.futures import ThreadPoolExecutor
+
     import boto3
     import botocore.config
-    from concurrent.futures import ThreadPoolExecutor
 
     c = boto3.client("s3", endpoint_url=endpoint, config=botocore.config.Config(max_pool_connections=16), **_creds())
     out = {}

@@ -66,7 +66,8 @@ def register(sub) -> None:
 
 
 def _vkey(v: str):
-    from omnipkg_hook._pep440 import InvalidVersion, Version  # only where there is something to sort
+    # imported only where there is something to sort
+    from omnipkg_hook._pep440 import InvalidVersion, Version
 
     try:
         return (0, Version(v))

@@ -60,10 +60,10 @@ def test_pytest_and_xdist_workers_run_the_pinned_plugin(real, tmp_path):
 def test_zope_interface_runs_the_pinned_version_beside_mains_nspkg_pth(real):
     site = str(real.site)
     assert any(p.name.endswith("-nspkg.pth") and p.name.startswith("zope.interface") for p in real.site.iterdir())
-    code = """\
+    code = f"""\
         import importlib.metadata as md, sys, zope.interface
-        print(zope.interface.__file__.startswith(%r), md.version("zope.interface"))
-        """ % real.store
+        print(zope.interface.__file__.startswith({real.store!r}), md.version("zope.interface"))
+        """
     for _ in range(2):  # resolved, then cached
         assert _py(real, code, "zope.interface==7.2").stdout.split() == ["True", "7.2"]
     proc = _py(real, "import omnipkg_hook; omnipkg_hook.pin('zope.interface==7.2')\n" + textwrap.dedent(code))
@@ -105,11 +105,11 @@ def test_pinning_pluggy_1_0_names_main_pytest_and_why_lists_it(real):
 
 
 def test_ninja_binary_from_data_scripts_is_the_pinned_one_on_path(real):
-    code = """\
+    code = f"""\
         import subprocess, ninja
         print(ninja.__version__, subprocess.run(["ninja", "--version"], capture_output=True, text=True).stdout.strip())
-        print(ninja.BIN_DIR.startswith(%r))
-        """ % real.store
+        print(ninja.BIN_DIR.startswith({real.store!r}))
+        """
     pinned = _py(real, code, "ninja==1.13.0").stdout.split()
     assert pinned[0] == "1.13.0" and pinned[1].startswith("1.13.0"), pinned  # "1.13.0.git.kitware..."
     # ninja 1.13 finds its own binary through sysconfig.get_path("scripts"): main's (documented).

@@ -52,7 +52,7 @@ def test_four_processes_push_and_pull_the_same_bubbles_at_once(remote, wheels, t
              for action, root in [("pull", target.root), ("push", sources[0].root),
                                   ("pull", target.root), ("push", sources[1].root)]]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     pushes = [json.loads(outs[i][0]) for i in (1, 3)]
     # Each bubble was published on the remote by exactly one pusher; the other found it there.
@@ -128,9 +128,8 @@ def test_a_pull_killed_mid_way_leaves_the_store_clean(stored, remote, tmp_path, 
 @needs_moto
 def test_wrong_credentials_are_one_line(stored, moto_endpoint, aws_env, tmp_path):
     """With moto checking signatures: the right key pushes, a wrong secret is refused in one line."""
-    from moto import settings
-
     import boto3
+    from moto import settings
 
     admin = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                                   region_name="us-east-1")
