@@ -1,4 +1,4 @@
-"""Shared by the trust-config hostile-input tests: a small store, the CLI run as root or as
+"""Shared by the configuration, archive and filesystem hostile-input tests: a small store, the CLI run as root or as
 ``nobody``, a read-only bind mount, and the "one line + hint" check.
 
 Every hostile case counts itself with :func:`tried`:
