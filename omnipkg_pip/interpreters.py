@@ -260,9 +260,25 @@ def main_python(store: Store, spec: str | None = None) -> tuple[str, str]:
     if default:
         return default, "the default (`pip-omni swap python`)"
     if _is_tool_venv(sys.prefix):
-        return getattr(sys, "_base_executable", None) or os.path.realpath(sys.executable), \
-            "the Python pip-omni's tool environment was made from"
+        return _base_python(), "the Python pip-omni's tool environment was made from"
     return sys.executable, "the interpreter running pip-omni"
+
+
+def _base_python() -> str:
+    """The base interpreter of the venv running pip-omni.
+
+    ``sys._base_executable`` names it on 3.11+; before that it is the venv's own ``python``
+    on POSIX, so fall back to ``<base_prefix>/bin/pythonX.Y`` and then to the venv python's
+    resolved link (venvs link to their base interpreter on Linux and macOS).
+    """
+    base = getattr(sys, "_base_executable", None)
+    prefix = os.path.join(os.path.abspath(sys.prefix), "")
+    if base and not os.path.abspath(base).startswith(prefix):
+        return base
+    candidate = os.path.join(sys.base_prefix, "bin", "python{}.{}".format(*sys.version_info[:2]))
+    if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        return candidate
+    return os.path.realpath(sys.executable)
 
 
 def resolve_python(store: Store, spec: str | None):
