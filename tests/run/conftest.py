@@ -15,7 +15,7 @@ def venv_with_pytest(omni_venv):
     deps = omni_venv.path / "omni-test-deps"
     wanted = ["pytest", "pluggy", "iniconfig", "pygments"]
     if sys.version_info < (3, 11):
-        wanted += ["exceptiongroup", "tomli"]
+        wanted += ["exceptiongroup", "tomli", "typing_extensions"]  # exceptiongroup needs it on 3.9
     for name in wanted:
         for p in _dist_paths(name):
             if not (deps / p.name).exists():
