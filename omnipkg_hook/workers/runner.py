@@ -91,6 +91,10 @@ def execute(target: list[str], source: bytes | None = None) -> int:
         code_text, args = rest[0], rest[1:]
         sys.argv = ["-c", *args]
         _set_path0("")
+        if sys.version_info >= (3, 13):  # python -c shows the source lines of "<string>" in tracebacks
+            import linecache
+
+            linecache.cache["<string>"] = (len(code_text), None, code_text.splitlines(True), "<string>")
         return _guarded(lambda: compile(code_text, "<string>", "exec", dont_inherit=True), _fresh_main())
     if mode == "-m":
         module, args = rest[0], rest[1:]
