@@ -114,7 +114,7 @@ class Bench:
         sys.path.insert(0, os.path.join(REPO, "tests"))
         from wheelmaker import make_wheel
 
-        from omnipkg_pip.bubbles import bubble_from_wheels
+        from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
         for version in self.versions:
             files = {"omtbench/__init__.py": f"VERSION = {version!r}\n"}

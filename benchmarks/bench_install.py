@@ -78,7 +78,9 @@ _API_STORED = r"""
 import json, sys, time
 from packaging.utils import canonicalize_name
 from omnipkg_hook.store import Store
-from omnipkg_pip import bubbles, environment, interp
+from omnipkg_pip import environment
+from omnipkg_pip.pythons import interp
+from omnipkg_pip.writers import bubbles
 from omnipkg_pip.commands.uninstall import remove_bubble
 store = Store()
 interpreter = interp.current()
@@ -98,7 +100,9 @@ print(json.dumps({"seconds": dt, "removed": removed,
 _PHASES = r"""
 import glob, json, os, resource, shutil, sys, tempfile, time
 from omnipkg_hook.store import Store
-from omnipkg_pip import bubbles, bytecode, environment, interp, pip, progress
+from omnipkg_pip import environment, pip, progress
+from omnipkg_pip.pythons import interp
+from omnipkg_pip.writers import bubbles, bytecode
 progress.set_quiet(True)
 store = Store()
 interpreter = interp.current()

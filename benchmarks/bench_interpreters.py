@@ -29,7 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from omnipkg_hook.store import Store  # noqa: E402
-from omnipkg_pip import interpreters  # noqa: E402
+from omnipkg_pip.pythons import interpreters  # noqa: E402
 
 
 def _stats(xs: list[float]) -> dict:

@@ -120,7 +120,7 @@ def make_bubbles(store: str, names: list[str]) -> list[str]:
     from wheelmaker import make_wheel
 
     from omnipkg_hook.store import Store
-    from omnipkg_pip.bubbles import bubble_from_wheels
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
     heavy = ("import asyncio, decimal, email.mime.multipart, json, http.client, logging.handlers, "
              "xml.etree.ElementTree, urllib.request, tarfile, zipfile, unittest, argparse, csv\n")

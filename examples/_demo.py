@@ -120,7 +120,7 @@ def _greeting(version: str) -> dict:
 
 def _offline() -> Demo:
     from omnipkg_hook.store import Store
-    from omnipkg_pip.bubbles import bubble_from_wheels
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
     root = tempfile.mkdtemp(prefix="pip-omni-example-")
     atexit.register(shutil.rmtree, root, True)

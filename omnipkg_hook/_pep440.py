@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 # ``typing`` and ``collections.abc`` are not imported: they cost more than the whole of a
-# warm bubble's work (omnipkg_pip.bubbles uses this module).
+# warm bubble's work (omnipkg_pip.writers.bubbles uses this module).
 
 __all__ = ["InvalidVersion", "InvalidSpecifier", "Version", "parse_version", "SpecifierSet"]
 

@@ -3,7 +3,7 @@
 Standard library only, and kept parseable by old interpreters (3.7: no walrus, no ``match``),
 because it runs in two ways:
 
-- imported, for the running interpreter (``omnipkg_pip.interp.current()``);
+- imported, for the running interpreter (``omnipkg_pip.pythons.interp.current()``);
 - as a script, ``python -I -S .../omnipkg_hook/_tags.py``, inside *another* interpreter,
   which then has nothing but its own standard library on ``sys.path`` (``-I`` keeps the
   script's directory off it, ``-S`` its site-packages). It prints :func:`facts` as JSON.
@@ -373,7 +373,7 @@ def interpreter_key():
 
 
 def facts(tags=True):
-    """Everything :class:`omnipkg_pip.interp.Interpreter` holds, as plain data."""
+    """Everything :class:`omnipkg_pip.pythons.interp.Interpreter` holds, as plain data."""
     return {
         "executable": sys.executable,
         "version": platform.python_version(),

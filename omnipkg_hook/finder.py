@@ -14,7 +14,7 @@ It answers only for what :mod:`omnipkg_hook.pins` routed:
   pip-omni compiles at install only what the bubble routes then) imports from its sources,
   compiled in memory: the first import from it puts a path hook in front whose loader
   never writes a ``.pyc``, so no process writes into the store without the writer lock.
-  ``pip-omni install`` compiles it later (``omnipkg_pip.bytecode.compile_pending``).
+  ``pip-omni install`` compiles it later (``omnipkg_pip.writers.bytecode.compile_pending``).
 - Other finders that ask ``PathFinder`` themselves (pytest's assertion rewriter at
   ``sys.meta_path[0]``, setuptools' editable finders, ``-nspkg.pth`` lines, import
   profilers) would find the main environment's copy on ``sys.path``. So the path-entry

@@ -1,6 +1,6 @@
 """The standard library's top-level module names, for every Python pip-omni supports.
 
-A bubble must never shadow the standard library: :mod:`omnipkg_pip.bubbles` leaves out of a
+A bubble must never shadow the standard library: :mod:`omnipkg_pip.writers.bubbles` leaves out of a
 bubble's routes every top-level name of a dist that is a standard-library module of the
 bubble's interpreter (``json/``, ``typing.py``), as Python itself does for a plain install
 (the standard library comes first on ``sys.path``). The interpreter may be another one

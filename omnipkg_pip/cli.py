@@ -25,7 +25,7 @@ COMMANDS = {
     "uninstall": ("uninstall", "remove from the environment (as pip) and bubbles"),
     "why": ("why", "which directory serves an import name under pins, and why"),
     "gc": ("gc", "remove dists and objects no bubble references"),
-    "store": ("gc", "the store: info, export, import, push, pull"),
+    "store": ("store", "the store: info, export, import, push, pull"),
     "doctor": ("doctor", "check the store; repair it on request"),
     "daemon": ("daemon", "start, stop or inspect the worker daemon"),
     "python": ("interpreters", "adopt, list and forget interpreters"),

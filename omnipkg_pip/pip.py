@@ -44,7 +44,7 @@ def target_python() -> str:
     """The interpreter of the main environment (``interpreters.main_python``), not probed."""
     from omnipkg_hook.store import Store
 
-    from .interpreters import main_python
+    from .pythons.interpreters import main_python
 
     return main_python(Store())[0]
 

@@ -49,7 +49,7 @@ def pytest_configure(config) -> None:
         os.environ.pop(REPORT_FD)
         config.pluginmanager.register(_Child(config, int(fd)), "omnipkg-child")
     elif config.getoption("omnipkg_matrix", None):
-        from ._matrix_session import MatrixSession
+        from .run._matrix_session import MatrixSession
 
         config.pluginmanager.register(MatrixSession(config), "omnipkg-matrix")
 

@@ -10,9 +10,9 @@ import os
 import subprocess
 import sys
 
-from omnipkg_pip import interp
-from omnipkg_pip.bubbles import bubble_from_wheels
 from omnipkg_pip.commands import _demo_heal
+from omnipkg_pip.pythons import interp
+from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
 FILES = {"healme/__init__.py": "from healme.a import A\n", "healme/a.py": "A = 'a'\n",
          "healme/b.py": "B = 'b'\n"}

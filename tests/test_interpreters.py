@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from omnipkg_pip import interpreters
+from omnipkg_pip.pythons import interpreters
 
 
 def _find(version: str) -> str | None:
@@ -168,7 +168,8 @@ def test_a_39_worker_called_from_here_runs_39_with_39_bubbles(store, wheel, whee
     import tempfile
 
     from omnipkg_hook.workers import DaemonClient, DaemonProxy, WorkerPool
-    from omnipkg_pip import bubbles, interp
+    from omnipkg_pip.pythons import interp
+    from omnipkg_pip.writers import bubbles
 
     path = need("3.9")
     if CURRENT == "3.9":

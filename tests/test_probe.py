@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from omnipkg_hook.errors import InterpreterError
-from omnipkg_pip import interp
+from omnipkg_pip.pythons import interp
 
 PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
 

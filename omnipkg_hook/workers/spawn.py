@@ -75,7 +75,7 @@ def resolve_python(python: str | None) -> str:
 
     A version (``"3.9"``, ``"3.12.1"``) names an interpreter adopted with
     ``pip-omni python adopt``: the store's ``interpreters.json`` is read here with the
-    standard library (the format is documented in ``omnipkg_pip/interpreters.py``), the
+    standard library (the format is documented in ``omnipkg_pip/pythons/interpreters.py``), the
     highest matching version whose executable still exists wins.
     """
     exe = sys.executable

@@ -25,7 +25,8 @@ import time
 from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import Store
 
-from .. import environment, interp
+from .. import environment
+from ..pythons import interp
 from . import _demo_heal
 
 __all__ = ["register", "run"]

@@ -2,7 +2,7 @@
 
 Exit status 0 when nothing is wrong (or, with ``--repair``, nothing is left wrong), 1
 otherwise. The checks, the repairs and the ``--json`` shape are described in
-:mod:`omnipkg_pip.doctor` and :mod:`omnipkg_pip.healing`.
+:mod:`omnipkg_pip.integrity.doctor` and :mod:`omnipkg_pip.integrity.healing`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 
 from omnipkg_hook.store import Store
 
-from .. import doctor
+from ..integrity import checkup
 
 __all__ = ["register", "run"]
 
@@ -49,14 +49,14 @@ def _printer():
 
 def run(args) -> int:
     store = Store()
-    result = doctor.run(store, repair=args.repair, full=not args.quick, log=None if args.json else _printer())
+    result = checkup.run(store, repair=args.repair, full=not args.quick, log=None if args.json else _printer())
     if args.json:
         json.dump(result, sys.stdout, indent=1)
         print()
     else:
-        print(doctor.format_result(result))
+        print(checkup.format_result(result))
         if args.verbose:
-            print(doctor.format_sources(result))
+            print(checkup.format_sources(result))
         for note in result["notes"]:
             print(f"note: {note}")
     return 0 if result["clean"] else 1

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from omnipkg_hook.store import Store
 
-from .. import interpreters, pip
+from .. import pip
+from ..pythons import interpreters
 
 __all__ = ["register", "run", "bubble_lines"]
 

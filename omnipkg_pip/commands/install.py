@@ -32,8 +32,10 @@ import sys
 from omnipkg_hook.errors import OmnipkgError, PipError
 from omnipkg_hook.store import Store, normalize
 
-from .. import bubbles, bytecode, environment, interpreters, pipopts, progress, reqfiles
+from .. import environment, pipopts, progress, reqfiles
+from ..pythons import interpreters
 from ..text import plural
+from ..writers import bubbles, bytecode
 from . import remote
 
 __all__ = ["register", "run", "Row"]

@@ -18,7 +18,7 @@ import time
 from omnipkg_hook.errors import InterpreterError
 from omnipkg_hook.store import Store
 
-from .. import interpreters
+from ..pythons import interpreters
 
 __all__ = ["register"]
 

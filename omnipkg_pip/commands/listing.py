@@ -36,7 +36,8 @@ import sys
 from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import Store, main_versions, normalize, read_manifest
 
-from .. import environment, interpreters
+from .. import environment
+from ..pythons import interpreters
 from ..text import plural
 
 __all__ = ["register", "bubble_rows"]

@@ -1,6 +1,6 @@
 """``pip-omni store push|pull [REMOTE] [NAME==VERSION ...]``, and the remote step of ``install``.
 
-``store`` itself is registered in :mod:`omnipkg_pip.commands.gc`, which hands push and pull
+``store`` itself is registered in :mod:`omnipkg_pip.commands.store`, which hands push and pull
 here. REMOTE is ``s3://bucket/prefix`` or ``file:///path``; without it, the configured
 remote (``--remote``, ``OMNIPKG_REMOTE``, ``[tool.omnipkg] remote``). See
 :mod:`omnipkg_pip.remote`.
@@ -40,7 +40,7 @@ def run(args) -> int:
                            "e.g. pip-omni store push s3://bucket/ci, or set OMNIPKG_REMOTE")
     key = main = None
     if args.python:
-        from .. import interpreters
+        from ..pythons import interpreters
 
         key = interpreters.resolve_python(Store(), args.python).key
     else:  # this interpreter's main environment, so what it serves is not compiled (as install)

@@ -10,7 +10,7 @@ or ``-`` (the script on stdin) belongs to the child, as with ``python``. One int
 the child gets the real terminal and stdin, its exit status is pip-omni's, nothing is
 added to its output; under the interpreter pip-omni runs on it runs in pip-omni's own
 process (no second interpreter, no pip, no ``packaging``). Several cells (interpreters
-and ``--matrix`` values): see :mod:`omnipkg_pip.matrix`. Requirements of the script block,
+and ``--matrix`` values): see :mod:`omnipkg_pip.run.matrix`. Requirements of the script block,
 ``--with`` and ``--pin`` are satisfied from main when main satisfies them, else from the
 store, else a bubble is made on demand (``--offline`` refuses); nothing is installed into
 main. ``#!/usr/bin/env -S pip-omni run`` works as a shebang line.
@@ -198,13 +198,13 @@ def run(opts: Options) -> int:
     source = _read_source(target)
     meta = None
     if source is not None:
-        from .. import pep723
+        from ..run import pep723
 
         if pep723.has_block(source):
             meta = pep723.read_cached(source, "<stdin>" if target[0] == "-" else target[0], root)
     texts = _requirements(opts, meta)
     if opts.matrix or len(_python_specs(opts)) > 1 or opts.table or opts.json:
-        from .. import matrix
+        from ..run import matrix
 
         return matrix.main(opts, _store(root), texts, meta, source)
     python = _choose_python(root, _python_specs(opts), meta)
@@ -255,11 +255,11 @@ def _here_is_default(root: str) -> bool:
 
 
 def _choose_python(root: str, specs: list[str], meta):
-    """None for the running interpreter, else the :class:`~omnipkg_pip.interp.Interpreter`."""
+    """None for the running interpreter, else the :class:`~omnipkg_pip.pythons.interp.Interpreter`."""
     wanted = meta.requires_python if meta is not None else None
     if not specs and _here_is_default(root) and (wanted is None or _fits(meta, _here_version())):
         return None
-    from .. import interpreters
+    from ..pythons import interpreters
 
     store = _store(root)
     if specs:
@@ -291,7 +291,7 @@ def _satisfies(spec: str, version: str) -> bool:
 
 def _pick_for(store, wanted: str, default, meta):
     """The newest adopted interpreter that satisfies ``requires-python``, or a clear error."""
-    from .. import interp, interpreters
+    from ..pythons import interp, interpreters
 
     records = interpreters.registry(store)["interpreters"]
     fits = [r for r in records if _satisfies(wanted, r["version"]) and os.path.exists(r["path"])]
@@ -314,7 +314,7 @@ def _run_here(root: str, texts: list[str], target: list[str], source, opts: Opti
     from omnipkg_hook.workers import runner
 
     if texts:
-        from .. import ondemand
+        from ..run import ondemand
 
         if any(";" in t for t in texts) or len(texts) > 1 and opts.with_:
             texts = ondemand.merge(ondemand.applicable(texts, None))
@@ -332,7 +332,7 @@ def _run_here(root: str, texts: list[str], target: list[str], source, opts: Opti
 
 
 def _run_child(store, python, texts: list[str], target: list[str], source, opts: Options) -> int:
-    from .. import matrix, ondemand
+    from ..run import matrix, ondemand
 
     if target[0] not in ("-c", "-m", "-") and source is None and not os.path.exists(target[0]):
         print(f"{python.executable}: can't open file {os.path.abspath(target[0])!r}: "

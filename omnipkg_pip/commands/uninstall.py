@@ -19,8 +19,10 @@ import sys
 from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import Store, WriteLock, make_tmpdir, normalize
 
-from .. import bubbles, environment, interpreters, pip
+from .. import environment, pip
+from ..pythons import interpreters
 from ..text import plural
+from ..writers import bubbles
 
 __all__ = ["register", "remove_bubble"]
 

@@ -16,7 +16,7 @@ the remote already has is skipped whole (so a second push sends no object bytes)
 Pull reads the bubble manifests, then the dist and pyc manifests they name (by sha256),
 then every object the local store lacks, once each (a run of neighbours in a pack by one
 ranged read), each hash-checked as it arrives, into
-``<store>/tmp``; then :func:`omnipkg_pip.archive.publish_checked` checks the manifests
+``<store>/tmp``; then :func:`omnipkg_pip.writers.archive.publish_checked` checks the manifests
 against each other and the objects, as ``store import`` does, and publishes like an install:
 objects, dist directories by rename, bubble manifests last. A pull killed at any point
 leaves only staging in ``tmp/`` (and perhaps unreferenced objects), which gc removes.
@@ -42,8 +42,8 @@ from omnipkg_hook.store import (
     read_manifest,
 )
 
-from .. import archive
-from ..doctor import entry_ok, safe_rel
+from ..writers import archive
+from ..writers.layout import entry_ok, safe_rel
 from .backends import Backend, RemoteStoreError
 
 __all__ = ["push", "pull", "remote_versions", "LAYOUT"]
@@ -221,7 +221,7 @@ def remote_versions(backend: Backend, name: str, key: str) -> list[str]:
 def _targets(backend: Backend, requirements, key: str) -> list[str]:
     if not requirements:
         return [k for k in backend.list("bubbles/") if len(k.split("/")) == 4 and k.endswith(f"/{key}.json")]
-    from ..bubbles import parse_requirement
+    from ..writers.bubbles import parse_requirement
 
     out = []
     for text in requirements:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from omnipkg_pip import interpreters
+from omnipkg_pip.pythons import interpreters
 
 
 def _other_venv(tmp_path):

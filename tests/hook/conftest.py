@@ -76,7 +76,7 @@ def main_site(tmp_path, monkeypatch) -> Main:
 @pytest.fixture
 def bubble(store, wheel):
     """``bubble("omt-a==2.0", ("omt-a", "2.0", {...}, {"requires": [...]}), ...)``: wheels -> a bubble."""
-    from omnipkg_pip.bubbles import bubble_from_wheels
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
     def make(requirement: str, *wheels) -> dict:
         paths = []

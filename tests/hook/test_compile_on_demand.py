@@ -11,7 +11,8 @@ import pytest
 from conftest import store_state  # tests/conftest.py
 
 from omnipkg_hook.store import Store
-from omnipkg_pip import bubbles, bytecode, interp
+from omnipkg_pip.pythons import interp
+from omnipkg_pip.writers import bubbles, bytecode
 
 from .conftest import module_files, needs_pth
 
@@ -128,7 +129,7 @@ def test_a_routed_uncompiled_dist_in_process_uses_the_source_only_loader(store, 
 
 
 def test_doctor_accepts_a_dist_left_uncompiled_while_main_serves_it(store, wheel, main_site):
-    from omnipkg_pip import doctor
+    from omnipkg_pip.integrity import doctor
 
     _make(store, wheel, {"omt-lib": "1.0"})
     main_site.install(wheel("omt-lib", "1.0", _lib_files("1.0")))  # main has it at that version

@@ -44,7 +44,7 @@ def app_files(name: str, version: str) -> dict:
 
 def build_store(store: Store, wheel) -> Store:
     """Bubbles omt-app 1.0 and omt-tool 1.0 sharing omt-lib 1.0, plus one dist no bubble uses."""
-    from omnipkg_pip.bubbles import bubble_from_wheels
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
     lib = wheel("omt-lib", "1.0", lib_files("1.0"))
     app = wheel("omt-app", "1.0", app_files("omt-app", "1.0"), requires=["omt-lib>=1"])
@@ -133,7 +133,7 @@ def nobody_python() -> tuple[str, str]:
                 continue
             try:
                 probe = subprocess.run(
-                    [cand, "-c", "import sys, omnipkg_pip.archive, packaging; print('%d.%d' % sys.version_info[:2])"],
+                    [cand, "-c", "import sys, omnipkg_pip.writers.archive, packaging; print('%d.%d' % sys.version_info[:2])"],
                     capture_output=True, text=True, env={"PYTHONPATH": path, "PATH": os.environ.get("PATH", "")},
                     preexec_fn=lambda: (os.setgid(NOBODY), os.setgroups([]), os.setuid(NOBODY)), cwd="/",
                 )

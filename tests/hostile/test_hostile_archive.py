@@ -28,7 +28,7 @@ from tc_support import (
 )
 
 from omnipkg_hook.store import Store, interpreter_key
-from omnipkg_pip import archive
+from omnipkg_pip.writers import archive
 
 PYC = f"omnipkg-pyc-{__import__('sys').implementation.cache_tag}.json"
 
@@ -123,7 +123,7 @@ def target(tmp_path, wheel):
     """A store that already holds something (omt-lib 1.0's objects among it)."""
     from tc_support import app_files, lib_files
 
-    from omnipkg_pip.bubbles import bubble_from_wheels
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
     t = Store(str(tmp_path / "target"))
     lib = wheel("omt-lib", "1.0", lib_files("1.0"))
@@ -204,7 +204,7 @@ def test_a_manifest_larger_than_its_cap_is_refused(source, target, tmp_path, mon
 
 
 def test_import_and_export_stream_a_big_object(store, wheel, tmp_path):
-    from omnipkg_pip.bubbles import bubble_from_wheels
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
     big = os.urandom(1 << 20) * 24  # 24 MiB
     bubble_from_wheels(store, [wheel("omt-big", "1.0", {"omt_big/__init__.py": "", "omt_big/blob.bin": big})],
@@ -237,7 +237,7 @@ def test_as_a_normal_user_a_rejected_archive_leaves_their_store_byte_identical(s
     nobody_python()  # skips, saying why, where no other user can run this checkout
     from tc_support import app_files, lib_files
 
-    from omnipkg_pip.bubbles import bubble_from_wheels
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
     base = nobody_dir("omt-user-")
     theirs = Store(os.path.join(base, "store"))

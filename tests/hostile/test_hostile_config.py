@@ -155,7 +155,7 @@ def test_new_store_directories_are_0755_whatever_the_umask(store, wheel):
     old = os.umask(0o077)
     try:
         build_store(store, wheel)
-        from omnipkg_pip import archive
+        from omnipkg_pip.writers import archive
 
         out = os.path.join(os.path.dirname(store.root), "a.tar")
         archive.export(store, out)

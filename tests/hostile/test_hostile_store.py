@@ -26,8 +26,8 @@ from omnipkg_hook import distnames, finder, pins
 from omnipkg_hook.errors import StoreCorruptError, WheelRejectedError
 from omnipkg_hook.stdlib import stdlib_module_names
 from omnipkg_hook.store import DIST_MANIFEST, interpreter_key, put_object, write_json_atomic
-from omnipkg_pip import bubbles
 from omnipkg_pip.cli import main as cli_main
+from omnipkg_pip.writers import bubbles
 
 KEY = interpreter_key()
 TAG = sys.implementation.cache_tag

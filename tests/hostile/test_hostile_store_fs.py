@@ -54,7 +54,7 @@ def built(store, wheel):
 
 
 def _good_archive(store, where):
-    from omnipkg_pip import archive
+    from omnipkg_pip.writers import archive
 
     path = os.path.join(where, "good.tar")
     archive.export(store, path, ["omt-tool==1.0"])
@@ -164,7 +164,7 @@ def test_a_full_disk_is_one_true_line_and_a_rerun_after_freeing_space_succeeds(t
     from tc_support import lib_files
 
     store = Store(os.path.join(tiny_fs, "store"))
-    from omnipkg_pip.bubbles import bubble_from_wheels
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
     bubble_from_wheels(store, [wheel("omt-lib", "1.0", lib_files("1.0"))], "omt-lib==1.0")
     blob = os.urandom(1 << 20) + os.urandom(1 << 19)  # 1.5 MiB that does not compress

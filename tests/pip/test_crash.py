@@ -53,8 +53,10 @@ from conftest import make_venv, tree_digest
 from wheelmaker import make_wheel
 
 from omnipkg_hook.store import DIST_MANIFEST, Store, read_manifest
-from omnipkg_pip import bubbles, interp
-from omnipkg_pip.commands import gc, uninstall
+from omnipkg_pip.commands import uninstall
+from omnipkg_pip.pythons import interp
+from omnipkg_pip.writers import bubbles
+from omnipkg_pip.writers import collect as gc
 
 CURRENT = interp.current()
 DEFAULT_RUNS = 12
@@ -500,7 +502,7 @@ def test_kill_before_every_filesystem_call_of_uninstall_and_gc(here, small_wheel
 _GC_LOOP = """
 import os, sys, time
 from omnipkg_hook.store import Store
-from omnipkg_pip.commands import gc
+from omnipkg_pip.writers import collect as gc
 store, stop = Store(sys.argv[1]), sys.argv[2]
 rounds = 0
 while True:  # at least one round, however late this process starts
@@ -556,7 +558,7 @@ def test_concurrent_installs_of_overlapping_bubbles_while_gc_loops(venv, wheels,
 _GC_NOW = """
 import sys
 from omnipkg_hook.store import Store, WriteLock
-from omnipkg_pip.commands import gc
+from omnipkg_pip.writers import collect as gc
 store = Store(sys.argv[1])
 with WriteLock(store, on_wait=lambda: print("waiting", flush=True)):
     gc.collect(store)

@@ -31,8 +31,9 @@ from wheelmaker import make_wheel, record_line
 
 from omnipkg_hook.errors import WheelRejectedError
 from omnipkg_hook.store import DIST_MANIFEST, WriteLock, read_manifest
-from omnipkg_pip import bubbles, ingest, interp
-from omnipkg_pip.bytecode import pyc_manifest_name
+from omnipkg_pip.pythons import interp
+from omnipkg_pip.writers import bubbles, ingest
+from omnipkg_pip.writers.bytecode import pyc_manifest_name
 
 CURRENT = interp.current()
 CACHE_TAG = sys.implementation.cache_tag

@@ -15,10 +15,12 @@ from packaging.markers import default_environment
 from wheelmaker import make_wheel
 
 from omnipkg_hook.store import WriteLock
-from omnipkg_pip import bubbles, interp, plan
-from omnipkg_pip.bubbles import ClosureError
-from omnipkg_pip.ingest import ingest_wheel
+from omnipkg_pip import plan
 from omnipkg_pip.plan import ReportItem
+from omnipkg_pip.pythons import interp
+from omnipkg_pip.writers import bubbles
+from omnipkg_pip.writers.bubbles import ClosureError
+from omnipkg_pip.writers.ingest import ingest_wheel
 
 ENV = {**default_environment(), "python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux"}
 

@@ -81,7 +81,7 @@ def age(root: str, seconds: int = 600) -> None:
 @pytest.fixture
 def stored(store, wheel, wheelhouse, offline_pip):
     """Bubbles omt-app 1.0 and omt-tool 1.0, both with omt-lib 1.0 (a shared dist)."""
-    from omnipkg_pip.bubbles import bubble_from_wheels
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
     lib = wheel("omt-lib", "1.0", lib_files("1.0"))
     app = wheel("omt-app", "1.0", app_files("omt-app", "1.0"), requires=["omt-lib>=1"])

@@ -11,8 +11,10 @@ import pytest
 from conftest import store_state, tree_digest  # tests/conftest.py
 
 from omnipkg_hook.store import Store, interpreter_key
-from omnipkg_pip import archive, doctor, pip
+from omnipkg_pip import pip
 from omnipkg_pip.cli import main as cli_main
+from omnipkg_pip.integrity import checkup, mainenv
+from omnipkg_pip.writers import archive
 
 from .conftest import imports_ok
 
@@ -26,11 +28,11 @@ def no_network(monkeypatch):
         raise AssertionError("import ran pip")
 
     monkeypatch.setattr(pip, "run_pip", refuse)
-    monkeypatch.setattr(doctor, "check_main", lambda store: ([], []))
+    monkeypatch.setattr(mainenv, "check_main", lambda store: ([], []))
 
 
 def _clean(store):
-    result = doctor.run(store, full=True)
+    result = checkup.run(store, full=True)
     assert result["problems"] == [], result["problems"]
 
 
@@ -166,7 +168,7 @@ TAMPER = [
 
 @pytest.mark.parametrize("tamper, message", TAMPER, ids=[t[1][:30] for t in TAMPER])
 def test_a_tampered_archive_is_rejected_and_the_store_is_unchanged(stored, tmp_path, wheel, no_network, tamper, message):
-    from omnipkg_pip.bubbles import bubble_from_wheels
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
     good = str(tmp_path / "good.tar")
     archive.export(stored, good)

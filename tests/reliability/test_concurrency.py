@@ -30,15 +30,15 @@ import time
 
 import pytest
 
-from omnipkg_pip import doctor
-from omnipkg_pip.commands.gc import collect
+from omnipkg_pip.integrity import checkup
+from omnipkg_pip.writers.collect import collect
 
 from .conftest import app_files, child_env, lib_files, record_figures
 
 INSTALLER = r"""
 import contextlib, glob, io, json, os, sys, time
 from omnipkg_pip.cli import main
-from omnipkg_pip.bubbles import bubble_from_wheels
+from omnipkg_pip.writers.bubbles import bubble_from_wheels
 from omnipkg_pip.commands.uninstall import remove_bubble
 from omnipkg_hook.store import Store, interpreter_key
 stop, how, wheelhouse, reqs = float(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
@@ -86,7 +86,7 @@ print(json.dumps({"commands": done, "failed": failed, "errors": errors[:5]}))
 GC = r"""
 import json, sys, time
 from omnipkg_hook.store import Store
-from omnipkg_pip.commands.gc import collect
+from omnipkg_pip.writers.collect import collect
 stop = float(sys.argv[1])
 runs = dists = kept = 0
 while time.time() < stop:
@@ -158,7 +158,7 @@ print(json.dumps({"imports": attempts, "failures": failures, "refused": refused,
 
 
 def _run(store, w, wheelhouse, seconds: float) -> dict:
-    from omnipkg_pip.bubbles import bubble_from_wheels
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
     lib = w("omt-lib", "1.0", lib_files("1.0"))
     w("omt-lib", "2.0", lib_files("2.0"))
@@ -203,9 +203,9 @@ def _check(store, results: dict, seconds: float, name: str) -> None:
         "gc_runs": results["gc"]["runs"], "gc_dists_removed": results["gc"]["dists_removed"],
         "gc_kept_in_use": results["gc"]["kept_in_use"],
     }  # fmt: skip
-    problems = [p for p in doctor.run(store)["problems"] if p["kind"] != "main-env"]
+    problems = [p for p in checkup.run(store)["problems"] if p["kind"] != "main-env"]
     collect(store)
-    problems += [p for p in doctor.run(store)["problems"] if p["kind"] != "main-env"]
+    problems += [p for p in checkup.run(store)["problems"] if p["kind"] != "main-env"]
     figures["doctor_problems_at_the_end"] = len(problems)
     record_figures(name, **figures)
     errors = {k: r.get("errors") for k, r in results.items() if r.get("errors")}

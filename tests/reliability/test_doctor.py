@@ -14,8 +14,8 @@ import pytest
 from conftest import tree_digest  # tests/conftest.py
 
 from omnipkg_hook.store import interpreter_key
-from omnipkg_pip import doctor
 from omnipkg_pip.cli import main as cli_main
+from omnipkg_pip.integrity import checkup, mainenv
 
 from .conftest import app_files, dist_dir, imports_ok, lib_files
 
@@ -148,7 +148,7 @@ def _kinds(result) -> set:
 
 def test_a_sound_store_is_clean(stored):
     for full in (False, True):
-        result = doctor.run(stored, full=full)
+        result = checkup.run(stored, full=full)
         assert _kinds(result) == set() and result["counts"]["bubbles"] == 2, result
     assert result["counts"]["dists"] == 3 and result["counts"]["hashed_bytes"] > 0
 
@@ -157,17 +157,17 @@ def test_a_sound_store_is_clean(stored):
 def test_doctor_finds_each_damage_and_repair_heals_it(stored, damage, quick, full):
     objects_before = {os.path.relpath(p, stored.objects) for p in glob.glob(os.path.join(stored.objects, "*", "*"))}
     damage(stored)
-    assert _kinds(doctor.run(stored, full=False)) == quick
-    found = doctor.run(stored, full=True)
+    assert _kinds(checkup.run(stored, full=False)) == quick
+    found = checkup.run(stored, full=True)
     assert _kinds(found) == full
     assert all(p["detail"] for p in found["problems"])
 
-    healed = doctor.run(stored, full=True, repair=True)
+    healed = checkup.run(stored, full=True, repair=True)
 
     assert healed["actions"], healed
     assert [p for p in healed["remaining"] if p["kind"] != "main-env"] == []
-    assert _kinds(doctor.run(stored, full=True)) == set()
-    assert _kinds(doctor.run(stored, full=False)) == set()
+    assert _kinds(checkup.run(stored, full=True)) == set()
+    assert _kinds(checkup.run(stored, full=False)) == set()
     imports_ok(stored, *BOTH)
     # nothing lost: every object that was there is there again, or set aside in the quarantine
     quarantined = {os.path.relpath(p, q) for q in glob.glob(os.path.join(stored.root, "quarantine", "*", "objects"))
@@ -178,7 +178,7 @@ def test_doctor_finds_each_damage_and_repair_heals_it(stored, damage, quick, ful
 
 def test_an_edit_through_a_hard_link_is_named_with_every_dist_sharing_it(stored):
     edit_object_in_place(stored)
-    (problem,) = [p for p in doctor.run(stored)["problems"] if p["kind"] == "object-corrupt"]
+    (problem,) = [p for p in checkup.run(stored)["problems"] if p["kind"] == "object-corrupt"]
     assert problem["path"].startswith("objects/")
     assert "its bytes do not match its name" in problem["detail"]
     assert "dists/omt-lib/1.0/py3-none-any/omt_lib/lazy.py" in problem["detail"]
@@ -186,7 +186,7 @@ def test_an_edit_through_a_hard_link_is_named_with_every_dist_sharing_it(stored)
 
 def test_repair_sets_the_bad_bytes_aside_and_refetches_the_checked_wheel(stored):
     edit_object_in_place(stored)
-    result = doctor.run(stored, repair=True)
+    result = checkup.run(stored, repair=True)
     actions = {a["action"] for a in result["actions"]}
     assert {"set aside", "restored", "rebuilt"} <= actions, result["actions"]
     restored = [a for a in result["actions"] if a["action"] == "restored"]
@@ -198,7 +198,7 @@ def test_repair_sets_the_bad_bytes_aside_and_refetches_the_checked_wheel(stored)
 def test_a_wheel_that_changed_on_the_index_is_not_used(stored, wheel):
     edit_object_in_place(stored)
     wheel("omt-lib", "1.0", {**lib_files("1.0"), "omt_lib/other.py": "X = 1\n"})  # same file name, other bytes
-    result = doctor.run(stored, repair=True)
+    result = checkup.run(stored, repair=True)
     assert not result["clean"]
     failed = [a for a in result["actions"] if a["action"] == "could not fetch"]
     assert "sha256 differs" in failed[0]["detail"]
@@ -209,7 +209,7 @@ def test_a_missing_object_without_any_source_is_reported_not_hidden(stored, whee
     delete_object_and_file(stored)
     for w in glob.glob(os.path.join(wheelhouse, "omt_app-*")):
         os.unlink(w)
-    result = doctor.run(stored, repair=True)
+    result = checkup.run(stored, repair=True)
     assert not result["clean"]
     assert any(a["action"] == "could not repair" and a["path"] == "dists/omt-app/1.0/py3-none-any"
                for a in result["actions"])  # fmt: skip
@@ -221,7 +221,7 @@ def test_a_dist_swapped_during_repair_keeps_its_manifest_inode(stored):
     manifest = os.path.join(dist_dir(stored, "omt-app"), "omnipkg-dist.json")
     before = os.stat(manifest).st_ino
     delete_dist_file(stored)
-    doctor.run(stored, repair=True)
+    checkup.run(stored, repair=True)
     assert os.stat(manifest).st_ino == before
 
 
@@ -235,7 +235,7 @@ def _cli(capsys, *args):
 
 
 def test_cli_exit_codes_and_json(stored, capsys, monkeypatch):
-    monkeypatch.setattr(doctor, "check_main", lambda store: ([], []))
+    monkeypatch.setattr(mainenv, "check_main", lambda store: ([], []))
     assert _cli(capsys, "--quick")[0] == 0
     code, out, _ = _cli(capsys)
     assert code == 0 and "clean" in out
@@ -286,7 +286,7 @@ def test_doctor_does_not_change_the_main_environment_but_reports_it(stored, tmp_
 
     monkeypatch.setattr(sysconfig, "get_paths", lambda *a, **k: {"purelib": str(site), "platlib": str(site)})
     before = tree_digest(site)
-    result = doctor.run(stored, repair=True)
+    result = checkup.run(stored, repair=True)
     assert tree_digest(site) == before
     details = sorted((os.path.basename(p["path"]), p["detail"]) for p in result["remaining"])
     assert details == [
@@ -303,8 +303,8 @@ def test_doctor_does_not_change_the_main_environment_but_reports_it(stored, tmp_
 def test_doctor_on_a_store_that_does_not_exist_creates_nothing(tmp_path, monkeypatch):
     from omnipkg_hook.store import Store
 
-    monkeypatch.setattr(doctor, "check_main", lambda store: ([], []))
-    result = doctor.run(Store(str(tmp_path / "nothing")))
+    monkeypatch.setattr(mainenv, "check_main", lambda store: ([], []))
+    result = checkup.run(Store(str(tmp_path / "nothing")))
     assert result["clean"] and not os.path.exists(tmp_path / "nothing")
 
 
@@ -337,10 +337,10 @@ def test_cli_in_a_fresh_venv(omni_venv, wheel, wheelhouse):
 def test_staging_left_by_a_crash_is_harmless_and_repair_clears_it(stored):
     # DESIGN: kill -9 at any point of an install leaves a store that doctor calls clean.
     leftover_staging(stored)
-    result = doctor.run(stored, full=True)
+    result = checkup.run(stored, full=True)
     assert _kinds(result) == set()
     assert [p["path"] for p in result["leftovers"]] == ["tmp/ingest-crashed"]
     assert any("staging leftover" in n for n in result["notes"])
-    doctor.run(stored, full=True, repair=True)
+    checkup.run(stored, full=True, repair=True)
     assert os.listdir(stored.tmp) == []
     imports_ok(stored, *BOTH)

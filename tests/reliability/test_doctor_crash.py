@@ -28,7 +28,7 @@ import time
 import pytest
 
 from omnipkg_hook.store import Store
-from omnipkg_pip import doctor
+from omnipkg_pip.integrity import checkup, mainenv
 
 from . import test_doctor as damage
 from .conftest import child_env, imports_ok, record_figures
@@ -122,9 +122,9 @@ def _crash_points(stored, tmp_path, points: int, seed: int) -> dict:
         figures["killed_mid_repair"] += 0 < seen < actions
         assert before <= _things(store) | _set_aside(store), f"point {i}: something was lost"
 
-        result = doctor.run(store, repair=True)
+        result = checkup.run(store, repair=True)
         assert result["clean"] or not [p for p in result["remaining"] if p["kind"] != "main-env"], (i, result)
-        assert [p for p in doctor.run(store)["problems"] if p["kind"] != "main-env"] == [], i
+        assert [p for p in checkup.run(store)["problems"] if p["kind"] != "main-env"] == [], i
         assert before <= _things(store) | _set_aside(store), f"point {i}: something was lost"
         imports_ok(store, *BOTH)
     return figures
@@ -132,7 +132,7 @@ def _crash_points(stored, tmp_path, points: int, seed: int) -> dict:
 
 @pytest.fixture
 def no_main(monkeypatch):
-    monkeypatch.setattr(doctor, "check_main", lambda store: ([], []))
+    monkeypatch.setattr(mainenv, "check_main", lambda store: ([], []))
 
 
 def test_kill_doctor_repair_at_spread_out_points(stored, tmp_path, no_main):

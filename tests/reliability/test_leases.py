@@ -19,9 +19,9 @@ import pytest
 
 from omnipkg_hook import leases
 from omnipkg_hook.store import interpreter_key
-from omnipkg_pip import doctor
-from omnipkg_pip.commands.gc import collect, garbage
 from omnipkg_pip.commands.uninstall import remove_bubble
+from omnipkg_pip.integrity import checkup
+from omnipkg_pip.writers.collect import collect, garbage
 
 from .conftest import child_env, dist_dir, record_figures
 
@@ -106,7 +106,7 @@ print(omt_app.sub.WHO, "|", omt_lib.lazy.WHO, flush=True)
 
         assert g["in_use"] == [app] and g["dists"] == [] and g["objects"] == []
         assert os.path.isdir(app)
-        assert [p for p in doctor.run(stored)["problems"] if p["kind"] != "main-env"] == []
+        assert [p for p in checkup.run(stored)["problems"] if p["kind"] != "main-env"] == []
         out, err = child.communicate("go\n", timeout=60)
         assert child.returncode == 0, err
         assert out.strip() == "omt-app 1.0 sub | omt-lib 1.0 lazy"
@@ -148,7 +148,7 @@ print(pid, flush=True)
 
 
 def test_the_cost_of_hold_for_five_dists(store, wheel):
-    from omnipkg_pip.bubbles import bubble_from_wheels
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
     deps = [f"omt-d{i}" for i in range(4)]
     wheels = [wheel(d, "1.0") for d in deps] + [wheel("omt-five", "1.0", requires=deps)]

@@ -120,7 +120,7 @@ def wheels(wheel) -> dict:
 
 
 def build(store: Store, wheels: dict, names=("omt-app", "omt-tool", "omt-cli")) -> Store:
-    from omnipkg_pip.bubbles import bubble_from_wheels
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
     for name in names:
         bubble_from_wheels(store, [wheels[name], wheels["omt-lib"]], f"{name}==1.0")

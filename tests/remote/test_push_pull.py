@@ -9,7 +9,7 @@ import pytest
 from conftest import store_state  # tests/conftest.py
 
 from omnipkg_hook.store import Store, interpreter_key
-from omnipkg_pip import doctor
+from omnipkg_pip.integrity import checkup
 from omnipkg_pip.remote import RemoteStoreError, open_backend, sync
 
 from .conftest import THREE, child_env, imports_ok, pip_omni, remote_put
@@ -18,7 +18,7 @@ KEY = interpreter_key()
 
 
 def _clean(store: Store) -> None:
-    result = doctor.run(store, full=True)
+    result = checkup.run(store, full=True)
     assert result["problems"] == [], result["problems"]
 
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from omnipkg_hook.store import Store, read_manifest
-from omnipkg_pip import doctor
+from omnipkg_pip.integrity import checkup
 from omnipkg_pip.remote import open_backend, sync
 
 from .conftest import THREE, build, child_env, imports_ok, needs_moto, pip_omni
@@ -40,7 +40,7 @@ else:
 
 
 def _clean(store: Store) -> None:
-    result = doctor.run(store, full=True)
+    result = checkup.run(store, full=True)
     assert result["problems"] == [], result["problems"]
 
 
@@ -74,7 +74,7 @@ def test_four_processes_push_and_pull_the_same_bubbles_at_once(remote, wheels, t
 KILLED = r"""
 import os, sys, time
 from omnipkg_hook.store import Store
-from omnipkg_pip import archive
+from omnipkg_pip.writers import archive
 from omnipkg_pip.remote import open_backend, sync
 root, url, where, flag = sys.argv[1:5]
 backend = open_backend(url)

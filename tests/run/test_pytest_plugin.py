@@ -50,7 +50,7 @@ import sys
 def test_plugin_loaded_and_inert(request):
     assert request.config.pluginmanager.has_plugin("omnipkg")
     assert "omnipkg_hook.pins" not in sys.modules
-    assert "omnipkg_pip._matrix_session" not in sys.modules
+    assert "omnipkg_pip.run._matrix_session" not in sys.modules
     assert not [f for f in sys.meta_path if type(f).__module__.startswith("omnipkg")]
 """
 
@@ -82,7 +82,7 @@ def test_omnipkg_proxy_fixture(venv_with_pytest, libs, wheelhouse, tmp_path):
 
 
 def test_child_sessions_get_the_users_arguments_without_ours(monkeypatch):
-    from omnipkg_pip._matrix_session import _child_args
+    from omnipkg_pip.run._matrix_session import _child_args
 
     monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     args = ("--omnipkg-matrix", "rich=1.0", "-q", "--junitxml=x.xml", "--junit-xml", "y.xml", "--omnipkg-offline",

@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 from conftest import tree_digest  # noqa: E402
 from test_interpreters import need  # noqa: E402
 
-from omnipkg_pip import pep723  # noqa: E402
+from omnipkg_pip.run import pep723  # noqa: E402
 
 SCRIPT = """\
 #!/usr/bin/env -S pip-omni run

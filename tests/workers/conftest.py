@@ -135,7 +135,7 @@ def bubble(wstore, tmp_path):
     from wheelmaker import make_wheel
 
     from omnipkg_hook.store import Store
-    from omnipkg_pip.bubbles import bubble_from_wheels
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
 
     store = Store(wstore)
 

@@ -95,7 +95,7 @@ def _cache_path(executable: str) -> tuple[str, str]:
     """Where the probe's answer for ``executable`` is cached, and what makes it valid."""
     import hashlib
 
-    from .locations import cache_dir
+    from ..locations import cache_dir
 
     st = os.stat(os.path.realpath(executable))
     stamp = f"{os.path.realpath(executable)}:{st.st_mtime_ns}:{st.st_size}:{interp_probe_version()}"

@@ -1,4 +1,4 @@
-"""``pip-omni doctor --repair``: put right what :mod:`omnipkg_pip.doctor` found.
+"""``pip-omni doctor --repair``: put right what :mod:`omnipkg_pip.integrity.doctor` found.
 
 Nothing is ever deleted: whatever is replaced or removed is first set aside under
 ``<store>/quarantine/<timestamp>/``, at the same relative path it had in the store
@@ -50,17 +50,8 @@ from omnipkg_hook.store import (
     put_object,
 )
 
-from .doctor import (
-    PYC_PREFIX,
-    PYC_SUFFIX,
-    Dist,
-    Report,
-    Scanner,
-    file_sha256,
-    manifest_problem,
-    object_sha,
-    tampered_with,
-)
+from ..writers.layout import PYC_PREFIX, PYC_SUFFIX, manifest_problem, materialize_into, object_sha
+from .doctor import Dist, Report, Scanner, file_sha256, tampered_with
 
 __all__ = ["repair"]
 
@@ -220,8 +211,9 @@ class _Healer:
             return self.fetched[wheel]
         from omnipkg_hook.store import DownloadDir
 
-        from . import interp, pip
-        from .ingest import ingest_wheel
+        from .. import pip
+        from ..pythons import interp
+        from ..writers.ingest import ingest_wheel
 
         work = self.staging("heal-fetch-")
         # pip downloads into tmp/ (gc and doctor clear what a killed repair leaves), in a
@@ -408,7 +400,8 @@ class _Healer:
         return dropped
 
     def _compile(self, rel: str, manifest: dict, new: str, dropped: set, refs) -> None:
-        from . import bytecode, interp
+        from ..pythons import interp
+        from ..writers import bytecode
 
         wanted = set(dropped)
         executables = {}
@@ -444,7 +437,8 @@ class _Healer:
     # -- 4. bubbles ----------------------------------------------------------------------------
 
     def bubbles(self) -> None:
-        from . import bubbles, bytecode, interp
+        from ..pythons import interp
+        from ..writers import bubbles, bytecode
 
         for rel, m in self.report.bubbles:
             path = self.store.abspath(rel)
@@ -480,17 +474,6 @@ class _Healer:
                             self.act("compiled", entry["path"], f"for {self.tag}")
                     except (OmnipkgError, OSError) as e:
                         self.act("could not repair", entry["path"], f"compiling failed ({getattr(e, 'message', e)})")
-
-
-def materialize_into(store: Store, files: list[dict], dest: str) -> None:
-    """Link ``files`` into the existing directory ``dest`` (as :func:`materialize` does)."""
-    from omnipkg_hook.store import link_object
-
-    for entry in files:
-        target = os.path.join(dest, *entry["path"].split("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if not os.path.lexists(target):
-            link_object(store, entry, target)
 
 
 def _object(store: Store, entry: dict) -> str:

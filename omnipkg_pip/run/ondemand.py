@@ -36,7 +36,8 @@ def missing_for(store, interpreter, texts: list[str]) -> list[str]:
     """The same for any interpreter (its main environment is read by running it)."""
     from omnipkg_hook.store import normalize
 
-    from . import bubbles, environment
+    from .. import environment
+    from ..writers import bubbles
 
     main = None
     out = []

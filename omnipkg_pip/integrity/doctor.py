@@ -36,7 +36,7 @@ kind                 meaning
 
 ``quick`` checks by ``stat`` only (sizes, inodes, mtimes: manifests are written after the
 objects they name, and objects never change). The default rehashes every object and every
-dist file that is not a hard link to its object. ``--repair`` is :mod:`omnipkg_pip.healing`.
+dist file that is not a hard link to its object. ``--repair`` is :mod:`omnipkg_pip.integrity.healing`.
 Everything runs under the store's writer lock; readers (pinned processes) never wait.
 
 ``--json`` prints one object::
@@ -65,7 +65,6 @@ import os
 import re
 import stat
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 
 from omnipkg_hook import distnames
@@ -73,17 +72,24 @@ from omnipkg_hook.errors import StoreCorruptError
 from omnipkg_hook.store import (
     DIST_MANIFEST,
     Store,
-    WriteLock,
     file_sha256,
     interpreter_key,
     read_manifest,
     tmp_in_use,
 )
 
-from .mainenv import check_main
-from .text import plural
+from ..text import plural
+from ..writers.layout import (
+    PYC_PREFIX,
+    PYC_SUFFIX,
+    entry_ok,
+    manifest_problem,
+    object_sha,
+    safe_rel,
+)
+from . import mainenv
 
-__all__ = ["Problem", "Report", "Scanner", "check", "run", "KINDS"]
+__all__ = ["KINDS", "Problem", "Report", "Scanner", "check"]
 
 KINDS = (
     "object-corrupt", "object-missing", "object-stray", "dist-manifest", "dist-tampered", "file-missing",
@@ -93,7 +99,6 @@ KINDS = (
 
 _OBJECT_NAME = re.compile(r"^[0-9a-f]{62}x?$")
 _PREFIX = re.compile(r"^[0-9a-f]{2}$")
-PYC_PREFIX, PYC_SUFFIX = distnames.PYC_PREFIX, distnames.PYC_SUFFIX
 
 
 @dataclass
@@ -149,34 +154,6 @@ class Report:
 
     def by_kind(self, *kinds) -> list:
         return [p for p in self.problems + self.leftovers if p.kind in kinds]
-
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def entry_ok(e) -> bool:
-    return (
-        isinstance(e, dict)
-        and isinstance(e.get("path"), str)
-        and isinstance(e.get("sha256"), str)
-        and _SHA256.fullmatch(e["sha256"]) is not None
-        and isinstance(e.get("size"), int)
-        and safe_rel(e["path"])
-    )
-
-
-def safe_rel(rel: str) -> bool:
-    parts = rel.split("/")
-    return bool(rel) and not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
-
-
-
-
-
-def object_sha(path: str) -> str:
-    """The sha256 an object's path names (``objects/ab/cdef...x`` -> ``abcdef...``)."""
-    name = os.path.basename(path)
-    return os.path.basename(os.path.dirname(path)) + (name[:-1] if name.endswith("x") else name)
 
 
 class Scanner:
@@ -355,7 +332,7 @@ class Scanner:
 
     def main_serves(self, name: str, version) -> bool:
         """Whether this interpreter's main environment has ``name`` at ``version`` (so its
-        bubble copy is left uncompiled on purpose: ``omnipkg_pip.bytecode``)."""
+        bubble copy is left uncompiled on purpose: ``omnipkg_pip.writers.bytecode``)."""
         main = getattr(self, "_main", None)
         if main is None:
             from omnipkg_hook.store import main_versions
@@ -416,21 +393,6 @@ def tampered_with(d: Dist, entry: dict, cache_tag: str | None) -> tuple[str, str
         recorded = entry.get(key)
         if recorded and found and found != recorded:
             return name, found, recorded
-    return None
-
-
-def manifest_problem(m: dict, rel: str) -> str | None:
-    """What is wrong with the dist manifest ``m`` of the dist directory ``rel``, or None.
-    Archive import calls it too: one check for every file list the store takes in."""
-    files = m.get("files")
-    if not isinstance(files, list) or not all(entry_ok(e) for e in files):
-        return f"{DIST_MANIFEST} has a damaged file list"
-    reserved = distnames.file_list_problem(files)
-    if reserved:
-        return f"{DIST_MANIFEST} lists a name the store writes itself ({reserved})"
-    _, name, version, tag = rel.split("/")
-    if (m.get("name"), m.get("version"), m.get("tag")) != (name, version, tag):
-        return f"{DIST_MANIFEST} describes {m.get('name')} {m.get('version')} {m.get('tag')}, not this directory"
     return None
 
 
@@ -503,7 +465,7 @@ def check(store: Store, *, full: bool = True, scanner: Scanner | None = None, ma
         report.notes.append(f"{plural(len(report.leftovers), 'staging leftover')} in tmp/ from interrupted writers: "
                             "harmless; `pip-omni gc` or `doctor --repair` removes them")
     if main:
-        problems, notes = check_main(store)
+        problems, notes = mainenv.check_main(store)
         report.problems += [Problem("main-env", path, detail) for path, detail in problems]
         report.notes += notes
     q = os.path.join(store.root, "quarantine")
@@ -515,76 +477,4 @@ def check(store: Store, *, full: bool = True, scanner: Scanner | None = None, ma
     )  # fmt: skip
     return report
 
-
-def run(store: Store, *, repair: bool = False, full: bool = True, log=None) -> dict:
-    """Check (and with ``repair`` heal) ``store`` under its writer lock; the ``--json`` result."""
-    t0 = time.perf_counter()
-    if not os.path.isdir(store.root):  # nothing installed yet: check main only, create nothing
-        problems, notes = check_main(store)
-        counts = dict.fromkeys(("objects", "dists", "bubbles", "files", "hashed_bytes"), 0)
-        found = [Problem("main-env", path, detail).to_dict() for path, detail in problems]
-        return {"store": store.root, "mode": "full" if full else "quick", "clean": not found, "counts": counts,
-                "problems": found, "actions": [], "remaining": found, "notes": notes + ["the store is empty"], "sources": [],
-                "seconds": round(time.perf_counter() - t0, 4)}
-    # Checking needs no lock where the store cannot be written (a read-only mount, another
-    # user's store): optional=True goes on without it there. Repairing does need it.
-    with WriteLock(store, on_wait=lambda: log and log("waiting for another pip-omni process to finish"),
-                   optional=not repair):
-        scanner = Scanner(store, full)
-        report = check(store, full=full, scanner=scanner)
-        actions, remaining = [], report.problems
-        if repair and (report.problems or report.leftovers):
-            from . import healing
-
-            actions = healing.repair(store, report, scanner, log=log)
-            remaining = check(store, full=full, scanner=scanner).problems
-    sources = [{"path": rel, "wheel": d.manifest.get("wheel"), "wheel_sha256": d.manifest.get("wheel_sha256"),
-                "origin": d.manifest.get("origin")} for rel, d in sorted(report.dists.items()) if d.manifest]
-    return {
-        "store": store.root,
-        "mode": report.mode,
-        "sources": sources,
-        "clean": not remaining,
-        "counts": report.counts,
-        "problems": [p.to_dict() for p in report.problems],
-        "leftovers": [p.to_dict() for p in report.leftovers],
-        "actions": actions,
-        "remaining": [p.to_dict() for p in remaining],
-        "notes": report.notes,
-        "seconds": round(time.perf_counter() - t0, 4),
-    }
-
-
-def format_sources(result: dict) -> str:
-    """Where each dist came from, one line each (``doctor -v``)."""
-    lines = ["dists and the wheels they were made from:"]
-    for src in result.get("sources", []):
-        origin = f"from {src['origin']}" if src.get("origin") else "origin not recorded"
-        lines.append(f"  {src['path']}: {src['wheel']} sha256 {src['wheel_sha256']} ({origin})")
-    return "\n".join(lines)
-
-
-def format_result(result: dict) -> str:
-    c = result["counts"]
-    lines = [f"store {result['store']}: {result['mode']} check of {c['objects']} objects, {c['dists']} dists, "
-             f"{c['bubbles']} bubbles ({result['seconds']:.2f} s)"]
-    if result["problems"]:
-        lines.append(f"found {plural(len(result['problems']), 'problem')}:")
-        lines += ["  " + Problem(**p).line() for p in result["problems"]]
-    if result["actions"]:
-        lines.append(f"did {plural(len(result['actions']), 'repair')} (see above); nothing was deleted, "
-                     "what was set aside is under quarantine/")
-    if result["clean"]:
-        lines.append("clean" if not result["problems"] else "clean now")
-    else:
-        left = result["remaining"]
-        if result["actions"] or result["problems"] != left:
-            lines.append(f"{plural(len(left), 'problem')} left:")
-            lines += ["  " + Problem(**p).line() for p in left]
-        if any(p["kind"] != "main-env" for p in left) and not result["actions"]:
-            lines.append("  hint: `pip-omni doctor --repair` repairs the store (and deletes nothing)")
-        if any(p["kind"] == "main-env" for p in left):
-            lines.append("  hint: doctor never changes the main environment; remove what it names yourself, "
-                         "or with pip")
-    return "\n".join(lines)
 

@@ -42,7 +42,8 @@ from omnipkg_hook.store import (
     write_json_atomic,
 )
 
-from . import bytecode, interp
+from ..pythons import interp
+from . import bytecode
 
 __all__ = [
     "parse_requirement",

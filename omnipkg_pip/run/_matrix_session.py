@@ -17,8 +17,8 @@ import threading
 
 import pytest
 
+from ..pytest_plugin import _CACHE_OPTS, _OURS, REPORT_FD
 from . import matrix, ondemand
-from .pytest_plugin import _CACHE_OPTS, _OURS, REPORT_FD
 
 __all__ = ["MatrixSession"]
 

@@ -111,7 +111,7 @@ def cells(axes, pythons, base: dict[str, list[str]]) -> list[Cell]:
 
 
 def _check_main(cell_list: list[Cell], store) -> None:
-    from . import environment
+    from .. import environment
 
     seen: dict[str, dict] = {}
     for cell in cell_list:
@@ -235,7 +235,7 @@ def print_table(cell_list: list[Cell], out) -> None:
 
 def main(opts, store, texts: list[str], meta, source: bytes | None) -> int:
     """``pip-omni run`` with several cells (or ``--table``/``--json``): see the module docstring."""
-    from . import interpreters
+    from ..pythons import interpreters
 
     specs = [s.strip() for v in opts.python for s in v.split(",") if s.strip()] or [None]
     pythons = []

@@ -52,7 +52,7 @@ from omnipkg_hook.store import (
     write_json_atomic,
 )
 
-from .doctor import PYC_PREFIX, PYC_SUFFIX, entry_ok, manifest_problem, safe_rel
+from .layout import PYC_PREFIX, PYC_SUFFIX, entry_ok, manifest_problem, materialize_into, safe_rel
 
 __all__ = ["export", "import_archive", "publish_checked", "chosen_bubbles", "ArchiveError", "INDEX",
            "MAX_MEMBER_BYTES", "MAX_TOTAL_BYTES", "MAX_MANIFEST_BYTES", "parse_size"]
@@ -446,7 +446,6 @@ def _layout_problem(files: list) -> str | None:
 def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, pycs: dict, manifests: dict,
              main: dict | None = None) -> dict:
     from .bytecode import ensure_compiled, served_by_main
-    from .healing import materialize_into
 
     result = {"objects": 0, "dists": [], "bubbles": [], "present": []}
     made: set[str] = set()  # a pull publishes ~1000 objects into at most 256 directories
@@ -485,7 +484,7 @@ def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, 
             result["present"].append(name)
             continue
         if name.rsplit("/", 1)[1] == key + ".json":
-            from . import interp
+            from ..pythons import interp
 
             for dep, e in m["dists"].items():  # compiled for this interpreter, as an install would
                 if dep != m["root"] and served_by_main(dep, e["version"], main):
@@ -506,34 +505,3 @@ def parse_size(text: str) -> int:
     if not m:
         raise ArchiveError(f"--max-size {text!r} is not a size", "e.g. --max-size 20G (K, M, G, T: powers of 1024)")
     return int(float(m.group(1)) * 1024 ** "_KMGT".index(m.group(2).upper() or "_"))
-
-
-# -- the command line (``pip-omni store export|import``, registered in commands/gc.py) ---------
-
-
-def run(args) -> int:
-    store = Store()
-    if args.action == "export":
-        if not args.args:
-            raise ArchiveError("`pip-omni store export` needs a FILE", "e.g. pip-omni store export bubbles.tar.gz rich==13.4.2")
-        key = None
-        if args.python:
-            from . import interpreters
-
-            key = interpreters.resolve_python(store, args.python).key
-        index = export(store, args.args[0], args.args[1:], key)
-        if args.json:
-            print(json.dumps(index, indent=1))
-        else:
-            print(f"exported {len(index['bubbles'])} bubbles, {len(index['dists'])} dists, "
-                  f"{index['objects']} objects to {args.args[0]}")
-        return 0
-    if len(args.args) != 1:
-        raise ArchiveError("`pip-omni store import` takes one FILE", "e.g. pip-omni store import bubbles.tar.gz")
-    result = import_archive(store, args.args[0], parse_size(args.max_size) if args.max_size else MAX_TOTAL_BYTES)
-    if args.json:
-        print(json.dumps(result, indent=1))
-    else:
-        print(f"imported {len(result['bubbles'])} bubbles, {len(result['dists'])} dists, {result['objects']} objects "
-              f"({len(result['present'])} already in the store)")
-    return 0

@@ -1,0 +1,69 @@
+"""The dist directory's format, as every writer and the doctor check it.
+
+A dist directory holds the wheel's files (each a hard link to its object), the dist manifest
+(``omnipkg-dist.json``: every file's path, sha256, size and mode) and one ``.pyc`` manifest per
+interpreter it was compiled for. Everything the store takes in (an ingested wheel, an imported
+archive, a pulled remote dist) and everything ``doctor`` examines passes these checks, so there
+is one definition of a sound file list. Reading the store is :mod:`omnipkg_hook.store`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from omnipkg_hook import distnames
+from omnipkg_hook.store import DIST_MANIFEST, Store
+
+__all__ = ["PYC_PREFIX", "PYC_SUFFIX", "entry_ok", "manifest_problem", "materialize_into", "object_sha", "safe_rel"]
+
+PYC_PREFIX, PYC_SUFFIX = distnames.PYC_PREFIX, distnames.PYC_SUFFIX
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def entry_ok(e) -> bool:
+    return (
+        isinstance(e, dict)
+        and isinstance(e.get("path"), str)
+        and isinstance(e.get("sha256"), str)
+        and _SHA256.fullmatch(e["sha256"]) is not None
+        and isinstance(e.get("size"), int)
+        and safe_rel(e["path"])
+    )
+
+
+def safe_rel(rel: str) -> bool:
+    parts = rel.split("/")
+    return bool(rel) and not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
+
+
+def object_sha(path: str) -> str:
+    """The sha256 an object's path names (``objects/ab/cdef...x`` -> ``abcdef...``)."""
+    name = os.path.basename(path)
+    return os.path.basename(os.path.dirname(path)) + (name[:-1] if name.endswith("x") else name)
+
+
+def manifest_problem(m: dict, rel: str) -> str | None:
+    """What is wrong with the dist manifest ``m`` of the dist directory ``rel``, or None.
+    Archive import calls it too: one check for every file list the store takes in."""
+    files = m.get("files")
+    if not isinstance(files, list) or not all(entry_ok(e) for e in files):
+        return f"{DIST_MANIFEST} has a damaged file list"
+    reserved = distnames.file_list_problem(files)
+    if reserved:
+        return f"{DIST_MANIFEST} lists a name the store writes itself ({reserved})"
+    _, name, version, tag = rel.split("/")
+    if (m.get("name"), m.get("version"), m.get("tag")) != (name, version, tag):
+        return f"{DIST_MANIFEST} describes {m.get('name')} {m.get('version')} {m.get('tag')}, not this directory"
+    return None
+
+
+def materialize_into(store: Store, files: list[dict], dest: str) -> None:
+    """Link ``files`` into the existing directory ``dest`` (as :func:`materialize` does)."""
+    from omnipkg_hook.store import link_object
+
+    for entry in files:
+        target = os.path.join(dest, *entry["path"].split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.lexists(target):
+            link_object(store, entry, target)
