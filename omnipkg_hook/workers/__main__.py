@@ -2,7 +2,7 @@
 
 import sys
 
-from omnipkg_hook.workers.worker import main
+from omnipkg_hook.workers.process import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -46,7 +46,7 @@ def _boot():
     elif os.path.realpath(os.path.dirname(m.__file__)) != os.path.realpath(d):
         raise ImportError("omnipkg_hook was imported from %r before BOOT could load %r"
                           % (os.path.dirname(m.__file__), d))
-    if name not in ("worker", "daemon", "runner"):
+    if name not in ("process", "daemon", "runner"):
         raise ValueError("unknown entry point %r" % (name,))
     return importlib.import_module("omnipkg_hook.workers." + name).main
 

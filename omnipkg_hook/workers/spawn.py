@@ -1,7 +1,7 @@
 """Starting workers and zygotes, seen from their owner (a :class:`WorkerPool` or the daemon).
 
 A worker is started as ``[python, (-E), "-c", BOOT, <omnipkg_hook>/workers/_boot.py,
-"worker", "--fd", N, "--pins", P]`` with one end of a socketpair passed as fd ``N``.
+"process", "--fd", N, "--pins", P]`` with one end of a socketpair passed as fd ``N``.
 BOOT runs ``_boot.py``, which loads the ``omnipkg_hook`` package from its directory with
 ``importlib.util.spec_from_file_location(..., submodule_search_locations=[dir])`` and
 registers it in ``sys.modules``: the interpreter needs no pip-omni installed, and no
@@ -308,7 +308,7 @@ def spawn(
     what = f"worker for {label(pins)}"  # a zygote too: users ask for workers
     try:
         popen = subprocess.Popen(
-            command(python, "worker", args, isolate_env=isolate_env),
+            command(python, "process", args, isolate_env=isolate_env),
             pass_fds=[child.fileno()],
             env=worker_env(os.environ if env is None else env, store),
             cwd=cwd,

@@ -33,7 +33,6 @@ import linecache
 import os
 import pickle
 import selectors
-import signal
 import socket
 import sys
 import time
@@ -41,7 +40,7 @@ import traceback
 
 from . import protocol as P
 
-__all__ = ["WorkerLoop", "main", "apply_pins", "describe_exception", "run_started"]
+__all__ = ["WorkerLoop", "apply_pins", "describe_exception", "run_started", "worker_info"]
 
 _THIS_FILE = __file__
 _CODE_CACHE_SIZE = 512
@@ -347,48 +346,3 @@ def worker_info(mode: str) -> dict:
         "pins": os.environ.get("OMNIPKG_PINS", ""),
         "protocol": P.MAGIC[:-1].decode(),
     }
-
-
-def _parse(argv: list[str]) -> dict:
-    opts = {"fd": None, "pins": None, "zygote": False, "max_frame": P.MAX_FRAME}
-    it = iter(argv)
-    for arg in it:
-        if arg == "--fd":
-            opts["fd"] = int(next(it))
-        elif arg == "--pins":
-            opts["pins"] = next(it)
-        elif arg == "--max-frame":
-            opts["max_frame"] = int(next(it))
-        elif arg == "--zygote":
-            opts["zygote"] = True
-        else:
-            raise SystemExit(f"omnipkg_hook.workers: unknown argument {arg!r}")
-    if opts["fd"] is None:
-        raise SystemExit(
-            "usage: python -m omnipkg_hook.workers --fd N [--pins 'rich==13.5.3,...'] [--zygote]\n"
-            "  N is a connected AF_UNIX stream socket inherited from the owner "
-            "(WorkerPool or the daemon start workers this way)"
-        )
-    return opts
-
-
-def main(argv: list[str] | None = None) -> int:
-    opts = _parse(list(sys.argv[1:] if argv is None else argv))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sock = socket.socket(fileno=opts["fd"])
-    sock.setblocking(True)
-    control = P.Connection(sock, opts["max_frame"], fds=True)
-    try:
-        apply_pins(opts["pins"])
-    except BaseException as e:
-        name, message, text = describe_exception(e, None)
-        try:
-            control.send(P.ERROR, P.dumps((name, message, text, "", "")))
-        except OSError:
-            pass
-        return 1
-    if opts["zygote"]:
-        from . import zygote
-
-        return zygote.serve(control, worker_info("zygote"))
-    return run_started(control, worker_info("spawn"))
