@@ -41,6 +41,7 @@ from .store import (
     WriteLock,
     link_object,
     make_tmpdir,
+    makedirs,
     materialize,
     put_object,
     read_manifest,
@@ -157,7 +158,7 @@ def repair_dist(store: Store, path: str, top_level, *, label: str, bubble_entry:
         materialize(store, files, new)
         _place_bytes(store, os.path.join(new, DIST_MANIFEST), manifest_bytes, os.path.join(path, DIST_MANIFEST))
         _restore_bytecode(store, path, new, manifest, bubble_entry)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        makedirs(os.path.dirname(path))
         kept = ""
         if os.path.lexists(path):
             os.rename(path, os.path.join(tmp, "damaged"))
@@ -277,7 +278,7 @@ def _restore_bytecode(store: Store, old: str, new: str, manifest: dict, entry: d
             if all(os.path.exists(store.object_path(e["sha256"])) for e in files):
                 for e in files:
                     dest = os.path.join(new, *e["path"].split("/"))
-                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    makedirs(os.path.dirname(dest))
                     link_object(store, e, dest)
                 _place_bytes(store, os.path.join(new, name), data, os.path.join(old, name))
         except (ValueError, KeyError, TypeError, AttributeError, OSError):
@@ -321,7 +322,7 @@ def _compile(store: Store, root: str, manifest: dict, tag: str) -> None:
             obj = store.object_path(sha)
             if not os.path.exists(obj):
                 os.chmod(tmp, 0o444)
-                os.makedirs(os.path.dirname(obj), exist_ok=True)
+                makedirs(os.path.dirname(obj))
                 os.rename(tmp, obj)
         except (py_compile.PyCompileError, OSError, ValueError):
             continue
@@ -330,7 +331,7 @@ def _compile(store: Store, root: str, manifest: dict, tag: str) -> None:
                 os.unlink(tmp)
         entry = {"path": pyc_rel, "sha256": sha, "size": len(data), "mode": 0o644}
         dest = os.path.join(root, *pyc_rel.split("/"))
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        makedirs(os.path.dirname(dest))
         if os.path.lexists(dest):
             continue
         link_object(store, entry, dest)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .store import Store, make_tmpdir
+from .store import Store, make_tmpdir, makedirs
 
 __all__ = ["write_bubble_scripts", "launch"]
 
@@ -85,7 +85,7 @@ def write_bubble_scripts(store: Store, manifest: dict, python: str) -> list[str]
     key = manifest["interpreter"]["key"]
     pin = f"{root}=={version}"
     bin_dir = store.bubble_bin(root, version, key)
-    os.makedirs(bin_dir, exist_ok=True)
+    makedirs(bin_dir)
     package = os.path.dirname(os.path.abspath(__file__))
     tmp = make_tmpdir(store, "scripts-")
     written = []

@@ -97,8 +97,10 @@ class PipResult:
 
 
 def _new_log(what: str) -> str:
+    from omnipkg_hook.store import makedirs  # 0755 whatever the umask
+
     directory = log_dir()
-    os.makedirs(directory, exist_ok=True)
+    makedirs(directory)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     slug = "".join(c if c.isalnum() else "-" for c in what)[:40]
     path = os.path.join(directory, f"pip-{stamp}-{os.getpid()}-{slug}.log")

@@ -15,6 +15,8 @@ import sys
 from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import Store, normalize
 
+from ..text import plural
+
 __all__ = ["add_store_options", "run", "add_install_options", "for_install", "pull_for_install", "push_made"]
 
 
@@ -56,11 +58,11 @@ def run(args) -> int:
         result = (sync.push(store, backend, rest, key) if args.action == "push"
                   else sync.pull(store, backend, rest, key, main))
     if args.action == "push":
-        summary = (f"pushed {len(result['bubbles'])} bubbles, {result['objects']} objects "
-                   f"({result['object_bytes']} bytes) to {url} ({len(result['present'])} already there)")
+        summary = (f"pushed {plural(len(result['bubbles']), 'bubble')}, {plural(result['objects'], 'object')} "
+                   f"({plural(result['object_bytes'], 'byte')}) to {url} ({len(result['present'])} already there)")
     else:
-        summary = (f"pulled {len(result['bubbles'])} bubbles, {len(result['dists'])} dists, "
-                   f"{result['objects']} objects ({result['fetched_bytes']} bytes) from {url} "
+        summary = (f"pulled {plural(len(result['bubbles']), 'bubble')}, {plural(len(result['dists']), 'dist')}, "
+                   f"{plural(result['objects'], 'object')} ({plural(result['fetched_bytes'], 'byte')}) from {url} "
                    f"({len(result['present'])} already in the store)")
     result["requests"] = backend.stats["requests"]
     if args.json:

@@ -12,7 +12,7 @@ import sys
 from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import Store
 
-from ..text import megabytes
+from ..text import megabytes, plural
 from ..writers.collect import info
 
 __all__ = ["register"]
@@ -77,8 +77,8 @@ def _run_archive(args) -> int:
         if args.json:
             print(json.dumps(index, indent=1))
         else:
-            print(f"exported {len(index['bubbles'])} bubbles, {len(index['dists'])} dists, "
-                  f"{index['objects']} objects to {args.args[0]}")
+            print(f"exported {plural(len(index['bubbles']), 'bubble')}, {plural(len(index['dists']), 'dist')}, "
+                  f"{plural(index['objects'], 'object')} to {args.args[0]}")
         return 0
     if len(args.args) != 1:
         raise ArchiveError("`pip-omni store import` takes one FILE", "e.g. pip-omni store import bubbles.tar.gz")
@@ -86,6 +86,6 @@ def _run_archive(args) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(f"imported {len(result['bubbles'])} bubbles, {len(result['dists'])} dists, {result['objects']} objects "
-              f"({len(result['present'])} already in the store)")
+        print(f"imported {plural(len(result['bubbles']), 'bubble')}, {plural(len(result['dists']), 'dist')}, "
+              f"{plural(result['objects'], 'object')} ({len(result['present'])} already in the store)")
     return 0

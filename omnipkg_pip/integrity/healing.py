@@ -45,6 +45,7 @@ from omnipkg_hook.store import (
     Store,
     interpreter_key,
     make_tmpdir,
+    makedirs,
     materialize,
     normalize,
     put_object,
@@ -102,7 +103,7 @@ class _Healer:
         base, n = dest, 1
         while os.path.lexists(dest):
             dest, n = f"{base}.{n}", n + 1
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        makedirs(os.path.dirname(dest))
         (os.link if link else os.rename)(path, dest)
         return self.rel(dest)
 
@@ -198,7 +199,7 @@ class _Healer:
         oldest = self.oldest_ref(obj)
         if oldest is not None:  # manifests are newer than their objects: keep it so for the quick check
             os.utime(staged, ns=(time.time_ns(), oldest))
-        os.makedirs(os.path.dirname(obj), exist_ok=True)
+        makedirs(os.path.dirname(obj))
         if not os.path.exists(obj):
             os.rename(staged, obj)
 
@@ -380,7 +381,7 @@ class _Healer:
             why = f"its {tampered[0]} was replaced (tampered with, sha256 {tampered[1]}); " if tampered else ""
             self.act("rebuilt", rel, f"{why}from objects{' and ' + source if source else ''}; the old directory is now {where}")
         else:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            makedirs(os.path.dirname(path))
             os.rename(new, path)
             self.act("rebuilt", rel, f"from objects and {source}")
 

@@ -146,7 +146,9 @@ def _load_cached(executable: str) -> Interpreter | None:
 def _save_cached(executable: str, info: Interpreter) -> None:
     try:
         cache, stamp = _cache_path(executable)
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        from omnipkg_hook.store import makedirs  # 0755 whatever the umask
+
+        makedirs(os.path.dirname(cache))
         tmp = f"{cache}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump({"stamp": stamp, "data": info.asdict() | {"version_info": list(info.version_info)}}, f)

@@ -37,7 +37,7 @@ import sys
 import time
 
 from omnipkg_hook.errors import InterpreterError
-from omnipkg_hook.store import FORMAT, Store, WriteLock, write_json_atomic
+from omnipkg_hook.store import FORMAT, Store, WriteLock, makedirs, write_json_atomic
 
 from . import interp
 
@@ -350,14 +350,14 @@ def _remove_shims(store: Store) -> None:
 
 def write_shims(store: Store, python: str) -> list[str]:
     """``<store>/bin/python``, ``python3`` and ``pip`` -> ``python``; each written by rename."""
-    os.makedirs(store.bin, exist_ok=True)
+    makedirs(store.bin)
     made = []
     q = python.replace("'", "'\\''")
     for name, line in (("python", f"exec '{q}' \"$@\""), ("python3", f"exec '{q}' \"$@\""),
                        ("pip", f"exec '{q}' -m pip \"$@\"")):
         target = os.path.join(store.bin, name)
         tmp = os.path.join(store.tmp, f"shim-{name}-{os.getpid()}")
-        os.makedirs(store.tmp, exist_ok=True)
+        makedirs(store.tmp)
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(f"#!/bin/sh\n# pip-omni shim: set by `pip-omni swap python`\n{line}\n")
         os.chmod(tmp, 0o755)

@@ -24,6 +24,7 @@ import threading
 import uuid
 
 from omnipkg_hook.errors import OmnipkgError
+from omnipkg_hook.store import makedirs  # 0755 whatever the umask, as the store's own
 
 __all__ = ["RemoteStoreError", "Backend", "FileBackend", "S3Backend", "open_backend", "MAX_GET_BYTES"]
 
@@ -95,13 +96,13 @@ class FileBackend(Backend):
         tmpdir = os.path.join(self.root, "tmp")
         tmp = os.path.join(tmpdir, uuid.uuid4().hex)
         try:
-            os.makedirs(tmpdir, exist_ok=True)
+            makedirs(tmpdir)
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o444)
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            makedirs(os.path.dirname(dest))
             try:
                 os.link(tmp, dest)  # atomic and create-only: a reader sees all of it or nothing
             except FileExistsError:

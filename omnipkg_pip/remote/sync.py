@@ -93,8 +93,9 @@ def push(store: Store, backend: Backend, requirements=(), key: str | None = None
     """
     key = key or interpreter_key()
     # The lock only while choosing and reading manifests (gc cannot remove them meanwhile);
-    # objects never change, so they are read afterwards without it.
-    with WriteLock(store):
+    # objects never change, so they are read afterwards without it. Pushing only reads the
+    # store: where it cannot be written (a read-only mount, another user's), no lock is needed.
+    with WriteLock(store, optional=True):
         chosen = archive.chosen_bubbles(store, requirements, key, verb="push")
         wanted = [(_rel(store, p), p) for p in chosen]
         there = _parallel(backend, lambda kp: backend.exists(kp[0]), wanted)

@@ -98,7 +98,9 @@ def read_cached(source: bytes, where: str, store_root: str) -> Metadata | None:
     here = ".".join(map(str, sys.version_info[:3]))
     meta.fits = {here: meta.requires_python is None or _specifier(meta.requires_python).contains(here, prereleases=True)}
     try:  # a failure here only costs the next run the parse
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        from omnipkg_hook.store import makedirs  # 0755 whatever the umask
+
+        makedirs(os.path.dirname(path))
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:
             marshal.dump({"source": source, "deps": meta.dependencies, "python": meta.requires_python,

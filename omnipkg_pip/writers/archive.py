@@ -36,6 +36,7 @@ import shutil
 import tarfile
 import zlib
 
+from omnipkg_hook import distnames
 from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import (
     DIST_MANIFEST,
@@ -360,6 +361,11 @@ def _verify(store: Store, staged: dict, manifests: dict, reject):
             if not isinstance(files, list) or not all(entry_ok(e) for e in files) or _layout_problem(files):
                 problems.append(f"{name!r}: damaged file list")
                 continue
+            tag = name.rsplit("/", 1)[1][len(PYC_PREFIX) : -len(PYC_SUFFIX)]
+            reserved = distnames.file_list_problem(files, tag)  # only __pycache__/*.<tag>.pyc
+            if reserved:
+                problems.append(f"{name!r}: {reserved}")
+                continue
             problems += [f"{name!r}: {p}" for p in filter(None, map(have, files))]
             pycs[name] = m
         elif name.startswith("bubbles/"):
@@ -409,18 +415,13 @@ def _verify(store: Store, staged: dict, manifests: dict, reject):
         for e in m["dists"].values():
             referenced.update(f"objects/{e[k][:2]}/{e[k][2:]}" for k in ("manifest", "pyc_manifest")
                               if isinstance(e.get(k), str))
-    stray = sorted(set(staged) - referenced)
+    stray = [] if problems else sorted(set(staged) - referenced)  # with problems, every object looks stray
     if stray:
         problems.append(f"{stray[0]!r}: no manifest in the archive references it"
                         + (f" (nor {len(stray) - 1} other objects)" if len(stray) > 1 else ""))
     if problems:
         reject(problems)
     return bubbles, dists, pycs
-
-
-def _reserved(path: str) -> bool:
-    """A name the store itself uses in a dist directory (its manifests): never a file of the dist."""
-    return path == DIST_MANIFEST or ("/" not in path and path.startswith(PYC_PREFIX) and path.endswith(PYC_SUFFIX))
 
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*")  # fullmatch: "$" would let a newline through
@@ -433,14 +434,15 @@ def _scripts_ok(scripts) -> bool:
 
 
 def _layout_problem(files: list) -> str | None:
-    """Two entries at one path, or a file where another entry needs a directory."""
+    """Two entries at one path, or a file where another entry needs a directory. (Names the
+    store itself uses are :func:`omnipkg_hook.distnames.file_list_problem`'s, checked by the caller.)"""
     paths = [e["path"] for e in files]
     dirs = {p.rsplit("/", 1)[0] for p in paths if "/" in p}
     dirs |= {d.rsplit("/", i)[0] for d in list(dirs) for i in range(1, d.count("/") + 1)}
-    clash = next((p for p in paths if p in dirs or _reserved(p)), None)
+    clash = next((p for p in paths if p in dirs), None)
     if len(set(paths)) != len(paths):
         return "lists one path twice"
-    return f"{clash!r} is both a file and a directory, or reserved" if clash else None
+    return f"{clash!r} is both a file and a directory" if clash else None
 
 
 def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, pycs: dict, manifests: dict,

@@ -13,7 +13,7 @@ import os
 import re
 
 from omnipkg_hook import distnames
-from omnipkg_hook.store import DIST_MANIFEST, Store
+from omnipkg_hook.store import DIST_MANIFEST, Store, makedirs
 
 __all__ = ["PYC_PREFIX", "PYC_SUFFIX", "entry_ok", "manifest_problem", "materialize_into", "object_sha", "safe_rel"]
 
@@ -64,6 +64,6 @@ def materialize_into(store: Store, files: list[dict], dest: str) -> None:
 
     for entry in files:
         target = os.path.join(dest, *entry["path"].split("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        makedirs(os.path.dirname(target))
         if not os.path.lexists(target):
             link_object(store, entry, target)

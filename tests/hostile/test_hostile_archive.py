@@ -79,6 +79,19 @@ def pyc_clash(members, extra, target):
     return out, extra
 
 
+def pyc_names_the_dist_manifest(members, extra, target):
+    # the .pyc manifest claims the dist's own manifest name: linking it would replace the
+    # manifest every check trusts with an object of the archive's choosing
+    out = []
+    for n, data in members:
+        if n == f"dists/omt-lib/1.0/py3-none-any/{PYC}":
+            m = json.loads(data)
+            m["files"].append(dict(m["files"][0], path="omnipkg-dist.json"))
+            data = json.dumps(m).encode()
+        out.append((n, data))
+    return out, extra
+
+
 def device_member(members, extra, target):
     info = tarfile.TarInfo("objects/aa/" + "c" * 62)
     info.type = tarfile.CHRTYPE
@@ -100,7 +113,9 @@ def truncated(members, extra, target):
 CASES = {
     "an object no manifest references": (unreferenced, r"': no manifest in the archive references it"),
     "a file named like the store's pyc manifest": (reserved_name, rf"lists a name the store writes itself \({PYC}: "),
-    "a pyc manifest listing a file of the dist": (pyc_clash, r": lists '[^']+', a file of the dist itself"),
+    "a pyc manifest listing a file of the dist": (pyc_clash, r"'dists/[^']+/omnipkg-pyc-[^']+': [^ ]+: not a \.pyc for [^ ]+ in a __pycache__ directory$"),
+    "a pyc manifest naming the dist manifest": (pyc_names_the_dist_manifest,
+                                                r"omnipkg-dist\.json: not a \.pyc for [^ ]+ in a __pycache__ directory"),
     "a device member": (device_member, r"not a regular file \(links and devices are refused\)"),
     "a hard-link member": (hardlink_member, r"not a regular file \(links and devices are refused\)"),
     "a truncated archive": (truncated, r"the archive is truncated or damaged"),

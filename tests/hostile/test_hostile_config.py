@@ -155,15 +155,28 @@ def test_new_store_directories_are_0755_whatever_the_umask(store, wheel):
     old = os.umask(0o077)
     try:
         build_store(store, wheel)
+        from omnipkg_pip.remote import open_backend, sync
         from omnipkg_pip.writers import archive
 
         out = os.path.join(os.path.dirname(store.root), "a.tar")
         archive.export(store, out)
         other = Store(os.path.join(os.path.dirname(store.root), "other"))
         archive.import_archive(other, out)
+        remote = os.path.join(os.path.dirname(store.root), "remote")
+        sync.push(store, open_backend("file://" + remote))  # a folder remote is a store too
+        # a pin repairs a dist whose package directory is gone: the directories it makes again
+        (lib,) = [os.path.join(other.dists, "omt-lib", "1.0", t) for t in os.listdir(os.path.join(other.dists, "omt-lib", "1.0"))]
+        import shutil
+
+        shutil.rmtree(os.path.join(lib, "omt_lib"))
+        pinned = subprocess.run([sys.executable, "-c", "import omnipkg_hook; omnipkg_hook.pin('omt-app==1.0'); "
+                                 "import omt_lib; print(omt_lib.VERSION)"], capture_output=True, text=True,
+                                env=child_env(other.root), timeout=120)
+        assert pinned.returncode == 0 and pinned.stdout == "1.0\n", pinned.stderr
+        assert "repaired omt-lib 1.0" in pinned.stderr, pinned.stderr
     finally:
         os.umask(old)
-    for root in (store.root, other.root):
+    for root in (store.root, other.root, remote):
         for dirpath, dirnames, _files in os.walk(root):
             for d in [dirpath, *(os.path.join(dirpath, n) for n in dirnames)]:
                 assert stat.S_IMODE(os.lstat(d).st_mode) == 0o755, d

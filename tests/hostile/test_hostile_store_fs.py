@@ -76,7 +76,9 @@ def test_a_read_only_mount_reads_and_refuses_writers_in_one_line(built, tmp_path
         doctor = json.loads(cli(ro, "doctor", "--json").stdout)
         assert doctor["clean"] and doctor["problems"] == []
         export = cli(ro, "store", "export", str(tmp_path / "out.tar"), "omt-app==1.0")
-        assert export.returncode == 0 and export.stdout.startswith("exported 1 bubbles"), export.stderr
+        assert export.returncode == 0 and export.stdout.startswith("exported 1 bubble, "), export.stderr
+        pushed = cli(ro, "store", "push", (tmp_path / "remote").as_uri(), "omt-app==1.0")  # reads only
+        assert pushed.returncode == 0 and pushed.stdout.startswith("pushed 1 bubble, "), pushed.stderr
         pinned = subprocess.run([sys.executable, "-c", PIN_CHECK], capture_output=True, text=True,
                                 env=child_env(ro), timeout=60)
         assert pinned.returncode == 0 and pinned.stdout == "1.0 1.0\n", pinned.stderr

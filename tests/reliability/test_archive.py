@@ -203,7 +203,7 @@ def test_not_an_archive(stored, tmp_path):
 def test_cli_export_import_and_info(stored, tmp_path, capsys, no_network, monkeypatch):
     path = str(tmp_path / "x.tgz")
     assert cli_main(["store", "export", path, "omt-tool==1.0"]) == 0
-    assert capsys.readouterr().out == f"exported 1 bubbles, 2 dists, {archive.export(stored, path + '2', ['omt-tool==1.0'])['objects']} objects to {path}\n"
+    assert capsys.readouterr().out == f"exported 1 bubble, 2 dists, {archive.export(stored, path + '2', ['omt-tool==1.0'])['objects']} objects to {path}\n"
     monkeypatch.setenv("OMNIPKG_STORE", str(tmp_path / "fresh"))
     assert cli_main(["store", "import", path, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

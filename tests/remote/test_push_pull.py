@@ -90,7 +90,7 @@ def test_the_cli_pushes_and_pulls_and_a_pulled_bubble_has_its_scripts(stored, re
     assert json.loads(out.stdout)["bubbles"] == [f"bubbles/omt-cli/1.0/{KEY}.json"]
     runner = str(tmp_path / "runner")
     out = pip_omni(runner, "store", "pull", "omt-cli==1.0", check=0, OMNIPKG_REMOTE=remote)
-    assert out.stdout.startswith("pulled 1 bubbles, 2 dists, ")
+    assert out.stdout.startswith("pulled 1 bubble, 2 dists, ")
     script = os.path.join(Store(runner).bubble_bin("omt-cli", "1.0", KEY), "omt-cli")
     assert os.access(script, os.X_OK)
     import subprocess
