@@ -82,10 +82,12 @@ from ..text import plural
 from ..writers.layout import (
     PYC_PREFIX,
     PYC_SUFFIX,
+    dist_links,
     entry_ok,
     manifest_problem,
     object_sha,
     safe_rel,
+    walk_dists,
 )
 from . import mainenv
 
@@ -431,15 +433,6 @@ def _walk_files(root: str) -> set[str]:
     return out
 
 
-def walk_dists(store: Store):
-    """Store-relative paths of every dist directory (``dists/<name>/<version>/<tag>``)."""
-    for name in _ls(store.dists):
-        for version in _ls(os.path.join(store.dists, name)):
-            for tag in _ls(os.path.join(store.dists, name, version)):
-                if os.path.isdir(os.path.join(store.dists, name, version, tag)):
-                    yield f"dists/{name}/{version}/{tag}"
-
-
 # -- the whole check -----------------------------------------------------------------------
 
 
@@ -449,7 +442,10 @@ def check(store: Store, *, full: bool = True, scanner: Scanner | None = None, ma
     scanner.forget_stats()
     scanner.hashed = 0
     report = Report(store.root, "full" if full else "quick")
-    for rel in walk_dists(store):
+    for rel, target in dist_links(store):
+        report.problems.append(Problem("dist-manifest", rel, f"a symbolic link (to {target!r}), never followed: "
+                                       "pip-omni makes none; --repair sets it aside and rebuilds what bubbles name"))
+    for rel, _path in walk_dists(store):
         d = scanner.load_dist(rel)
         report.dists[rel] = d
         scanner.check_dist(d, report)

@@ -51,7 +51,14 @@ from omnipkg_hook.store import (
     put_object,
 )
 
-from ..writers.layout import PYC_PREFIX, PYC_SUFFIX, manifest_problem, materialize_into, object_sha
+from ..writers.layout import (
+    PYC_PREFIX,
+    PYC_SUFFIX,
+    dist_links,
+    manifest_problem,
+    materialize_into,
+    object_sha,
+)
 from .doctor import Dist, Report, Scanner, file_sha256, tampered_with
 
 __all__ = ["repair"]
@@ -62,6 +69,7 @@ def repair(store: Store, report: Report, scanner: Scanner, log=None) -> list[dic
     h = _Healer(store, report, scanner, log)
     try:
         h.set_aside_leftovers()
+        h.links()
         h.objects()
         h.dists()
         h.bubbles()
@@ -279,6 +287,12 @@ class _Healer:
             if found:
                 return found
         return None
+
+    def links(self) -> None:
+        """Set aside every symbolic link in ``dists/`` (the link itself, renamed: what it points
+        at is never read, written or moved); :meth:`dists` then rebuilds what bubbles name there."""
+        for rel, target in dist_links(self.store):
+            self.act("set aside", rel, f"a symbolic link (to {target!r}); now {self.set_aside(self.store.abspath(rel))}")
 
     def dists(self) -> None:
         refs = self._bubble_refs()

@@ -38,20 +38,13 @@ from omnipkg_hook.store import (
     tmp_in_use,
 )
 
+from .layout import real_dirs, walk_dists
+
 __all__ = ["collect", "garbage", "info"]
 
 
-def _walk_dists(store: Store):
-    """Yield (relpath, absolute dir) of every dist directory (real directories: gc never
-    follows a link out of the store, and never removes what one points at)."""
-    for name in _dirs(store.dists):
-        for version in _dirs(os.path.join(store.dists, name)):
-            for tag in _dirs(os.path.join(store.dists, name, version)):
-                yield "/".join(("dists", name, version, tag)), os.path.join(store.dists, name, version, tag)
-
-
 def _walk_objects(store: Store):
-    for prefix in _dirs(store.objects):
+    for prefix in real_dirs(store.objects):
         for rest in _ls(os.path.join(store.objects, prefix)):
             yield os.path.join(store.objects, prefix, rest)
 
@@ -59,15 +52,6 @@ def _walk_objects(store: Store):
 def _ls(path: str) -> list[str]:
     try:
         return sorted(os.listdir(path))
-    except OSError:
-        return []
-
-
-def _dirs(path: str) -> list[str]:
-    """The entries of ``path`` that are directories, not links to one."""
-    try:
-        with os.scandir(path) as it:
-            return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
     except OSError:
         return []
 
@@ -103,7 +87,7 @@ def garbage(store: Store) -> dict:
             live_objects.update(store.object_path(d[k]) for k in ("manifest", "pyc_manifest") if d.get(k))
         live_bins.add(os.path.basename(store.bubble_bin(name, version, key)))
     dead_dists, in_use = [], []
-    for rel, path in _walk_dists(store):
+    for rel, path in walk_dists(store):
         if rel not in referenced_dists:
             if not leases.in_use(path):
                 dead_dists.append(path)
@@ -113,7 +97,7 @@ def garbage(store: Store) -> dict:
     dead_objects = [o for o in _walk_objects(store) if o not in live_objects]
     size = _size(dead_objects)
     # Only bubble script directories; files in bin/ are the interpreter shims.
-    bins = [os.path.join(store.bin, b) for b in _dirs(store.bin) if b not in live_bins]
+    bins = [os.path.join(store.bin, b) for b in real_dirs(store.bin) if b not in live_bins]
     tmp = [os.path.join(store.tmp, t) for t in _ls(store.tmp) if not tmp_in_use(os.path.join(store.tmp, t))]
     return {"dists": dead_dists, "objects": dead_objects, "bins": bins, "tmp": tmp, "bytes": size,
             "in_use": in_use}
@@ -197,7 +181,7 @@ def info(store: Store) -> dict:
         except OSError:
             pass
     dists = linked = 0
-    for _rel, path in _walk_dists(store):
+    for _rel, path in walk_dists(store):
         dists += 1
         for fname in _ls(path):
             if fname == DIST_MANIFEST or fname.startswith("omnipkg-pyc-"):

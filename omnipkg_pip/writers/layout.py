@@ -15,7 +15,10 @@ import re
 from omnipkg_hook import distnames
 from omnipkg_hook.store import DIST_MANIFEST, Store, makedirs
 
-__all__ = ["PYC_PREFIX", "PYC_SUFFIX", "entry_ok", "manifest_problem", "materialize_into", "object_sha", "safe_rel"]
+__all__ = [
+    "PYC_PREFIX", "PYC_SUFFIX", "dist_links", "entry_ok", "manifest_problem", "materialize_into", "object_sha",
+    "real_dirs", "safe_rel", "walk_dists",
+]  # fmt: skip
 
 PYC_PREFIX, PYC_SUFFIX = distnames.PYC_PREFIX, distnames.PYC_SUFFIX
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -67,3 +70,50 @@ def materialize_into(store: Store, files: list[dict], dest: str) -> None:
         makedirs(os.path.dirname(target))
         if not os.path.lexists(target):
             link_object(store, entry, target)
+
+
+def real_dirs(path: str) -> list[str]:
+    """The entries of ``path`` that are directories, not links to one."""
+    try:
+        with os.scandir(path) as it:
+            return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
+
+
+def walk_dists(store: Store):
+    """Yield ``(store-relative path, absolute path)`` of every dist directory
+    (``dists/<name>/<version>/<tag>``). Real directories only: nothing that walks the store
+    follows a link out of it (:func:`dist_links` lists the links instead)."""
+    for name in real_dirs(store.dists):
+        for version in real_dirs(os.path.join(store.dists, name)):
+            for tag in real_dirs(os.path.join(store.dists, name, version)):
+                yield "/".join(("dists", name, version, tag)), os.path.join(store.dists, name, version, tag)
+
+
+def dist_links(store: Store) -> list[tuple[str, str]]:
+    """``(store-relative path, where it points)`` of every symbolic link in ``dists/`` down to
+    the dist directories' level. pip-omni never makes one: each is someone's edit, a way out
+    of the store (a repair writing through it, a check reading another user's files)."""
+    found = []
+
+    def links(rel: str) -> list[str]:
+        try:
+            with os.scandir(store.abspath(rel)) as it:
+                return sorted(e.name for e in it if e.is_symlink())
+        except OSError:
+            return []
+
+    levels = [["dists"]]
+    for depth in range(3):
+        nxt = []
+        for rel in levels[-1]:
+            for name in links(rel):
+                path = f"{rel}/{name}"
+                try:
+                    found.append((path, os.readlink(store.abspath(path))))
+                except OSError:
+                    found.append((path, "?"))
+            nxt += [f"{rel}/{n}" for n in real_dirs(store.abspath(rel))] if depth < 2 else []
+        levels.append(nxt)
+    return found

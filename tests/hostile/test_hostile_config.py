@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -132,6 +133,45 @@ def test_gc_never_follows_a_link_inside_dists_or_bin(built, tmp_path):
     assert store_state(outside) == before and (outside / "1.0" / "py3-none-any" / "keep.txt").exists()
 
 
+@pytest.mark.parametrize("level", ["dist", "name"])
+def test_doctor_repair_sets_aside_a_link_in_dists_and_never_reads_or_writes_through_it(built, tmp_path, level):
+    # a dist directory (or its name directory) replaced by a link to a look-alike outside the
+    # store: checking must not read it, repairing must neither hard-link its files into the
+    # store (an object another user could edit) nor write through it
+    name_dir = os.path.join(built.dists, "omt-lib")
+    (tag,) = os.listdir(os.path.join(name_dir, "1.0"))
+    outside = tmp_path / "outside"
+    shutil.copytree(name_dir if level == "name" else os.path.join(name_dir, "1.0", tag), outside)
+    dist_outside = outside / "1.0" / tag if level == "name" else outside
+    (dist_outside / "extra.txt").write_text("mine")
+    os.unlink(dist_outside / "omt_lib" / "__init__.py")
+    linked = name_dir if level == "name" else os.path.join(name_dir, "1.0", tag)
+    shutil.rmtree(linked)
+    os.symlink(outside, linked)
+    tried(f"dists: the {level} directory is a link out of the store")
+    before = store_state(str(outside))
+
+    found = json.loads(cli(built.root, "doctor", "--json").stdout)
+    rel = os.path.relpath(linked, built.root)
+    assert [p["detail"] for p in found["problems"] if p["path"] == rel] == [
+        f"a symbolic link (to {str(outside)!r}), never followed: pip-omni makes none; --repair sets it aside and "
+        "rebuilds what bubbles name"]
+    assert not any("extra.txt" in (p["file"] or "") for p in found["problems"])  # nothing read through it
+
+    repaired = cli(built.root, "doctor", "--repair", "--json")
+    actions = json.loads(repaired.stdout)["actions"]
+    assert actions[0]["action"] == "set aside" and actions[0]["path"] == rel, actions
+    assert store_state(str(outside)) == before  # not one link count changed
+    quarantined = os.path.join(built.root, actions[0]["detail"].rsplit("now ", 1)[1])
+    assert os.path.islink(quarantined) and os.readlink(quarantined) == str(outside)
+    assert not os.path.islink(linked) and os.path.isdir(linked)
+    assert json.loads(cli(built.root, "doctor", "--json").stdout)["clean"]
+    pinned = subprocess.run([sys.executable, "-c", "import omnipkg_hook; omnipkg_hook.pin('omt-app==1.0'); "
+                             "import omt_lib; print(omt_lib.VERSION, omt_lib.__file__)"],
+                            capture_output=True, text=True, env=child_env(built.root), timeout=120)
+    assert pinned.returncode == 0 and pinned.stdout.startswith("1.0 " + built.root), pinned.stderr
+
+
 @needs_root
 @pytest.mark.parametrize("where", ["root", "tmp", "objects"])
 def test_a_store_directory_owned_by_another_user_is_not_written(built, where):
@@ -166,8 +206,6 @@ def test_new_store_directories_are_0755_whatever_the_umask(store, wheel):
         sync.push(store, open_backend("file://" + remote))  # a folder remote is a store too
         # a pin repairs a dist whose package directory is gone: the directories it makes again
         (lib,) = [os.path.join(other.dists, "omt-lib", "1.0", t) for t in os.listdir(os.path.join(other.dists, "omt-lib", "1.0"))]
-        import shutil
-
         shutil.rmtree(os.path.join(lib, "omt_lib"))
         pinned = subprocess.run([sys.executable, "-c", "import omnipkg_hook; omnipkg_hook.pin('omt-app==1.0'); "
                                  "import omt_lib; print(omt_lib.VERSION)"], capture_output=True, text=True,
