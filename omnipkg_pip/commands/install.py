@@ -118,12 +118,13 @@ class Row:
 
 
 class _Job:
-    __slots__ = ("text", "reason", "version")
+    __slots__ = ("text", "reason", "version", "report")
 
-    def __init__(self, text: str, reason: str, version: str | None = None) -> None:
+    def __init__(self, text: str, reason: str, version: str | None = None, report: dict | None = None) -> None:
         self.text = text  # the requirement the bubble is made from
         self.reason = reason
         self.version = version  # known from pip's report
+        self.report = report  # pip's report that planned it: the bubble is fetched from it, not resolved again
 
 
 def _refuse(args) -> None:
@@ -230,7 +231,7 @@ def run(args) -> int:
                 raise OmnipkgError(
                     f"cannot install {root.name} ({root.url}) in editable mode: it {reason.replace('--bubble', 'must be a bubble')}",
                     "a bubble is never editable; drop -e to get a bubble, or resolve the conflict in main first")
-            jobs.append(_Job(root.requirement(), why_forced if reason == "--bubble" else reason, root.version))
+            jobs.append(_Job(root.requirement(), why_forced if reason == "--bubble" else reason, root.version, report))
         jobs += [_Job(f"{n}=={old}", f"main's {n} {old}, replaced by --strategy latest", old)
                  for n, old in the_plan.keep_as_bubble]
         if the_plan.to_main:
@@ -304,34 +305,110 @@ def _preview(store: Store, interpreter, job: _Job, common: list[str], verbose: i
     return Row(name, root.version, "bubble", "would create", f"{job.reason}; {plural(len(items), 'dist')}")
 
 
+# Options that name where pip takes files from: with one of them on the command line, pip is
+# asked even for a bubble the store could make, and what it plans is compared with what is stored.
+_SOURCES = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links"}
+
+
+def _names_source(common: list[str]) -> bool:
+    return any(t.split("=", 1)[0] in _SOURCES or (t[:2] in ("-i", "-f") and len(t) > 2) for t in common
+               if t.startswith("-"))
+
+
 def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbose: int, exact: bool,
                  shared=None, main_now: dict | None = None) -> Row:
     req = bubbles.parse_requirement(job.text)
     name = normalize(req.name)
     present = _present(store, interpreter, req, job, exact)
-    if present is not None:
+    # A source on the command line: what the store would use must be the file pip plans from it.
+    checked = _names_source(common) and req.url is None and "--require-hashes" not in common
+    if present is not None and not checked:
         return present
-    if req.url is None and exact:
-        manifest = bubbles.bubble_from_store(store, req, interpreter, main_now)
-        if manifest is not None:
-            return Row(name, manifest["version"], "bubble", "created",
-                       f"{job.reason}; {plural(len(manifest['dists']), 'dist')}, all already stored")
-        pulled = remote.pull_for_install(shared, store, req, interpreter, main_now)  # commands/remote.py
-        if pulled is not None:
-            return Row(name, pulled["version"], "bubble", "pulled", f"{job.reason}; from {shared.url}")
+    stored_version = None
+    if req.url is None and exact and present is None:
+        if not checked:
+            manifest = bubbles.bubble_from_store(store, req, interpreter, main_now)
+            if manifest is not None:
+                return _from_store_row(name, manifest, job)
+            pulled = remote.pull_for_install(shared, store, req, interpreter, main_now)  # commands/remote.py
+            if pulled is not None:
+                return Row(name, pulled["version"], "bubble", "pulled", f"{job.reason}; from {shared.url}")
+        else:
+            stored_version = _stored_version(store, req, interpreter)
     from omnipkg_hook.store import DownloadDir
 
+    from .. import fetch, pip
+
+    report = job.report if "--require-hashes" not in common else None
+    if checked and report is None:
+        version = present.version if present is not None else stored_version
+        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        text = f"{name}{extras}=={version}" if version else job.text
+        try:
+            report = pip.dry_run_report(interpreter.executable, [text, "--ignore-installed", *common],
+                                        what=f"resolve {text}", verbose=verbose)
+        except PipError:
+            if version is None:
+                raise
+            # The source offers no file for it, so no other build either: the stored one is used.
+            if present is not None:
+                return present
+            manifest = bubbles.bubble_from_store(store, req, interpreter, main_now)
+            if manifest is None:
+                raise
+            return _from_store_row(name, manifest, job)
+    planned = fetch.planned_from_report(report) if report is not None else None
+    the_plan = None
+    if planned is not None:
+        def main_dirs():
+            from omnipkg_hook.store import main_versions
+
+            return main_versions(environment.sys_path(interpreter), exclude=store.root)
+
+        the_plan = fetch.plan_bubble(store, req, planned, interpreter, main_dirs if job.report is not None else None)
+    if the_plan is not None and not the_plan.fetch and present is not None and _dist_paths(
+            store, name, present.version, interpreter) == the_plan.paths(store):
+        return present
     # Downloads are staged in <store>/tmp (gc and doctor clear what a killed install leaves),
     # held by a flock that pip inherits, so a concurrent gc never removes a live download.
     with DownloadDir(store, "wheels-") as work:
-        from .. import pip
-
-        pip.run_pip(interpreter.executable, ["wheel", "--wheel-dir", work.path, job.text, *common],
-                    what=f"fetch {job.text} and its dependencies", verbose=verbose, hold=work)
-        wheels = sorted(glob.glob(os.path.join(work.path, "*.whl")))
+        if the_plan is not None:
+            wheels, origins = fetch.fetch(interpreter, the_plan, work, common, verbose)
+        else:
+            pip.run_pip(interpreter.executable, ["wheel", "--wheel-dir", work.path, job.text, *common],
+                        what=f"fetch {job.text} and its dependencies", verbose=verbose, hold=work)
+            wheels, origins = sorted(glob.glob(os.path.join(work.path, "*.whl"))), {}
         with progress.step(f"store {plural(len(wheels), 'wheel')}"):
-            manifest = bubbles.bubble_from_wheels(store, wheels, req, interpreter, main_now)
-    return Row(name, manifest["version"], "bubble", "created", f"{job.reason}; {plural(len(manifest['dists']), 'dist')}")
+            manifest = bubbles.bubble_from_wheels(store, wheels, req, interpreter, main_now, origins=origins,
+                                                  stored=the_plan.stored if the_plan is not None else None)
+    if not wheels:
+        return _from_store_row(name, manifest, job)
+    reason = f"{job.reason}; {plural(len(manifest['dists']), 'dist')}"
+    if the_plan is not None and the_plan.stored:
+        reason += f", {len(the_plan.stored)} already stored"
+    return Row(name, manifest["version"], "bubble", "created", reason)
+
+
+def _from_store_row(name: str, manifest: dict, job: _Job) -> Row:
+    return Row(name, manifest["version"], "bubble", "created",
+               f"{job.reason}; {plural(len(manifest['dists']), 'dist')}, all already stored")
+
+
+def _stored_version(store: Store, req, interpreter) -> str | None:
+    """The root version :func:`bubbles.bubble_from_store` would pick (nothing written)."""
+    try:
+        picked = bubbles.resolve_closure(req, bubbles.StoreIndex(store), interpreter)
+    except bubbles.ClosureError:
+        return None
+    return picked[normalize(req.name)].manifest["version"]
+
+
+def _dist_paths(store: Store, name: str, version: str, interpreter) -> dict:
+    """``{name: dist path}`` of an existing bubble ({} if unreadable: it is made again)."""
+    try:
+        return {n: e["path"] for n, e in store.load_bubble(name, version, interpreter.key)["dists"].items()}
+    except (OSError, ValueError, KeyError, TypeError, OmnipkgError):
+        return {}
 
 
 def _install_main(interpreter, the_plan, main_now, editables, common, main_only, args) -> None:

@@ -217,26 +217,44 @@ def _write_scripts(store: Store, manifest: dict, interpreter) -> None:
     write_bubble_scripts(store, manifest, interpreter.executable)
 
 
-def bubble_from_wheels(store: Store, wheels, requirement, interpreter=None, main: dict | None = None) -> dict:
+def bubble_from_wheels(store: Store, wheels, requirement, interpreter=None, main: dict | None = None, *,
+                       origins: dict | None = None, stored: dict | None = None) -> dict:
     """Ingest ``wheels`` (local files) and publish the bubble of ``requirement`` from them.
 
     ``main`` (``{name: version}`` of the interpreter's main environment; None: unknown)
     says what not to compile now: a dist main has at the same version is not routed
     (``bytecode.served_by_main``). The others are compiled in a second thread while the
-    next wheels are unpacked.
+    next wheels are unpacked; they are unpacked first, the root before all, so the compile
+    overlaps the unpacking of the rest. ``origins``: wheel path -> where pip got it
+    (``ingest_wheel``'s ``origin``). ``stored``: ``{name: [dist manifest]}`` already in the
+    store that complete the closure (the planned dists pip was not asked to fetch again).
     """
     from .ingest import ingest_wheel  # pypa/installer: only when there are wheels to ingest
 
     interpreter = interpreter or interp.current()
     root = parse_requirement(requirement)
+    root_name = normalize(root.name)
+
+    def routed_first(wheel) -> tuple:
+        name, _, rest = os.path.basename(os.fspath(wheel)).partition("-")
+        name = normalize(name)
+        version = rest.partition("-")[0]
+        return (name != root_name, bytecode.served_by_main(name, version, main), os.fspath(wheel))
+
+    origins = origins or {}
     with WriteLock(store):
-        by_name: dict[str, list[dict]] = {}
+        by_name: dict[str, list[dict]] = {n: list(ms) for n, ms in (stored or {}).items()}
         with _Compiler(store, interpreter) as compiler:
-            for wheel in wheels:
-                m = ingest_wheel(store, os.fspath(wheel), interpreter, compile=False)
+            for wheel in sorted(wheels, key=routed_first):
+                m = ingest_wheel(store, os.fspath(wheel), interpreter, compile=False,
+                                 origin=origins.get(os.fspath(wheel)))
                 by_name.setdefault(m["name"], []).append(m)
-                if m["name"] == normalize(root.name) or not bytecode.served_by_main(m["name"], m["version"], main):
+                if m["name"] == root_name or not bytecode.served_by_main(m["name"], m["version"], main):
                     compiler.submit(m)
+            for name, ms in (stored or {}).items():
+                for m in ms:
+                    if name == root_name or not bytecode.served_by_main(name, m["version"], main):
+                        compiler.submit(m)
         picked = resolve_closure(root, lambda n: by_name.get(n, []), interpreter, prereleases=True)
         return write_bubble(store, root, picked, interpreter)
 

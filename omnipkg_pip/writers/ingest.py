@@ -261,12 +261,15 @@ def _import_names(paths: list[str]) -> tuple[list[str], list[str]]:
     return top, namespaces
 
 
-def ingest_wheel(store: Store, wheel_path: str, interpreter, *, compile: bool = True) -> dict:
+def ingest_wheel(store: Store, wheel_path: str, interpreter, *, compile: bool = True,
+                 origin: dict | None = None) -> dict:
     """Put ``wheel_path`` into the store (if not there) with .pyc for ``interpreter``.
 
     ``compile=False`` stores the dist without ``.pyc`` (the caller compiles what will be
-    routed, ``bytecode.ensure_compiled``). Returns the dist manifest. The caller holds
-    ``WriteLock(store)``.
+    routed, ``bytecode.ensure_compiled``). ``origin``: where pip got the wheel, from its
+    report (``{"url": ..., "sha256": <the archive's>}``): a new dist records the URL as
+    ``origin`` (and ``origin_sha256`` when the archive was an sdist, not this wheel). Returns
+    the dist manifest. The caller holds ``WriteLock(store)``.
     """
     filename = os.path.basename(wheel_path)
     try:
@@ -286,7 +289,8 @@ def ingest_wheel(store: Store, wheel_path: str, interpreter, *, compile: bool = 
 
     staging = make_tmpdir(store, "ingest-")
     try:
-        manifest = _stage(store, wheel_path, filename, name, version, tag, staging, interpreter if compile else None)
+        manifest = _stage(store, wheel_path, filename, name, version, tag, staging, interpreter if compile else None,
+                          origin)
         _publish(store, staging, dist_dir)
         return manifest
     finally:
@@ -314,16 +318,18 @@ def _check_same_wheel(store, manifest, wheel_path, filename, name, version, tag)
     key = lambda f: (f["path"], f["sha256"], f["size"], f.get("mode"))  # noqa: E731
     if sorted(map(key, other["files"])) == sorted(map(key, manifest["files"])):
         return
+    came_from = f" (from {manifest['origin']})" if manifest.get("origin") else ""
     raise WheelRejectedError(
         f"rejected {filename!r}: the store already holds {manifest['name']} {version} ({tag}) made from another "
-        f"wheel with other files: {manifest.get('wheel')!r} sha256 {recorded} is stored, this one is sha256 {sha}",
+        f"wheel with other files: {manifest.get('wheel')!r} sha256 {recorded}{came_from} is stored, this one is "
+        f"sha256 {sha}",
         "the two builds differ (another index, or a local -f folder with another build?) and pip-omni never hands "
         "one out as the other: install from where the stored one came from (`pip-omni doctor -v` shows it), "
         "or remove the bubbles that use it (`pip-omni uninstall NAME==VERSION`) and run `pip-omni gc` first",
     )
 
 
-def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter) -> dict:
+def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter, origin=None) -> dict:
     """Check and stage the wheel in ``staging``; compiled for ``interpreter`` unless None."""
     try:
         zf = zipfile.ZipFile(wheel_path)
@@ -372,7 +378,8 @@ def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter
         "version": version,
         "tag": tag,
         "wheel": filename,
-        "wheel_sha256": file_sha256(wheel_path),
+        "wheel_sha256": (wheel_sha := file_sha256(wheel_path)),
+        **_origin_fields(origin, wheel_sha),
         "dist_info": wheel.dist_info_dir,
         "top_level": top_level,
         "namespaces": namespaces,
@@ -389,6 +396,15 @@ def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter
     # rebuilding a deleted dist: stored once, not twice.
     dest.add_bytes(DIST_MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8"), False)
     return manifest
+
+
+def _origin_fields(origin: dict | None, wheel_sha: str) -> dict:
+    if not origin or not origin.get("url"):
+        return {}
+    out = {"origin": origin["url"]}
+    if origin.get("sha256") and origin["sha256"] != wheel_sha:
+        out["origin_sha256"] = origin["sha256"]  # an sdist pip built this wheel from
+    return out
 
 
 def _publish(store: Store, staging: str, dist_dir: str) -> None:

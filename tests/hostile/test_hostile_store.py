@@ -289,15 +289,72 @@ def test_doctor_repair_never_takes_a_quarantined_manifest_the_record_disagrees_w
 # -- 3. a stored dist is the wheel it came from --------------------------------------------------
 
 
+def _install(*args: str) -> list[str]:
+    return ["install", "-q", "--bubble", "--no-index", *args, "--python", sys.executable]
+
+
+@pytest.mark.parametrize("bubble_kept", [True, False], ids=["bubble-present", "dists-only"])
+def test_another_build_in_another_find_links_folder_is_refused_naming_both_hashes(
+        store, wheelhouse, tmp_path, capsys, bubble_kept):
+    """Two different wheels with one name/version/tag in two -f folders: the stored one (and
+    the bubble made of it) is never handed out for the other, whether the bubble is still
+    there or only its dists (pip is asked whenever the command line names a source)."""
+    dep = make_wheel(wheelhouse, "omt-hdep", "1.0", {"omt_hdep/__init__.py": "X = 1\n"})
+    first = make_wheel(wheelhouse, "omt-h", "1.0", FILES, requires=["omt-hdep==1.0"])
+    other_dir = tmp_path / "elsewhere"
+    other = make_wheel(other_dir, "omt-h", "1.0", {**FILES, "omt_h/__init__.py": "VERSION = 'evil'\n"},
+                       requires=["omt-hdep==1.0"])
+    shutil.copy(dep, other_dir)  # the same dependency file in both folders
+    assert cli_main(_install("-f", str(wheelhouse), "omt-h==1.0")) == 0
+    if not bubble_kept:
+        assert cli_main(["uninstall", "-y", "omt-h==1.0"]) == 0
+    capsys.readouterr()
+    before = store_state(store.root)
+
+    code = cli_main(_install("-f", str(other_dir), "omt-h==1.0"))
+
+    err = capsys.readouterr().err
+    stored_sha, other_sha = _sha(first.read_bytes()), _sha(other.read_bytes())
+    assert code == 1
+    assert err.splitlines()[0] == (
+        f"pip-omni: error: rejected 'omt_h-1.0-py3-none-any.whl': the store already holds omt-h 1.0 (py3-none-any) "
+        f"made from another wheel with other files: 'omt_h-1.0-py3-none-any.whl' sha256 {stored_sha} "
+        f"(from {first.as_uri()}) is stored, this one is sha256 {other_sha}")
+    assert store_state(store.root) == before
+    assert cli_main(["doctor", "-v"]) == 0  # where each stored dist came from
+    out = capsys.readouterr().out.splitlines()
+    assert f"  dists/omt-h/1.0/py3-none-any: omt_h-1.0-py3-none-any.whl sha256 {stored_sha} (from {first.as_uri()})" in out
+    assert (f"  dists/omt-hdep/1.0/py3-none-any: omt_hdep-1.0-py3-none-any.whl sha256 {_sha(dep.read_bytes())} "
+            f"(from {dep.as_uri()})") in out
+
+
+def test_the_same_file_from_another_folder_is_the_stored_dist_and_is_not_fetched(store, wheelhouse, tmp_path,
+                                                                                  capsys, monkeypatch):
+    """pip plans the very file the store was made from: nothing is fetched, the bubble stays."""
+    first = make_wheel(wheelhouse, "omt-h", "1.0", FILES)
+    assert cli_main(_install("-f", str(wheelhouse), "omt-h==1.0")) == 0
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copy(first, mirror)
+    capsys.readouterr()
+    before = store_state(store.root)
+    from omnipkg_pip import pip
+
+    ran = []
+    real = pip.run_pip
+    monkeypatch.setattr(pip, "run_pip", lambda py, args, **kw: ran.append(args[0]) or real(py, args, **kw))
+
+    assert cli_main(_install("--json", "-f", str(mirror), "omt-h==1.0")) == 0
+
+    assert json.loads(capsys.readouterr().out)[0]["action"] == "present"
+    assert ran == ["install"]  # the dry-run resolve only: no pip wheel
+    assert store_state(store.root) == before
+
+
 def test_another_build_with_other_files_is_refused_naming_both_hashes(store, stored, wheelhouse, tmp_path, capsys):
     first = wheelhouse / "omt_h-1.0-py3-none-any.whl"
     other = make_wheel(tmp_path / "elsewhere", "omt-h", "1.0", {**FILES, "omt_h/__init__.py": "VERSION = 'evil'\n"})
     before = store_state(store.root)
-    code = cli_main(["install", "-q", "--bubble", "--no-index", "-f", str(other.parent), "omt-h==1.0", "--python",
-                     sys.executable])
-    assert code == 0  # the bubble exists: nothing is fetched, nothing changes
-    capsys.readouterr()
-    assert store_state(store.root) == before
 
     with pytest.raises(WheelRejectedError) as caught:
         bubbles.bubble_from_wheels(store, [other], "omt-h==1.0")
@@ -312,7 +369,7 @@ def test_another_build_with_other_files_is_refused_naming_both_hashes(store, sto
         f"{other_sha}"
     )
     assert store_state(store.root) == before
-    assert cli_main(["doctor", "-v"]) == 0  # where the stored one came from
+    assert cli_main(["doctor", "-v"]) == 0  # where the stored one came from: made through the API, not recorded
     assert (f"  dists/omt-h/1.0/py3-none-any: omt_h-1.0-py3-none-any.whl sha256 {stored_sha} (origin not recorded)"
             in capsys.readouterr().out.splitlines())
 
@@ -390,6 +447,7 @@ HOSTILE = (
     + 2  # replaced manifest at pin time; missing record
     + 2  # replaced manifest, doctor quick and full
     + 2  # doctor --repair of a tampered dist; with the record's object gone
-    + 1  # another build with other files
+    + 1  # another build with other files, through the API
+    + 2  # another build in another -f folder, bubble present / dists only
     + 1  # stdlib names in a bubble
 )

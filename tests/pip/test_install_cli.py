@@ -118,10 +118,50 @@ def test_bubble_from_stored_dists_needs_no_pip(omni_venv, wheel, wheelhouse, tmp
     for p in wheelhouse.iterdir():
         p.unlink()  # nothing left to fetch from
 
-    out = json.loads(omni_venv.run("install", "--no-index", "-f", str(wheelhouse), "cached==2.0", "--json").stdout)
+    out = json.loads(omni_venv.run("install", "--no-index", "cached==2.0", "--json").stdout)
 
     assert out[0]["action"] == "created" and "all already stored" in out[0]["reason"]
     assert sorted(p.name for p in logs.rglob("*.log")) == before  # no pip run at all
+
+    # With a source on the command line pip is asked what it would take from there (a
+    # different build would not be handed out as the stored one); here it offers nothing.
+    omni_venv.run("uninstall", "cached==2.0")
+    out = json.loads(omni_venv.run("install", "--no-index", "-f", str(wheelhouse), "cached==2.0", "--json").stdout)
+
+    assert out[0]["action"] == "created" and "all already stored" in out[0]["reason"]
+    assert [p.name.split("-", 4)[-1] for p in logs.rglob("*.log") if p.name not in before] == ["resolve-cached--2-0.log"]
+
+
+def test_a_planned_bubble_is_fetched_as_pip_planned_it_without_a_second_resolve(omni_venv, wheel, wheelhouse, tmp_path):
+    """The plan's own report is the bubble's closure: pip resolves once, then fetches exactly
+    the planned files (``--no-deps``) and main's versions of what main already satisfied."""
+    wheel("pclient", "1.0", requires=["pdep<2", "pkeep"])
+    wheel("pdep", "1.0")
+    wheel("pdep", "3.0")
+    wheel("pkeep", "1.0", requires=["pkeepdep"])
+    wheel("pkeep", "2.0")
+    wheel("pkeepdep", "1.0")
+    _install_main(omni_venv, wheelhouse, "pdep==3.0", "pkeep==1.0")
+    logs = tmp_path / "store" / "logs"
+
+    out = json.loads(omni_venv.run("install", "--no-index", "-f", str(wheelhouse), "pclient", "--json").stdout)
+
+    assert [(r["name"], r["version"], r["action"]) for r in out] == [("pclient", "1.0", "created")]
+    runs = sorted(logs.rglob("*.log"))
+    commands = [p.read_text().splitlines()[0] for p in runs]
+    assert len(runs) == 2, commands
+    assert " install --dry-run --report " in commands[0] or " install --dry-run --report " in commands[1]
+    (fetched,) = [c for c in commands if " wheel " in c]
+    assert " --no-deps " in fetched and "pdep" in fetched and "pkeep==1.0" in fetched
+    store = omni_venv.env["OMNIPKG_STORE"]
+    (key,) = os.listdir(os.path.join(store, "bubbles", "pclient", "1.0"))
+    with open(os.path.join(store, "bubbles", "pclient", "1.0", key)) as f:
+        dists = json.load(f)["dists"]
+    # pkeep is main's 1.0 (what pip planned), not the newest 2.0 a second resolve would take
+    assert {n: d["version"] for n, d in dists.items()} == {"pclient": "1.0", "pdep": "1.0", "pkeep": "1.0",
+                                                            "pkeepdep": "1.0"}
+    with open(os.path.join(store, "dists", "pclient", "1.0", "py3-none-any", "omnipkg-dist.json")) as f:
+        assert json.load(f)["origin"] == (wheelhouse / "pclient-1.0-py3-none-any.whl").as_uri()
 
 
 @pytest.mark.parametrize("bad", ["rich=13", "rich==", "==1.0", "rich[", "-"])
