@@ -182,7 +182,7 @@ def fetch(interpreter, plan: BubblePlan, work, common: list[str], verbose: int) 
     """
     if not plan.fetch:
         return [], {}
-    what = f"fetch {', '.join(f'{p.name} {p.version}' for p in plan.fetch)}"
+    what = f"fetch {', '.join(f'{p.name}=={p.version}' for p in plan.fetch)}"
     args = ["wheel", "--no-deps", "--wheel-dir", work.path, *common]
     try:
         pip.run_pip(interpreter.executable, [*args, *(p.requirement() for p in plan.fetch)],

@@ -215,11 +215,15 @@ def _reason(lines: list[str]) -> tuple[str, list[str]]:
     return headline, details[:12]
 
 
-def dry_run_report(python: str, args: list[str], *, what: str, verbose: int = 0) -> dict:
-    """What ``pip install`` would do: pip's installation report (``--dry-run --report``)."""
+def dry_run_report(python: str, args: list[str], *, what: str, verbose: int = 0, hold=None) -> dict:
+    """What ``pip install`` would do: pip's installation report (``--dry-run --report``).
+
+    ``hold``: a :class:`omnipkg_hook.store.DownloadDir` the report is written in (and pip
+    holds, as for :func:`run_pip`); else a temporary file of the system's."""
     import tempfile
 
-    fd, report_path = tempfile.mkstemp(prefix="pip-omni-report-", suffix=".json")
+    fd, report_path = tempfile.mkstemp(prefix="pip-omni-report-", suffix=".json",
+                                       dir=hold.path if hold is not None else None)
     os.close(fd)
     try:
         run_pip(
@@ -227,6 +231,7 @@ def dry_run_report(python: str, args: list[str], *, what: str, verbose: int = 0)
             ["install", "--dry-run", "--report", report_path, *args],
             what=what,
             verbose=verbose,
+            hold=hold,
         )
         with open(report_path, encoding="utf-8") as f:
             return json.load(f)

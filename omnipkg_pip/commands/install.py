@@ -339,39 +339,41 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
 
     from .. import fetch, pip
 
-    report = job.report if "--require-hashes" not in common else None
-    if checked and report is None:
-        version = present.version if present is not None else stored_version
-        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
-        text = f"{name}{extras}=={version}" if version else job.text
-        try:
-            report = pip.dry_run_report(interpreter.executable, [text, "--ignore-installed", *common],
-                                        what=f"resolve {text}", verbose=verbose)
-        except PipError:
-            if version is None:
-                raise
-            # The source offers no file for it, so no other build either: the stored one is used.
-            if present is not None:
-                return present
-            manifest = bubbles.bubble_from_store(store, req, interpreter, main_now)
-            if manifest is None:
-                raise
-            return _from_store_row(name, manifest, job)
-    planned = fetch.planned_from_report(report) if report is not None else None
-    the_plan = None
-    if planned is not None:
-        def main_dirs():
-            from omnipkg_hook.store import main_versions
-
-            return main_versions(environment.sys_path(interpreter), exclude=store.root)
-
-        the_plan = fetch.plan_bubble(store, req, planned, interpreter, main_dirs if job.report is not None else None)
-    if the_plan is not None and not the_plan.fetch and present is not None and _dist_paths(
-            store, name, present.version, interpreter) == the_plan.paths(store):
-        return present
     # Downloads are staged in <store>/tmp (gc and doctor clear what a killed install leaves),
     # held by a flock that pip inherits, so a concurrent gc never removes a live download.
+    # Opened first: a store this user cannot write fails here, in one line, before pip runs.
     with DownloadDir(store, "wheels-") as work:
+        _preload_ingest()
+        report = job.report if "--require-hashes" not in common else None
+        if checked and report is None:
+            version = present.version if present is not None else stored_version
+            extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+            text = f"{name}{extras}=={version}" if version else job.text
+            try:
+                report = pip.dry_run_report(interpreter.executable, [text, "--ignore-installed", *common],
+                                            what=f"resolve {text}", verbose=verbose, hold=work)
+            except PipError:
+                if version is None:
+                    raise
+                # The source offers no file for it, so no other build either: the stored one is used.
+                if present is not None:
+                    return present
+                manifest = bubbles.bubble_from_store(store, req, interpreter, main_now)
+                if manifest is None:
+                    raise
+                return _from_store_row(name, manifest, job)
+        planned = fetch.planned_from_report(report) if report is not None else None
+        the_plan = None
+        if planned is not None:
+            def main_dirs():
+                from omnipkg_hook.store import main_versions
+
+                return main_versions(environment.sys_path(interpreter), exclude=store.root)
+
+            the_plan = fetch.plan_bubble(store, req, planned, interpreter, main_dirs if job.report is not None else None)
+        if the_plan is not None and not the_plan.fetch and present is not None and _dist_paths(
+                store, name, present.version, interpreter) == the_plan.paths(store):
+            return present
         if the_plan is not None:
             wheels, origins = fetch.fetch(interpreter, the_plan, work, common, verbose)
         else:
@@ -387,6 +389,20 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
     if the_plan is not None and the_plan.stored:
         reason += f", {len(the_plan.stored)} already stored"
     return Row(name, manifest["version"], "bubble", "created", reason)
+
+
+def _preload_ingest() -> None:
+    """Import the wheel ingester (pypa/installer, packaging: 0.1-0.2 s measured) in a thread
+    while pip fetches, on the core pip leaves idle."""
+    import threading
+
+    def load() -> None:
+        try:
+            from .. import ingest  # noqa: F401
+        except BaseException:  # imported again where it is used, which reports it
+            pass
+
+    threading.Thread(target=load, name="pip-omni-preload", daemon=True).start()
 
 
 def _from_store_row(name: str, manifest: dict, job: _Job) -> Row:

@@ -68,6 +68,10 @@ def test_a_held_download_survives_gc_and_doctor_and_goes_once_its_writer_is_gone
     assert gc["tmp"] == 1 and not os.path.exists(path)
 
 
+class _IndexURL(str):
+    held: list
+
+
 @pytest.fixture
 def stalled_index():
     """A loopback "index" that accepts connections and never answers (pip waits on it)."""
@@ -86,7 +90,9 @@ def stalled_index():
 
     t = threading.Thread(target=accept, daemon=True)
     t.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}/simple/"
+    url = _IndexURL(f"http://127.0.0.1:{server.getsockname()[1]}/simple/")
+    url.held = held  # the connections pip made: once there is one, pip runs (and holds its download dir)
+    yield url
     stop.set()
     t.join()
     for c in held:
@@ -106,7 +112,8 @@ def test_a_killed_install_leaves_nothing_in_the_system_temp_dir(store, tmp_path,
     tried("install killed while pip downloads")
     try:
         deadline = time.monotonic() + 60
-        while not [n for n in os.listdir(store.tmp) if n.startswith("dl-wheels-")] if os.path.isdir(store.tmp) else True:
+        while not stalled_index.held or not (
+                [n for n in os.listdir(store.tmp) if n.startswith("dl-wheels-")] if os.path.isdir(store.tmp) else []):
             assert time.monotonic() < deadline, "no download directory appeared in <store>/tmp"
             assert install.poll() is None, "the install ended before it downloaded"
             time.sleep(0.1)
