@@ -337,7 +337,8 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
             stored_version = _stored_version(store, req, interpreter)
     from omnipkg_hook.store import DownloadDir
 
-    from .. import fetch, pip
+    from .. import pip
+    from ..writers import fetch
 
     # Downloads are staged in <store>/tmp (gc and doctor clear what a killed install leaves),
     # held by a flock that pip inherits, so a concurrent gc never removes a live download.
@@ -398,7 +399,7 @@ def _preload_ingest() -> None:
 
     def load() -> None:
         try:
-            from .. import ingest  # noqa: F401
+            from ..writers import ingest  # noqa: F401
         except BaseException:  # imported again where it is used, which reports it
             pass
 

@@ -34,7 +34,8 @@ from omnipkg_hook._pep440 import InvalidVersion, Version
 from omnipkg_hook.errors import OmnipkgError, PipError
 from omnipkg_hook.store import normalize
 
-from . import bubbles, pip
+from .. import pip
+from . import bubbles
 
 __all__ = ["Planned", "planned_from_report", "plan_bubble", "fetch", "BubblePlan"]
 
