@@ -8,6 +8,10 @@
 Standard library only. Loaded at interpreter start-up by ``omnipkg_hook.pth`` when
 ``OMNIPKG_PINS`` is set, so importing this package stays cheap: the pin machinery
 (:mod:`omnipkg_hook.pins`) is imported on first use of ``pin``, ``using``...
+
+PYTEST_DONT_REWRITE: pytest would otherwise warn, in every `pip-omni run -m pytest`, that
+this package (shipped in the dist of its ``omnipkg`` plugin) was imported before it could
+rewrite its asserts.
 """
 
 # No ``from __future__ import annotations`` here: it is a real import, and this package is

@@ -1,6 +1,7 @@
 """pip-omni's pip side: the ``pip-omni`` command, store writes, planning installs.
 
 May import packaging, platformdirs and installer. Never imported by ``omnipkg_hook``.
+PYTEST_DONT_REWRITE (see ``omnipkg_hook``'s docstring).
 """
 
 __version__ = "0.1.0"

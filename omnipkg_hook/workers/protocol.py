@@ -51,6 +51,9 @@ empty body::
     24  Q     QUIT      owner -> worker/zygote  (reason,): BYE to every client, then exit
     25  K     FORK      daemon -> zygote        - and 1 fd: the child's control socket
                                                                               R (pid,) | X
+                        owner -> cell zygote    cell spec and its fds (see runner)  R (pid,) | X
+    26  D     EXITED    cell zygote -> owner    (pid, status): a forked cell ended; status < 0
+                                                is the signal that killed it
     30  O     OPEN      client -> daemon        (pins, python, options)       F | X
     31  F     FD        daemon -> client        worker info dict and 1 fd: the client's
                                                 end of a socketpair whose other end the
@@ -88,7 +91,7 @@ __all__ = [
     "server_handshake",
     "client_handshake",
     "EXECUTE", "CALL", "PING", "RESULT", "ERROR", "BYE",
-    "READY", "BOOTFAIL", "ATTACH", "STAT", "QUIT", "FORK",
+    "READY", "BOOTFAIL", "ATTACH", "STAT", "QUIT", "FORK", "EXITED",
     "OPEN", "FD", "KILL", "STATUS", "STOP",
 ]
 
@@ -103,6 +106,7 @@ MAC_SIZE = 32
 # Message types (one byte each; see the table above).
 EXECUTE, CALL, PING, RESULT, ERROR, BYE = b"E", b"C", b"P", b"R", b"X", b"B"
 READY, BOOTFAIL, ATTACH, STAT, QUIT, FORK = b"Y", b"x", b"A", b"T", b"Q", b"K"
+EXITED = b"D"
 OPEN, FD, KILL, STATUS, STOP = b"O", b"F", b"k", b"S", b"s"
 CHALLENGE, ANSWER, WELCOME, FAILURE = b"h", b"a", b"w", b"f"
 

@@ -16,6 +16,21 @@ program text of ``-`` is read from stdin first (the caller read it to find its m
 
 The pins are applied strictly: a run that cannot get the versions it asked for fails
 with status 1 and one line on stderr, it never runs against the wrong version.
+
+Several cells under one interpreter (``pip-omni run --matrix``, the pytest plugin) fork
+from one zygote of this interpreter instead of starting it once per cell::
+
+    python -c BOOT .../_boot.py runner --zygote --fd N [--preload MODULE]...
+
+It applies no pins, imports the ``--preload`` modules (``pytest``: and pytest's own
+plugins), and serves FORKs (:func:`omnipkg_hook.workers.zygote.serve_cells`). A FORK's body
+is the cell: ``{"pins": P, "target": [...], "source": bytes | None, "env": {...},
+"fd_env": {NAME: i}}`` with the descriptors ``[stdout, stderr, notice, *extra]``; the child
+puts them on fds 1 and 2 (stdin is ``/dev/null``), sets ``env`` (and ``NAME`` to the number
+of ``extra[i]``), applies the pins, and runs the target as :func:`main` would. A pin that
+routes a module the zygote had already imported cannot be honoured in a fork: the child
+writes ``b"refused <names>"`` on ``notice`` and exits without running anything, and the
+owner runs that cell the slow way. Otherwise ``notice`` is closed just before the target runs.
 """
 
 from __future__ import annotations
@@ -178,8 +193,88 @@ def _user_frames(tb):
     return t
 
 
+def _preload(names: list[str]):
+    import importlib
+
+    done, failed = [], {}
+    for name in names:
+        try:
+            importlib.import_module(name)
+            done.append(name)
+            if name == "pytest":  # what every pytest session imports next: its own plugins
+                from _pytest.config import default_plugins
+
+                for plugin in default_plugins:
+                    try:
+                        importlib.import_module(f"_pytest.{plugin}")
+                    except ImportError:
+                        pass
+        except Exception as e:  # the cells import it again and fail as they would anyway
+            failed[name] = f"{type(e).__name__}: {e}"
+    return done, failed
+
+
+def _zygote(fd: int, names: list[str]) -> int:
+    import signal
+    import socket
+
+    from . import protocol as P
+    from . import zygote
+    from .worker import worker_info
+
+    os.environ.pop("OMNIPKG_PINS", None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C is for the cells (same process group)
+    control = P.Connection(socket.socket(fileno=fd), fds=True)
+    return zygote.serve_cells(control, worker_info("cells"), lambda: _preload(names), _cell)
+
+
+def _cell(body, fds: list[int]) -> int:
+    """In a child of the zygote: become the cell (see the module docstring)."""
+    import signal
+
+    from . import protocol as P
+
+    spec = P.loads(body)
+    out, err, notice, *extra = fds
+    null = os.open(os.devnull, os.O_RDONLY)
+    for fd, target in ((null, 0), (out, 1), (err, 2)):
+        os.dup2(fd, target)
+    for fd in {null, out, err}:
+        if fd > 2:
+            os.close(fd)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.environ.update(spec["env"])
+    for name, i in spec["fd_env"].items():
+        os.environ[name] = str(extra[i])
+    for fd in extra:
+        os.set_inheritable(fd, False)
+    pins = spec["pins"]
+    if pins:
+        from ..errors import OmnipkgError
+
+        before = set(sys.modules)  # applying pins may drop what it reroutes: look first
+        try:
+            apply_pins(pins)
+        except OmnipkgError as e:
+            os.close(notice)
+            hint = f" (hint: {e.hint})" if e.hint else ""
+            print(f"pip-omni run: error: {e.message}{hint}", file=sys.stderr)
+            return 1
+        from ..finder import FINDER
+
+        clash = sorted(n for n in FINDER.routes if n in before)
+        if clash:
+            os.write(notice, ("refused " + " ".join(clash)).encode())
+            os._exit(0)
+    os.close(notice)
+    return execute(spec["target"], spec["source"])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--zygote"]:
+        names = [argv[i + 1] for i, a in enumerate(argv) if a == "--preload"]
+        return _zygote(int(argv[argv.index("--fd") + 1]), names)
     pins = None
     stdin_source = False
     while argv and argv[0] in ("--pins", "--stdin-source"):

@@ -19,6 +19,14 @@ socket; a spare costs only the pages it has written since the fork, and it exits
 the zygote. The zygote reaps its
 children (SIGCHLD) and logs abnormal exits to stderr. Linux; on macOS the owners do
 not use zygotes (fork without exec is unsafe with system frameworks there).
+
+:func:`serve_cells` is the same zygote for whole runs (``pip-omni run --matrix`` cells and
+the pytest plugin's cells, started as ``runner --zygote``): it has applied no pins and
+preloads what every cell imports first (pytest), and a FORK carries the cell (pins,
+program) and its descriptors. Its child leaves the zygote's loop and *returns* the cell's
+exit status up the stack, so the interpreter ends as ``python`` ends (``atexit``, flushed
+streams, ``SystemExit``). The zygote reports every child's end as EXITED ``(pid, status)``
+(status < 0: killed by that signal), sent from its loop, never from a signal handler.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import threading
 from . import protocol as P
 from .worker import describe_exception, run_started, worker_info
 
-__all__ = ["serve", "preload", "thread_count", "SPARE_DELAY"]
+__all__ = ["serve", "serve_cells", "preload", "thread_count", "SPARE_DELAY"]
 
 SPARE_DELAY = 0.05  # seconds of quiet before the zygote forks its next spare worker
 
@@ -85,8 +93,9 @@ class _Spare:
         self.conn = conn
 
 
-def serve(control: P.Connection, info: dict) -> int:
-    done, failed = preload()
+def _ready(control: P.Connection, info: dict, load) -> int | None:
+    """Preload, freeze the heap, say READY; the thread count, None if the owner is gone."""
+    done, failed = load()
     gc.collect()
     if hasattr(gc, "freeze"):
         gc.freeze()
@@ -95,6 +104,13 @@ def serve(control: P.Connection, info: dict) -> int:
     try:
         control.send_obj(P.READY, info)
     except OSError:
+        return None
+    return threads
+
+
+def serve(control: P.Connection, info: dict) -> int:
+    threads = _ready(control, info, preload)
+    if threads is None:
         return 1
     if threads == 1:
         signal.signal(signal.SIGCHLD, _reap)
@@ -195,3 +211,70 @@ def _child(parent: int, control: P.Connection, get_fd) -> None:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def serve_cells(control: P.Connection, info: dict, load, cell) -> int:
+    """Fork one child per FORK ``(body, fds)``; the child returns ``cell(body, fds)``.
+
+    In the zygote this returns only when the owner goes (EOF, QUIT): 0. In a child it
+    returns the cell's exit status (or raises the cell's ``SystemExit``)."""
+    threads = _ready(control, info, load)
+    if threads is None:
+        return 1
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # the wakeup fd does the work
+    signal.set_wakeup_fd(wake_w)
+    try:
+        while True:
+            ready = select.select([control.sock, wake_r], [], [])[0] if not control.pending() else [control.sock]
+            if wake_r in ready:
+                os.read(wake_r, 512)
+                _report_exits(control)
+            if control.sock not in ready:
+                continue
+            try:
+                kind, body = control.recv()
+            except (EOFError, OSError):
+                return 0
+            if kind == P.QUIT:
+                return 0
+            if kind != P.FORK or threads != 1:
+                what = "forks nothing: threads were running after its imports" if kind == P.FORK else f"cannot handle {kind!r}"
+                control.send(P.ERROR, P.dumps(("ProtocolError", f"zygote {what}", "", "", "")))
+                continue
+            fds, control.fds = control.fds, []
+            try:
+                pid = os.fork()
+            except OSError as e:
+                control.send(P.ERROR, P.dumps(("OSError", f"fork failed: {e}", "", "", "")))
+                pid = -1
+            if pid == 0:  # the cell: out of the zygote for good
+                signal.set_wakeup_fd(-1)
+                for fd in (wake_r, wake_w):
+                    os.close(fd)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                control.close()
+                return cell(body, fds)
+            for fd in fds:
+                os.close(fd)
+            if pid > 0:
+                control.send_obj(P.RESULT, (pid,))
+    finally:
+        if os.getpid() == info.get("pid"):
+            signal.set_wakeup_fd(-1)
+
+
+def _report_exits(control: P.Connection) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        try:
+            control.send_obj(P.EXITED, (pid, code))
+        except OSError:
+            return

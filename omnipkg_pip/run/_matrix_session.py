@@ -63,15 +63,28 @@ def _tuples(report) -> None:
     report.sections = [tuple(s) for s in report.sections]
 
 
+def _read_all(fd: int) -> bytes:
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
 class MatrixSession:
     def __init__(self, config) -> None:
         from itertools import product
+
+        from omnipkg_hook.store import Store
 
         self.config = config
         axes = matrix.parse_axes(config.getoption("omnipkg_matrix"))
         self.cells = [_Cell(list(c)) for c in product(*[[(n, v) for v in vs] for n, vs in axes])]
         self.grid: dict[str, dict[str, str]] = {}  # test id -> cell label -> outcome
         self.crashed: list[_Cell] = []
+        self.store = Store()
+        self.env = matrix.cell_env(self.store.root)
+        self.env["PYTEST_ADDOPTS"] = ""  # already in the arguments the parent saw
+        # started now: the zygote's interpreter and imports overlap this session's own start
+        self.zygotes = matrix.Zygotes(self.env, str(config.invocation_params.dir), ["-m", "pytest"],
+                                      [sys.executable] * len(self.cells))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session) -> bool:
@@ -100,10 +113,11 @@ class MatrixSession:
             t.join()
         return True
 
-    def _prepare(self) -> None:
-        from omnipkg_hook.store import Store
+    def pytest_unconfigure(self, config) -> None:
+        self.zygotes.close()
 
-        store = Store()
+    def _prepare(self) -> None:
+        store = self.store
         wanted = list(dict.fromkeys(p for c in self.cells for p in c.pins))
         missing = ondemand.missing_here(wanted, store)
         version = ".".join(map(str, sys.version_info[:3]))
@@ -111,30 +125,38 @@ class MatrixSession:
                               index=[])
 
     def _run(self, cell: _Cell, events: queue.Queue, gate) -> None:
-        from omnipkg_hook.store import find_store
+        from omnipkg_hook.errors import OmnipkgError
         from omnipkg_hook.workers import spawn
 
         with gate:
+            target = ["-m", "pytest", *_child_args(self.config.invocation_params.args)]
             read, write = os.pipe()
-            args = ["--pins", ",".join(cell.pins)] if cell.pins else []
-            cmd = spawn.command(sys.executable, "runner", [*args, "--", "-m", "pytest",
-                                                           *_child_args(self.config.invocation_params.args)])
-            env = spawn.worker_env(dict(os.environ), find_store())
-            env[REPORT_FD] = str(write)
-            env["PYTEST_ADDOPTS"] = ""  # already in the arguments the parent saw
+            out_r, out_w = os.pipe()
+            pid = proc = None
             try:
-                proc = subprocess.Popen(cmd, env=env, cwd=str(self.config.invocation_params.dir), pass_fds=[write],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                zygote = self.zygotes.get(sys.executable)
+                if zygote is not None:
+                    try:
+                        pid = zygote.start(cell.pins, target, None, out=out_w, err=out_w, extra={REPORT_FD: write})
+                    except (OSError, OmnipkgError) as e:  # the zygote died: this cell the slow way
+                        sys.stderr.write(f"pip-omni: {e}\n")
+                if pid is None:
+                    args = ["--pins", ",".join(cell.pins)] if cell.pins else []
+                    env = {**self.env, REPORT_FD: str(write)}
+                    proc = subprocess.Popen(spawn.command(sys.executable, "runner", [*args, "--", *target]), env=env,
+                                            cwd=str(self.config.invocation_params.dir), pass_fds=[write],
+                                            stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w)
             finally:
                 os.close(write)
+                os.close(out_w)
             out: list[bytes] = []
-            drain = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+            drain = threading.Thread(target=lambda: out.append(_read_all(out_r)), daemon=True)
             drain.start()
             with os.fdopen(read, encoding="utf-8") as reports:
                 for line in reports:
                     kind, data = json.loads(line)
                     events.put((cell, kind, data))
-            cell.exit = proc.wait()
+            cell.exit = zygote.wait(pid) if pid is not None else proc.wait()
             drain.join()
             cell.output = b"".join(out)
         events.put((cell, "eof", None))

@@ -157,46 +157,143 @@ def _pump(stream, prefix: str, sink, lock) -> None:
     stream.close()
 
 
-def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs: int, stream: bool,
-              source: bytes | None = None, out=None) -> None:
-    """Run every cell (``jobs`` at a time); fills in ``exit``, ``seconds``, ``output``, ``counts``."""
+def cell_env(store_root: str) -> dict:
     from omnipkg_hook.workers import spawn
 
+    return spawn.worker_env(dict(os.environ), store_root)
+
+
+def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs: int, stream: bool,
+              source: bytes | None = None, out=None, zygotes: Zygotes | None = None) -> None:
+    """Run every cell (``jobs`` at a time); fills in ``exit``, ``seconds``, ``output``, ``counts``.
+
+    Cells of an interpreter that has more than one are forked from its zygote
+    (:mod:`omnipkg_pip.cellfork`; ``zygotes``: started earlier by the caller, closed here)
+    where that works, else each starts the interpreter."""
     out = out or sys.stdout
     lock = threading.Lock()
-    env = spawn.worker_env(dict(os.environ), store_root)
+    env = cell_env(store_root)
     is_pytest = _is_pytest(target)
+    if zygotes is None:
+        zygotes = Zygotes(env, None, target, [c.python.executable for c in cell_list])
 
     def one(cell: Cell) -> None:
-        args = ["--pins", ",".join(cell.pins)] if cell.pins else []
-        if target[0] == "-":
-            args.append("--stdin-source")
-        cmd = spawn.command(cell.python.executable, "runner", [*args, "--", *target])
         t0 = time.perf_counter()
-        stdin = subprocess.PIPE if target[0] == "-" else subprocess.DEVNULL
-        if stream:
-            proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            prefix = f"[{cell.label}]"
-            pumps = [threading.Thread(target=_pump, args=(proc.stdout, prefix, out, lock)),
-                     threading.Thread(target=_pump, args=(proc.stderr, prefix, sys.stderr, lock))]
-            for t in pumps:
-                t.start()
-            _feed(proc, target, source)
-            cell.exit = _status(proc.wait())
-            for t in pumps:
-                t.join()
-        else:
-            proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            data, _ = proc.communicate(source if target[0] == "-" else None)
-            cell.output = data.decode("utf-8", "replace")
-            cell.exit = _status(proc.returncode)
+        if not _forked(cell, zygotes.get(cell.python.executable), target, source, stream, out, lock):
+            _spawned(cell, env, target, source, stream, out, lock)
         cell.seconds = time.perf_counter() - t0
         if is_pytest and not stream:
             cell.counts = pytest_counts(cell.output)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for f in [pool.submit(one, c) for c in cell_list]:
-            f.result()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for f in [pool.submit(one, c) for c in cell_list]:
+                f.result()
+    finally:
+        zygotes.close()
+
+
+class Zygotes:
+    """One :class:`~omnipkg_pip.cellfork.CellZygote` per interpreter that runs more than one
+    cell, all started at once; :meth:`get` waits for one. None where forking is off or the
+    zygote failed (said once, on stderr)."""
+
+    def __init__(self, env: dict, cwd: str | None, target: list[str], pythons: list[str]) -> None:
+        from . import cellfork
+
+        self.zygotes: dict = {}
+        self.failed: set[str] = set()
+        self.lock = threading.Lock()
+        if not cellfork.enabled():
+            return
+        for py in dict.fromkeys(pythons):
+            if pythons.count(py) > 1:
+                try:
+                    self.zygotes[py] = cellfork.CellZygote(py, env, cwd, cellfork.preload_for(target))
+                except OSError as e:
+                    self._say(py, e)
+
+    def _say(self, python: str, error: BaseException) -> None:
+        with self.lock:
+            if python in self.failed:
+                return
+            self.failed.add(python)
+        print(f"pip-omni: the cells of {python} start one interpreter each ({error})", file=sys.stderr)
+
+    def get(self, python: str):
+        from omnipkg_hook.errors import OmnipkgError
+
+        zygote = self.zygotes.get(python)
+        if zygote is None:
+            return None
+        try:
+            return zygote.ready()
+        except (OmnipkgError, OSError) as e:
+            self._say(python, e)
+            return None
+
+    def close(self) -> None:
+        for zygote in self.zygotes.values():
+            zygote.close()
+
+
+def _forked(cell: Cell, zygote, target, source, stream: bool, out, lock) -> bool:
+    """Run ``cell`` forked from ``zygote``; False if it has to be started the slow way."""
+    if zygote is None:
+        return False
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe() if stream else (out_r, out_w)
+    try:
+        pid = zygote.start(cell.pins, target, source if target[0] == "-" else None, out=out_w, err=err_w)
+    except (OSError, OmnipkgError) as e:  # the zygote died: this cell starts the slow way
+        print(f"pip-omni: {e}", file=sys.stderr)
+        pid = None
+    finally:
+        for fd in {out_w, err_w}:
+            os.close(fd)
+    if pid is None:
+        for fd in {out_r, err_r}:
+            os.close(fd)
+        return False
+    if stream:
+        prefix = f"[{cell.label}]"
+        pumps = [threading.Thread(target=_pump, args=(os.fdopen(out_r, "rb"), prefix, out, lock)),
+                 threading.Thread(target=_pump, args=(os.fdopen(err_r, "rb"), prefix, sys.stderr, lock))]
+        for t in pumps:
+            t.start()
+        for t in pumps:
+            t.join()
+    else:
+        with os.fdopen(out_r, "rb") as f:
+            cell.output = f.read().decode("utf-8", "replace")
+    cell.exit = zygote.wait(pid)
+    return True
+
+
+def _spawned(cell: Cell, env: dict, target, source, stream: bool, out, lock) -> None:
+    from omnipkg_hook.workers import spawn
+
+    args = ["--pins", ",".join(cell.pins)] if cell.pins else []
+    if target[0] == "-":
+        args.append("--stdin-source")
+    cmd = spawn.command(cell.python.executable, "runner", [*args, "--", *target])
+    stdin = subprocess.PIPE if target[0] == "-" else subprocess.DEVNULL
+    if stream:
+        proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        prefix = f"[{cell.label}]"
+        pumps = [threading.Thread(target=_pump, args=(proc.stdout, prefix, out, lock)),
+                 threading.Thread(target=_pump, args=(proc.stderr, prefix, sys.stderr, lock))]
+        for t in pumps:
+            t.start()
+        _feed(proc, target, source)
+        cell.exit = _status(proc.wait())
+        for t in pumps:
+            t.join()
+    else:
+        proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        data, _ = proc.communicate(source if target[0] == "-" else None)
+        cell.output = data.decode("utf-8", "replace")
+        cell.exit = _status(proc.returncode)
 
 
 def _feed(proc, target, source) -> None:
@@ -252,17 +349,20 @@ def main(opts, store, texts: list[str], meta, source: bytes | None) -> int:
     axes = parse_axes(opts.matrix)
     base = {py.executable: ondemand.merge(ondemand.applicable(texts, py.markers)) for py in pythons}
     cell_list = cells(axes, pythons, base)
-    _check_main(cell_list, store)
-    for py in pythons:
-        wanted = list(dict.fromkeys(p for c in cell_list if c.python is py for p in c.pins))
-        missing = ondemand.missing_for(store, py, wanted)
-        ondemand.make_bubbles(py.executable, py.version, missing, offline=opts.offline, index=opts.index())
-    jobs = opts.jobs or os.cpu_count() or 1
     if len(cell_list) == 1 and not opts.json:  # --table with one interpreter: the real terminal
+        _prepare(cell_list, pythons, store, opts)
         return _single(cell_list[0], opts, store, source)
+    # the zygotes start now: their interpreters and imports overlap the checks and bubbles
+    zygotes = Zygotes(cell_env(store.root), None, opts.target, [c.python.executable for c in cell_list])
+    try:
+        _prepare(cell_list, pythons, store, opts)
+    except BaseException:
+        zygotes.close()
+        raise
     stream = opts.stream or not axes
     out = sys.stderr if opts.json else sys.stdout
-    run_cells(cell_list, opts.target, store_root=store.root, jobs=jobs, stream=stream, source=source, out=out)
+    run_cells(cell_list, opts.target, store_root=store.root, jobs=opts.jobs or os.cpu_count() or 1, stream=stream,
+              source=source, out=out, zygotes=zygotes)
     if not stream:
         for c in cell_list:
             if c.exit != 0 and c.output:
@@ -274,6 +374,15 @@ def main(opts, store, texts: list[str], meta, source: bytes | None) -> int:
     else:
         print_table(cell_list, out)
     return next((c.exit for c in cell_list if c.exit != 0), 0)
+
+
+def _prepare(cell_list: list[Cell], pythons, store, opts) -> None:
+    """Check the ``main`` values and make the bubbles the cells need (or refuse, offline)."""
+    _check_main(cell_list, store)
+    for py in pythons:
+        wanted = list(dict.fromkeys(p for c in cell_list if c.python is py for p in c.pins))
+        missing = ondemand.missing_for(store, py, wanted)
+        ondemand.make_bubbles(py.executable, py.version, missing, offline=opts.offline, index=opts.index())
 
 
 def _single(cell: Cell, opts, store, source) -> int:

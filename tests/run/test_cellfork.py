@@ -1,0 +1,128 @@
+"""Cells forked from a zygote (`--matrix`, the plugin): the same results as a fresh
+interpreter per cell, the pins honoured, and a pin the zygote cannot honour run the slow way."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="cells are forked on Linux only")
+
+HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+PROG = """\
+import atexit, os, sys, lib
+atexit.register(lambda: print("atexit", lib.V, flush=True))
+print("lib", lib.V, "ppid", os.getppid(), "argv", sys.argv[1:], "path0",
+      sys.path[0] == os.path.dirname(os.path.realpath(__file__)), flush=True)
+sys.stdout.write("unflushed " + lib.V)  # python flushes it at exit, unless killed
+if lib.V == "2.0":
+    sys.exit(3)
+if lib.V == "3.0":
+    os.kill(os.getpid(), 9)
+"""
+
+
+def _matrix(venv, *args, cwd, env=None):
+    proc = subprocess.Popen([str(venv.path / "bin" / "pip-omni"), "run", *args], cwd=cwd, text=True,
+                            env={**venv.env, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=300)
+    return proc.pid, proc.returncode, out, err
+
+
+@pytest.mark.parametrize("fork", ["1", "0"])
+def test_forked_cells_end_as_python_ends(omni_venv, libs, wheelhouse, tmp_path, fork):
+    (tmp_path / "prog.py").write_text(PROG)
+    pid, code, out, err = _matrix(omni_venv, "--matrix", "lib=1.0,2.0,3.0", "--no-index", "-f", str(wheelhouse),
+                                  "--stream", "--json", "--", "prog.py", "a", cwd=tmp_path,
+                                  env={"OMNIPKG_MATRIX_FORK": fork, "PYTHONUNBUFFERED": ""})
+    assert code == 3, err
+    assert [(r["cell"], r["exit"]) for r in json.loads(out)] == [("lib=1.0", 0), ("lib=2.0", 3), ("lib=3.0", 137)]
+    lines = {}
+    for line in err.splitlines():
+        m = re.match(rf"\[lib=(\S+) py{HERE}\] (.*)", line)
+        if m:
+            lines.setdefault(m.group(1), []).append(m.group(2))
+    parents = set()
+    for v in ("1.0", "2.0", "3.0"):
+        first = lines[v][0].split()
+        assert first[:2] == ["lib", v] and lines[v][0].endswith("argv ['a'] path0 True"), lines[v]
+        parents.add(int(first[3]))
+    assert lines["1.0"][1:] == ["unflushed 1.0atexit 1.0"]  # flushed, then atexit, as python does
+    assert lines["2.0"][1:] == ["unflushed 2.0atexit 2.0"]  # SystemExit runs atexit too
+    assert lines["3.0"][1:] == []  # killed: nothing flushed, no atexit
+    if fork == "1":  # all three are children of one zygote, not of pip-omni
+        assert len(parents) == 1 and pid not in parents
+    else:
+        assert parents == {pid}
+
+
+FAKE_INICONFIG = """\
+VERSION = "99.0"
+
+class ParseError(Exception):
+    pass
+
+class SectionWrapper:
+    pass
+
+class IniConfig:
+    def __init__(self, path, data=None):
+        self.path, self.sections = path, {}
+"""
+
+SUITE = """\
+import iniconfig, os
+
+def test_which():
+    print("ICV", getattr(iniconfig, "VERSION", "real"), "PPID", os.getppid())
+"""
+
+
+def test_a_pin_of_what_the_zygote_imported_runs_the_slow_way(venv_with_pytest, wheel, wheelhouse, tmp_path):
+    """pytest imports iniconfig, so the zygote has it: a cell pinning another iniconfig gets
+    it in a fresh interpreter, while the other cells are forked."""
+    wheel("iniconfig", "99.0", files={"iniconfig/__init__.py": FAKE_INICONFIG})
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "test_ini.py").write_text(SUITE)
+    pid, code, out, err = _matrix(venv_with_pytest, "--matrix", "iniconfig=99.0,main", "--jobs", "1",
+                                  "--no-index", "-f", str(wheelhouse), "--stream", "--", "-m", "pytest", "-q", "-s",
+                                  "-p", "no:cacheprovider", "suite", cwd=tmp_path)
+    assert code == 0, out + err
+    found = re.findall(r"\[iniconfig=(\S+) py[\d.]+\] .*ICV (\S+) PPID (\d+)", out)
+    seen = {cell: v for cell, v, _ in found}
+    ppid = {cell: int(p) for cell, _, p in found}
+    assert seen.keys() == {"99.0", "main"}
+    assert seen["99.0"] == "99.0" and seen["main"] == "real"
+    assert ppid["99.0"] == pid  # started by pip-omni itself: the zygote could not honour the pin
+    assert ppid["main"] != pid  # forked
+    # pytest marks the packages of its plugins' dists for rewriting; ours are imported first
+    assert "PytestAssertRewriteWarning" not in out
+
+
+def test_zygote_preloads_and_reports_the_status(tmp_path):
+    """The owner's side directly: what the zygote imported serves the cell; the cell's exit
+    status comes back; QUIT ends the zygote."""
+    from omnipkg_pip import matrix
+    from omnipkg_pip.cellfork import CellZygote
+
+    (tmp_path / "main").mkdir()
+    (tmp_path / "main" / "dep.py").write_text("V = 'main'\n")
+    env = {**matrix.cell_env(str(tmp_path / "store")), "PYTHONPATH": str(tmp_path / "main")}
+    z = CellZygote(sys.executable, env, str(tmp_path), ["dep"]).ready()
+    try:
+        assert z.proc.info["preloaded"] == ["dep"]
+        r, w = os.pipe()
+        pid = z.start([], ["-c", "import dep, sys; print(dep.V); sys.exit(5)"], None, out=w, err=w)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            assert f.read() == b"main\n"
+        assert z.wait(pid) == 5
+    finally:
+        z.close()
+    assert z.proc.popen.wait(10) == 0
