@@ -175,18 +175,16 @@ def _read_source(target: list[str]) -> bytes | None:
     return None if data[:4] == b"PK\x03\x04" else data
 
 
-def _requirements(opts: Options, meta) -> list[str]:
-    """``--with``/``--pin`` and the script's dependencies as requirement strings; the
-    later ones win per distribution (``--with`` over the script block)."""
-    texts: list[str] = []
-    if meta is not None:
-        texts += meta.dependencies
+def _requirements(opts: Options, meta) -> tuple[list[str], list[str]]:
+    """The script's dependencies and ``--with``/``--pin``, as requirement strings (see
+    :func:`omnipkg_pip.ondemand.requirements` for how they make one pin per distribution)."""
+    extra: list[str] = []
     for value in opts.with_:
         from omnipkg_hook._requirements import parse_pins, split_pins
 
         parse_pins(value, source="--with")  # bad input: one line, nothing run
-        texts += split_pins(value)
-    return texts
+        extra += split_pins(value)
+    return (list(meta.dependencies) if meta is not None else []), extra
 
 
 def run(opts: Options) -> int:
@@ -310,14 +308,13 @@ def _pick_for(store, wanted: str, default, meta):
     return None if py.is_current else py
 
 
-def _run_here(root: str, texts: list[str], target: list[str], source, opts: Options) -> int:
+def _run_here(root: str, texts: tuple[list[str], list[str]], target: list[str], source, opts: Options) -> int:
     from omnipkg_hook.workers import runner
 
-    if texts:
-        from ..run import ondemand
+    from ..run import ondemand
 
-        if any(";" in t for t in texts) or len(texts) > 1 and opts.with_:
-            texts = ondemand.merge(ondemand.applicable(texts, None))
+    texts = ondemand.requirements(*texts, None) if texts[0] or texts[1] else []
+    if texts:
         value = ",".join(texts)
         try:
             runner.apply_pins(value)
@@ -331,14 +328,14 @@ def _run_here(root: str, texts: list[str], target: list[str], source, opts: Opti
     return runner.execute(target, source)  # a missing script: python's own one-line error
 
 
-def _run_child(store, python, texts: list[str], target: list[str], source, opts: Options) -> int:
+def _run_child(store, python, texts: tuple[list[str], list[str]], target: list[str], source, opts: Options) -> int:
     from ..run import matrix, ondemand
 
     if target[0] not in ("-c", "-m", "-") and source is None and not os.path.exists(target[0]):
         print(f"{python.executable}: can't open file {os.path.abspath(target[0])!r}: "
               "[Errno 2] No such file or directory", file=sys.stderr)
         return 2
-    pins = ondemand.merge(ondemand.applicable(texts, python.markers)) if texts else []
+    pins = ondemand.requirements(*texts, python.markers)
     missing = ondemand.missing_for(store, python, pins)
     ondemand.make_bubbles(python.executable, python.version, missing, offline=opts.offline, index=opts.index())
     if not pins and os.environ.get("OMNIPKG_PINS"):

@@ -330,7 +330,7 @@ def print_table(cell_list: list[Cell], out) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + mark, file=out)
 
 
-def main(opts, store, texts: list[str], meta, source: bytes | None) -> int:
+def main(opts, store, texts: tuple[list[str], list[str]], meta, source: bytes | None) -> int:
     """``pip-omni run`` with several cells (or ``--table``/``--json``): see the module docstring."""
     from ..pythons import interpreters
 
@@ -347,7 +347,7 @@ def main(opts, store, texts: list[str], meta, source: bytes | None) -> int:
         if py.executable not in (p.executable for p in pythons):
             pythons.append(py)
     axes = parse_axes(opts.matrix)
-    base = {py.executable: ondemand.merge(ondemand.applicable(texts, py.markers)) for py in pythons}
+    base = {py.executable: ondemand.requirements(*texts, py.markers) for py in pythons}
     cell_list = cells(axes, pythons, base)
     if len(cell_list) == 1 and not opts.json:  # --table with one interpreter: the real terminal
         _prepare(cell_list, pythons, store, opts)

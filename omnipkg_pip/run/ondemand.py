@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import sys
 
-from omnipkg_hook.errors import BubbleNotFoundError, OmnipkgError
+from omnipkg_hook.errors import BubbleNotFoundError, InvalidPinError, OmnipkgError
 
-__all__ = ["missing_here", "missing_for", "make_bubbles", "applicable", "merge", "install_command"]
+__all__ = ["missing_here", "missing_for", "make_bubbles", "requirements", "applicable", "install_command"]
 
 
 def missing_here(texts: list[str], store) -> list[str]:
@@ -83,33 +83,92 @@ def make_bubbles(python: str, version: str, texts: list[str], *, offline: bool, 
                            f"the lines above say why; to retry by hand: {command}")
 
 
+def requirements(block: list[str], extra: list[str], markers: dict | None) -> list[str]:
+    """What a run pins, one requirement per distribution: the script block's and ``--with``'s
+    requirements whose environment markers hold for ``markers`` (an interpreter's marker
+    environment; None: the running interpreter's), markers dropped. The same name twice in
+    one of them is one requirement, as uv takes it (``rich>=13`` and ``rich<14``:
+    ``rich>=13,<14``, extras united); ``--with`` replaces the block's requirement of a name.
+
+    The common case (no marker, every name once) is returned as given, unparsed: the warm
+    path of ``pip-omni run`` imports no requirement parser."""
+    texts = [*block, *extra]
+    if not any(";" in t for t in texts) and _distinct(texts):
+        return texts
+    out: dict[str, str] = {}
+    for group in (block, extra):
+        for key, text in _combine(applicable(group, markers)).items():
+            out.pop(key, None)
+            out[key] = text
+    return list(out.values())
+
+
+def _distinct(texts: list[str]) -> bool:
+    """Whether no two of ``texts`` name the same distribution (a cheap scan of the names)."""
+    seen = set()
+    for text in texts:
+        text = text.lstrip()
+        end = 0
+        while end < len(text) and (text[end].isalnum() or text[end] in "._-"):
+            end += 1
+        key = text[:end].lower().replace("_", "-").replace(".", "-")
+        while "--" in key:
+            key = key.replace("--", "-")
+        if not key or key in seen:
+            return False
+        seen.add(key)
+    return True
+
+
+def _combine(texts: list[str]) -> dict[str, str]:
+    """``{key: requirement}`` with one requirement per name (specifiers intersected)."""
+    from omnipkg_hook._requirements import parse_requirement
+
+    by_key: dict[str, list] = {}
+    for text in texts:
+        req = parse_requirement(text)
+        by_key.setdefault(req.key, []).append((text, req))
+    out = {}
+    for key, reqs in by_key.items():
+        if len(reqs) == 1:
+            out[key] = reqs[0][0]
+            continue
+        urls = {req.url for _, req in reqs if req.url}
+        if len(urls) > 1:
+            raise InvalidPinError(f"{reqs[0][1].name!r} is required from two URLs: "
+                                  f"{' and '.join(repr(t) for t, _ in reqs)}", "keep one of them")
+        extras = sorted(set().union(*(req.extras for _, req in reqs)))
+        specs = ",".join(str(req.specifier) for _, req in reqs if str(req.specifier))
+        text = reqs[0][1].name + (f"[{','.join(extras)}]" if extras else "")
+        out[key] = text + (f" @ {urls.pop()}" if urls else specs)
+    return out
+
+
 def applicable(texts: list[str], markers: dict | None) -> list[str]:
     """``texts`` without the requirements whose environment marker is false for ``markers``
-    (the interpreter's marker environment; None: the running interpreter's), markers dropped."""
+    (the interpreter's marker environment; None: the running interpreter's), markers dropped.
+    Markers are evaluated with the hook's standard-library evaluator (no ``packaging``)."""
     from omnipkg_hook._requirements import parse_requirement
 
     out = []
+    env = markers
     for text in texts:
         req = parse_requirement(text)
         if req.marker is None:
             out.append(text)
             continue
-        from packaging.markers import Marker, default_environment
+        from omnipkg_hook import _markers
 
-        env = dict(markers) if markers is not None else default_environment()
-        if Marker(req.marker).evaluate({**env, "extra": ""}):
+        if env is None:
+            from omnipkg_hook._tags import marker_environment
+
+            env = marker_environment()
+        try:
+            holds = _markers.Marker(req.marker).evaluate({**env, "extra": ""})
+        except (_markers.InvalidMarker, _markers.UndefinedComparison, _markers.UndefinedEnvironmentName) as e:
+            raise InvalidPinError(f"requirement {text!r}: the marker is not valid: {e}",
+                                  'e.g. rich>=13; python_version >= "3.10"') from None
+        if holds:
             extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
-            out.append(f"{req.name}{extras}{req.specifier}")
+            out.append(f"{req.name}{extras} @ {req.url}" if req.url else f"{req.name}{extras}{req.specifier}")
     return out
-
-
-def merge(texts: list[str]) -> list[str]:
-    """One requirement per distribution, the last one given winning (``--with`` over the block)."""
-    from omnipkg_hook._requirements import parse_requirement
-
-    by_key: dict[str, str] = {}
-    for text in texts:
-        key = parse_requirement(text).key
-        by_key.pop(key, None)
-        by_key[key] = text
-    return list(by_key.values())

@@ -175,6 +175,15 @@ def _where_in_block(block: str, first: int, needle: str) -> int:
     return first
 
 
+def _check_marker(text: str) -> None:
+    from omnipkg_hook._markers import InvalidMarker, Marker
+
+    try:
+        Marker(text)
+    except InvalidMarker as e:
+        raise InvalidPinError(f"the marker {text!r} is not valid: {e}", 'e.g. "rich>=13; python_version >= \'3.10\'"') from None
+
+
 def _validate(data: dict, where: str, first: int, block: str) -> Metadata:
     from omnipkg_hook._pep440 import InvalidSpecifier, SpecifierSet
     from omnipkg_hook._requirements import parse_requirement
@@ -188,7 +197,9 @@ def _validate(data: dict, where: str, first: int, block: str) -> Metadata:
         )
     for dep in deps:
         try:
-            parse_requirement(dep)
+            req = parse_requirement(dep)
+            if req.marker is not None:
+                _check_marker(req.marker)
         except InvalidPinError as e:
             raise ScriptMetadataError(f"{where}:{_where_in_block(block, first, dep)}: dependency {dep!r}: "
                                       f"{e.message}", e.hint) from None

@@ -87,6 +87,7 @@ def test_with_overrides_the_block_stdin_and_shebang(scripted, wheelhouse, tmp_pa
     ('# /// script\n# dependencies = "rich"\n# ///\n', 2, "must be a list"),
     ('# /// script\n# requires-python = "3.9"\n# ///\n', 2, "'3.9'"),
     ('# /// script\n# dependencies = []\n', 1, "not closed"),
+    ('# /// script\n# dependencies = ["rich; python_version >< \'3\'"]\n# ///\n', 2, "marker"),
     ('# /// script\n# dependencies = []\n# ///\n\n# /// script\n# dependencies = []\n# ///\n', 5, "second"),
 ])
 def test_malformed_block_is_one_line_with_its_line_number(omni_venv, tmp_path, block, line, words):
@@ -119,3 +120,37 @@ def test_requires_python_picks_an_adopted_39(omni_venv, tmp_path):
     proc = omni_venv.run("run", str(script), check=False)
     assert proc.returncode == 1 and proc.stdout == ""
     assert "requires Python >=3.14" in proc.stderr and "3.9." in proc.stderr and "pip-omni python adopt" in proc.stderr
+
+
+TWICE = """\
+# /// script
+# dependencies = ["lib>=1.0", "lib<3.0", "other; python_version < '3'", "lib[x]; python_version >= '3'"]
+# ///
+import sys, lib
+print(lib.V, "other" in sys.modules, "packaging" in sys.modules)
+"""
+
+
+def test_the_same_name_twice_is_one_requirement_and_markers_need_no_packaging(omni_venv, libs, wheelhouse, tmp_path):
+    """As uv takes it: `lib>=1.0` and `lib<3.0` is `lib[x]>=1.0,<3.0` (the marker-true entry's
+    extras too); the false marker drops `other` (which does not exist anywhere)."""
+    script = tmp_path / "twice.py"
+    script.write_text(TWICE)
+    proc = omni_venv.run("run", "--no-index", "-f", str(wheelhouse), str(script), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "2.0 False False\n"  # 3.0 excluded, 2.0 the best; no packaging imported
+    assert "making bubbles for Python" in proc.stderr and "lib[x]>=1.0,<3.0" in proc.stderr  # one bubble
+    # --with still replaces the block's requirement of its name
+    proc = omni_venv.run("run", "--with", "lib==3.0", "--no-index", "-f", str(wheelhouse), str(script))
+    assert proc.stdout.split()[0] == "3.0"
+
+
+def test_requirements_combine_unit():
+    from omnipkg_pip.ondemand import requirements
+
+    env = {"python_version": "3.12", "python_full_version": "3.12.1", "sys_platform": "linux"}
+    assert requirements(["a>=1", "b"], [], env) == ["a>=1", "b"]  # the fast path: as given
+    assert requirements(["a>=1", "A<2", "b"], [], env) == ["a>=1,<2", "b"]
+    assert requirements(["a>=1; python_version < '3.10'", "a==2; sys_platform == 'linux'"], [], env) == ["a==2"]
+    assert requirements(["a[y]>=1", "A[x]"], ["b==1", "a==3"], env) == ["b==1", "a==3"]
+    assert requirements(["a[y]>=1", "a[x]"], [], env) == ["a[x,y]>=1"]
