@@ -177,7 +177,7 @@ def _read_source(target: list[str]) -> bytes | None:
 
 def _requirements(opts: Options, meta) -> tuple[list[str], list[str]]:
     """The script's dependencies and ``--with``/``--pin``, as requirement strings (see
-    :func:`omnipkg_pip.ondemand.requirements` for how they make one pin per distribution)."""
+    :func:`omnipkg_pip.run.ondemand.requirements` for how they make one pin per distribution)."""
     extra: list[str] = []
     for value in opts.with_:
         from omnipkg_hook._requirements import parse_pins, split_pins

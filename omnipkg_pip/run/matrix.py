@@ -168,7 +168,7 @@ def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs
     """Run every cell (``jobs`` at a time); fills in ``exit``, ``seconds``, ``output``, ``counts``.
 
     Cells of an interpreter that has more than one are forked from its zygote
-    (:mod:`omnipkg_pip.cellfork`; ``zygotes``: started earlier by the caller, closed here)
+    (:mod:`omnipkg_pip.run.cellfork`; ``zygotes``: started earlier by the caller, closed here)
     where that works, else each starts the interpreter."""
     out = out or sys.stdout
     lock = threading.Lock()
@@ -194,7 +194,7 @@ def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs
 
 
 class Zygotes:
-    """One :class:`~omnipkg_pip.cellfork.CellZygote` per interpreter that runs more than one
+    """One :class:`~omnipkg_pip.run.cellfork.CellZygote` per interpreter that runs more than one
     cell, all started at once; :meth:`get` waits for one. None where forking is off or the
     zygote failed (said once, on stderr)."""
 

@@ -108,8 +108,8 @@ def test_a_pin_of_what_the_zygote_imported_runs_the_slow_way(venv_with_pytest, w
 def test_zygote_preloads_and_reports_the_status(tmp_path):
     """The owner's side directly: what the zygote imported serves the cell; the cell's exit
     status comes back; QUIT ends the zygote."""
-    from omnipkg_pip import matrix
-    from omnipkg_pip.cellfork import CellZygote
+    from omnipkg_pip.run import matrix
+    from omnipkg_pip.run.cellfork import CellZygote
 
     (tmp_path / "main").mkdir()
     (tmp_path / "main" / "dep.py").write_text("V = 'main'\n")

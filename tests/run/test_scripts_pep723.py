@@ -146,7 +146,7 @@ def test_the_same_name_twice_is_one_requirement_and_markers_need_no_packaging(om
 
 
 def test_requirements_combine_unit():
-    from omnipkg_pip.ondemand import requirements
+    from omnipkg_pip.run.ondemand import requirements
 
     env = {"python_version": "3.12", "python_full_version": "3.12.1", "sys_platform": "linux"}
     assert requirements(["a>=1", "b"], [], env) == ["a>=1", "b"]  # the fast path: as given
