@@ -5,6 +5,8 @@
 A generated suite of 50 tests that use rich runs against rich 13.4.2, 13.5.3 and 13.7.1 with:
 
 - `pip-omni run --matrix rich=13.4.2,13.5.3,13.7.1 -- -m pytest -q tests`
+- the same with `OMNIPKG_MATRIX_FORK=0` (every cell starts its interpreter: what forking
+  the cells from a zygote saves)
 - `pytest --omnipkg-matrix rich=13.4.2,13.5.3,13.7.1 -q tests` (the plugin)
 - `tox run-parallel` over three envs (one venv per version; `-p auto`, as parallel as
   pip-omni's default `--jobs`)
@@ -133,6 +135,9 @@ def main() -> int:
             return {
                 "pip-omni --matrix": [os.path.join(omni, "pip-omni"), "run", "--matrix", axis, "--",
                                       "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                "--matrix, no fork": ["env", "OMNIPKG_MATRIX_FORK=0", os.path.join(omni, "pip-omni"), "run",
+                                      "--matrix", axis, "--", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                      "tests"],
                 "pytest plugin": [os.path.join(omni, "python"), "-m", "pytest", "--omnipkg-matrix", axis,
                                   "-q", "-p", "no:cacheprovider", "tests"],
                 "tox -p auto": [os.path.join(tools, "tox"), "run-parallel", "-p", "auto", "-q",
@@ -146,7 +151,7 @@ def main() -> int:
         warm: dict[str, list[float]] = {n: [] for n in names}
         ready = {}
         for n in names:  # first runs make each tool's environments and caches
-            env, d = state(n.split()[0], cold=False)
+            env, d = state(n.split()[0].strip("-,"), cold=False)
             first = commands(d, warm=False)[n]
             _run(first, env, proj)
             _run(commands(d, warm=True)[n], env, proj)
@@ -158,11 +163,11 @@ def main() -> int:
         cold: dict[str, list[float]] = {n: [] for n in names}
         for _ in range(args.cold_reps):
             for n in names:
-                env, d = state(n.split()[0], cold=True)
+                env, d = state(n.split()[0].strip("-,"), cold=True)
                 cold[n].append(_run(commands(d, warm=False)[n], env, proj))
 
         res: dict = {"warm": {n: _stats(v) for n, v in warm.items()}, "cold": {n: _stats(v) for n, v in cold.items()}}
-        ours = ("pip-omni --matrix", "pytest plugin")
+        ours = ("pip-omni --matrix", "--matrix, no fork", "pytest plugin")
         for kind in ("warm", "cold"):
             others = {n: s["median"] for n, s in res[kind].items() if n not in ours}
             fastest = min(others, key=others.get)

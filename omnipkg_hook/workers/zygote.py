@@ -73,7 +73,8 @@ def preload() -> tuple[list[str], dict[str, str]]:
     return done, failed
 
 
-def _reap(signum, frame) -> None:
+def _ended():
+    """``(pid, wait status)`` of every child that has ended, reaped without blocking."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -81,6 +82,11 @@ def _reap(signum, frame) -> None:
             return
         if pid == 0:
             return
+        yield pid, status
+
+
+def _reap(signum, frame) -> None:
+    for pid, status in _ended():
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) != signal.SIGKILL:
             os.write(2, f"pip-omni zygote {os.getpid()}: worker {pid} died of signal {os.WTERMSIG(status)}\n".encode())
 
@@ -266,13 +272,7 @@ def serve_cells(control: P.Connection, info: dict, load, cell) -> int:
 
 
 def _report_exits(control: P.Connection) -> None:
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for pid, status in _ended():
         code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         try:
             control.send_obj(P.EXITED, (pid, code))
