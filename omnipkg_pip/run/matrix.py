@@ -379,10 +379,11 @@ def main(opts, store, texts: tuple[list[str], list[str]], meta, source: bytes | 
 def _prepare(cell_list: list[Cell], pythons, store, opts) -> None:
     """Check the ``main`` values and make the bubbles the cells need (or refuse, offline)."""
     _check_main(cell_list, store)
+    jobs = []
     for py in pythons:
         wanted = list(dict.fromkeys(p for c in cell_list if c.python is py for p in c.pins))
-        missing = ondemand.missing_for(store, py, wanted)
-        ondemand.make_bubbles(py.executable, py.version, missing, offline=opts.offline, index=opts.index())
+        jobs.append((py.executable, py.version, ondemand.missing_for(store, py, wanted)))
+    ondemand.make_all(jobs, offline=opts.offline, index=opts.index())
 
 
 def _single(cell: Cell, opts, store, source) -> int:

@@ -2,7 +2,8 @@
 
 A requirement is satisfied from the main environment when main satisfies it, else from the
 best stored bubble; what neither has is made as ``pip-omni install --bubble`` makes it (the
-very command runs, in a subprocess, with its progress on stderr). ``offline=True`` refuses
+very command runs, in a subprocess, with its progress on stderr; one per requirement, several
+at once, when a run needs several). ``offline=True`` refuses
 and names that command. Nothing is ever installed into the main environment.
 """
 
@@ -13,7 +14,7 @@ import sys
 
 from omnipkg_hook.errors import BubbleNotFoundError, InvalidPinError, OmnipkgError
 
-__all__ = ["missing_here", "missing_for", "make_bubbles", "requirements", "applicable", "install_command"]
+__all__ = ["missing_here", "missing_for", "make_bubbles", "make_all", "requirements", "applicable", "install_command"]
 
 
 def missing_here(texts: list[str], store) -> list[str]:
@@ -60,27 +61,60 @@ def install_command(python: str, texts: list[str], index: list[str] = ()) -> str
     return shlex.join(["pip-omni", "install", "--bubble", "--python", python, *index, *texts])
 
 
+_PARALLEL = 4  # installs at once: pip's fetches overlap; the store's lock is only taken to publish
+
+
 def make_bubbles(python: str, version: str, texts: list[str], *, offline: bool, index: list[str]) -> None:
     """Make bubbles of ``texts`` for the interpreter ``python`` (``pip-omni install --bubble``)."""
-    if not texts:
+    make_all([(python, version, texts)], offline=offline, index=index)
+
+
+def make_all(jobs: list[tuple[str, str, list[str]]], *, offline: bool, index: list[str]) -> None:
+    """Make the bubbles of every ``(python, version, texts)``: one ``pip-omni install --bubble``
+    per requirement, up to four at once (one alone runs on our stderr, progress and all;
+    several have their output kept and shown, each whole, as it ends). ``offline`` refuses
+    and names the command."""
+    jobs = [(python, version, texts) for python, version, texts in jobs if texts]
+    if not jobs:
         return
-    command = install_command(python, texts, index)
     if offline:
+        python, version, texts = jobs[0]
         raise BubbleNotFoundError(
             f"not stored for Python {version}: {', '.join(texts)}; --offline makes no bubble",
-            f"run: {command}",
+            f"run: {install_command(python, texts, index)}",
         )
     import subprocess
 
-    print(f"pip-omni run: making bubbles for Python {version}: {', '.join(texts)}", file=sys.stderr, flush=True)
-    # The install command itself, so a bubble is made exactly as `pip-omni install --bubble`
-    # makes it; its table goes to stderr too, stdout stays the script's.
-    proc = subprocess.run([sys.executable, "-m", "omnipkg_pip", "install", "--bubble", "--python", python,
-                           *index, *texts], stdout=sys.stderr.fileno(), stdin=subprocess.DEVNULL,
-                          env={k: v for k, v in os.environ.items() if k != "OMNIPKG_PINS"})
-    if proc.returncode != 0:
+    env = {k: v for k, v in os.environ.items() if k != "OMNIPKG_PINS"}
+    runs = []
+    for python, version, texts in jobs:
+        print(f"pip-omni run: making bubbles for Python {version}: {', '.join(texts)}", file=sys.stderr, flush=True)
+        runs += [(python, version, text) for text in texts]
+
+    def install(python: str, text: str, keep: bool):
+        # The install command itself, so a bubble is made exactly as `pip-omni install --bubble`
+        # makes it; its table goes to stderr too, stdout stays the script's.
+        cmd = [sys.executable, "-m", "omnipkg_pip", "install", "--bubble", "--python", python, *index, text]
+        if not keep:
+            return subprocess.run(cmd, stdout=sys.stderr.fileno(), stdin=subprocess.DEVNULL, env=env).returncode
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        sys.stderr.buffer.write(proc.stdout)
+        sys.stderr.flush()
+        return proc.returncode
+
+    if len(runs) == 1:
+        codes = [install(runs[0][0], runs[0][2], False)]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=_PARALLEL) as pool:
+            codes = list(pool.map(lambda run: install(run[0], run[2], True), runs))
+    failed = [run for run, code in zip(runs, codes) if code != 0]
+    if failed:
+        python, version, _ = failed[0]
+        texts = [text for p, _, text in failed if p == python]
         raise OmnipkgError(f"could not make the bubbles {', '.join(texts)} for Python {version}; nothing was run",
-                           f"the lines above say why; to retry by hand: {command}")
+                           f"the lines above say why; to retry by hand: {install_command(python, texts, index)}")
 
 
 def requirements(block: list[str], extra: list[str], markers: dict | None) -> list[str]:

@@ -88,3 +88,15 @@ def test_pytest_counts_and_main(venv_with_pytest, libs, wheelhouse, tmp_path):
     counts = {c: (r["exit"], r["passed"], r["failed"], r["skipped"]) for c, r in rows.items()}
     assert counts == {"lib=2.0": (1, 2, 1, 0), "lib=3.0": (0, 3, 0, 0), "lib=main": (0, 2, 0, 1)}
     assert rows["lib=main"]["pins"] == ""
+
+
+def test_bubbles_made_at_once_and_a_failed_one_named(omni_venv, libs, wheelhouse, tmp_path):
+    (tmp_path / "check.py").write_text(CHECK.format(other="none"))
+    proc = omni_venv.run("run", "--matrix", "lib=1.0,9.9,3.0", "--no-index", "-f", str(wheelhouse), "check.py",
+                         check=False, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == ""  # nothing ran
+    assert "could not make the bubbles lib==9.9 for Python" in proc.stderr
+    assert "pip-omni install --bubble --python" in proc.stderr and "lib==1.0" not in proc.stderr.splitlines()[-1]
+    # the others were made all the same: the run works offline once 9.9 is dropped
+    proc = omni_venv.run("run", "--matrix", "lib=1.0,3.0", "--offline", "--stream", "check.py", cwd=tmp_path)
+    assert f"lib 1.0 on {HERE}" in proc.stdout and f"lib 3.0 on {HERE}" in proc.stdout
