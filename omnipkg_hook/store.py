@@ -642,10 +642,7 @@ def tmp_in_use(path: str) -> bool:
 
 def write_atomic(store: Store, path: str, data: bytes, mode: int = 0o644, fsync: bool = False) -> None:
     """Write ``data`` to ``path`` via a file in tmp/ and one rename (readers see all or nothing)."""
-    import tempfile
-
-    makedirs(store.tmp)
-    fd, tmp = tempfile.mkstemp(prefix="w-", dir=store.tmp)
+    fd, tmp = _create_tmp(store, "w-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -663,17 +660,55 @@ def write_atomic(store: Store, path: str, data: bytes, mode: int = 0o644, fsync:
         raise
 
 
-def write_json_atomic(store: Store, path: str, data: dict) -> None:
-    """Write ``data`` as JSON to ``path``, atomically and durably (manifests, registries)."""
+def _create_tmp(store: Store, prefix: str) -> tuple[int, str]:
+    """A new file ``<store>/tmp/<prefix>...`` (mode 0600, ``O_EXCL``), open for writing: what
+    ``tempfile.mkstemp`` does, without importing ``tempfile`` (random, shutil, weakref...)."""
+    makedirs(store.tmp)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = os.path.join(store.tmp, f"{prefix}{os.getpid()}-{os.urandom(6).hex()}")
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free name for a temporary file in {store.tmp!r}")
+
+
+def write_json_atomic(store: Store, path: str, data: dict, fsync: bool = True) -> None:
+    """Write ``data`` as JSON to ``path``, atomically (and durably unless ``fsync=False``:
+    manifests, registries)."""
     text = json.dumps(data, indent=1, sort_keys=True) + "\n"
-    write_atomic(store, path, text.encode("utf-8"), 0o644, fsync=True)
+    write_atomic(store, path, text.encode("utf-8"), 0o644, fsync=fsync)
+
+
+def sha256(data: bytes = b""):
+    """``hashlib.sha256(data)``; before anything imported ``hashlib``, the interpreter's built-in
+    implementation instead (same digests): importing ``hashlib`` loads OpenSSL, which costs more
+    than a bubble from stored dists, and those only hash a few small manifests."""
+    global _small_sha256
+    if "hashlib" not in sys.modules:
+        if _small_sha256 is None:
+            try:
+                from _sha2 import sha256 as small  # 3.12+
+            except ImportError:
+                try:
+                    from _sha256 import sha256 as small  # 3.9-3.11
+                except ImportError:
+                    small = False
+            _small_sha256 = small
+        if _small_sha256:
+            return _small_sha256(data)
+    import hashlib
+
+    return hashlib.sha256(data)
+
+
+_small_sha256 = None
 
 
 def put_object(store: Store, data: bytes, executable: bool = False) -> str:
     """Store ``data`` as an object unless it is there; return its sha256. Caller holds the lock."""
-    import hashlib
-
-    sha = hashlib.sha256(data).hexdigest()
+    sha = sha256(data).hexdigest()
     obj = store.object_path(sha, executable)
     if not os.path.exists(obj):
         write_atomic(store, obj, data, 0o555 if executable else 0o444)

@@ -93,22 +93,23 @@ def current() -> Interpreter:
 
 def _cache_path(executable: str) -> tuple[str, str]:
     """Where the probe's answer for ``executable`` is cached, and what makes it valid."""
-    import hashlib
+    from omnipkg_hook.store import sha256
 
     from ..locations import cache_dir
 
-    st = os.stat(os.path.realpath(executable))
-    stamp = f"{os.path.realpath(executable)}:{st.st_mtime_ns}:{st.st_size}:{interp_probe_version()}"
-    name = hashlib.sha256(os.path.abspath(executable).encode()).hexdigest()[:24]
+    real = os.path.realpath(executable)
+    st = os.stat(real)
+    stamp = f"{real}:{st.st_mtime_ns}:{st.st_size}:{interp_probe_version()}"
+    name = sha256(os.path.abspath(executable).encode()).hexdigest()[:24]
     return os.path.join(cache_dir(), "interpreters", name + ".json"), stamp
 
 
 @functools.cache
 def interp_probe_version() -> str:
-    import hashlib
+    from omnipkg_hook.store import sha256
 
     with open(_PROBE_FILE, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()[:12]
+        return sha256(f.read()).hexdigest()[:12]
 
 
 @functools.cache
