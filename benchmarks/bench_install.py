@@ -72,6 +72,9 @@ _STRIP_ENV = (
 
 # What `pip-omni install` imports before it does anything.
 _IMPORTS = "import omnipkg_pip.cli, omnipkg_pip.commands.install"
+# What any pip-made console script imports (its wrapper: re) plus reading JSON: the floor of a
+# Python command that reads manifests, which uv (one binary) does not pay.
+_SCRIPT_FLOOR = "import re, json"
 
 # Run inside the venv: time bubble_from_store alone (imports and interpreter facts first).
 _API_STORED = r"""
@@ -381,7 +384,7 @@ class Bench:
 
     def bench_stored(self) -> None:
         spec = f"rich=={self.root}"
-        cmd, api, floor, imports, uv, vs_uv = [], [], [], [], [], []
+        cmd, api, floor, floor_script, imports, uv, vs_uv = [], [], [], [], [], [], []
         dists = None
         for i in range(self.args.reps):
             self.log(f"(a) rep {i + 1}/{self.args.reps}")
@@ -399,9 +402,11 @@ class Bench:
             dists = r["dists"]
             api.append(r["seconds"])
             floor.append(self.run([self.py, "-c", "pass"])[0])
+            floor_script.append(self.run([self.py, "-c", _SCRIPT_FLOOR])[0])
             imports.append(self.run([self.py, "-c", _IMPORTS])[0])
         self.results["stored"] = {"command_s": summary(cmd), "api_s": summary(api),
-                                  "python_pass_s": summary(floor), "imports_s": summary(imports),
+                                  "python_pass_s": summary(floor), "script_floor_s": summary(floor_script),
+                                  "imports_s": summary(imports),
                                   "dists": dists}
         if uv:
             self.results["stored"].update({"uv_offline_s": summary(uv), "vs_uv": summary(vs_uv)})
@@ -640,6 +645,9 @@ def print_table(r: dict) -> None:
             ("    reference: python -c pass (interpreter start-up)", fmt_time(s["python_pass_s"], "ms"), "", ""),
             ("    reference: python -c 'import <what install imports>'", fmt_time(s["imports_s"], "ms"), "", ""),
         ]
+        if "script_floor_s" in s:
+            rows.append(("    reference: python -c 'import re, json' (a console script's floor)",
+                         fmt_time(s["script_floor_s"], "ms"), "", ""))
         if "vs_uv" in s:
             rows += [
                 ("    uv pip install --offline --target DIR (uv cache warm)", fmt_time(s["uv_offline_s"], "ms"), "", ""),

@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["--version"], ["-V"]):
         print(_version())
         return 0
+    if argv[:1] == ["install"] and _plain(argv[1:]):
+        return _fast_install(argv[1:])
     argv = _command_first(argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     if first is None:
@@ -139,6 +141,20 @@ def main(argv: list[str] | None = None) -> int:
                                 "did you mean " + " or ".join(f"`pip-omni {c}`" for c in close) + "?")
         return pip_passthrough(argv)  # maybe a pip command newer than our list: pip says if not
     return _run(first, argv)
+
+
+def _plain(tokens: list[str]) -> bool:
+    """Only requirements, no option: what argparse would put in ``requirements`` alone."""
+    return bool(tokens) and not any(t.startswith("-") for t in tokens)
+
+
+def _fast_install(requirements: list[str]) -> int:
+    """``pip-omni install REQ...`` without options: the arguments argparse would give, made
+    directly (``install.plain_args``; a test checks they are equal), so the common warm
+    install builds no parser and imports no ``argparse``."""
+    from .commands import install
+
+    return _call(install.plain_args(requirements))
 
 
 def _command_first(argv: list[str]) -> list[str]:
@@ -216,6 +232,11 @@ def _run(command: str, argv: list[str]) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
+    return _call(args)
+
+
+def _call(args) -> int:
+    """Run the command; an error is one line and its hint (the traceback with ``-v``)."""
     verbose = getattr(args, "verbose", 0)
     from omnipkg_hook.errors import OmnipkgError
 

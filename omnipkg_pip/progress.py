@@ -1,15 +1,13 @@
 """Progress on long work: a spinner on a terminal, one plain line per step otherwise.
 
-``-q`` silences both; ``-v`` shows pip's own output instead of the spinner.
+``-q`` silences both; ``-v`` shows pip's own output instead of the spinner. Imports
+``threading`` only when a spinner runs: ``install`` imports this module on its warm path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import threading
-import time
 
 __all__ = ["step", "say", "set_quiet"]
 
@@ -31,33 +29,42 @@ def _tty() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
 
-@contextlib.contextmanager
-def step(what: str, *, verbose: int = 0):
-    """Announce ``what`` for the duration of the block."""
-    if _quiet:
-        yield
-        return
-    if verbose or not _tty():
-        say(f"pip-omni: {what} ...")
-        yield
-        return
-    stop = threading.Event()
-    start = time.monotonic()
+class step:
+    """``with step(what):`` -- announce ``what`` for the duration of the block."""
 
-    def spin() -> None:
-        frames = "|/-\\"
-        i = 0
-        while not stop.wait(0.1):
-            sys.stderr.write(f"\r{frames[i % 4]} {what} ({time.monotonic() - start:.0f}s)")
-            sys.stderr.flush()
-            i += 1
+    def __init__(self, what: str, *, verbose: int = 0) -> None:
+        self.what, self.verbose = what, verbose
+        self.stop = self.thread = None
 
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+    def __enter__(self) -> None:
+        if _quiet:
+            return
+        if self.verbose or not _tty():
+            say(f"pip-omni: {self.what} ...")
+            return
+        import threading
+        import time
+
+        stop = self.stop = threading.Event()
+        start = time.monotonic()
+        what = self.what
+
+        def spin() -> None:
+            frames = "|/-\\"
+            i = 0
+            while not stop.wait(0.1):
+                sys.stderr.write(f"\r{frames[i % 4]} {what} ({time.monotonic() - start:.0f}s)")
+                sys.stderr.flush()
+                i += 1
+
+        self.thread = threading.Thread(target=spin, daemon=True)
+        self.thread.start()
+
+    def __exit__(self, *exc) -> None:
+        if self.thread is None:
+            return
+        self.stop.set()
+        self.thread.join()
+        self.thread = None
         sys.stderr.write("\r\033[K")
         sys.stderr.flush()

@@ -13,8 +13,6 @@ whole, as ``-r FILE``/``-c FILE``, and no shortcut that would need its lines is 
 from __future__ import annotations
 
 import os
-import shlex
-from dataclasses import dataclass, field
 
 from omnipkg_hook.errors import OmnipkgError
 
@@ -27,13 +25,26 @@ _GLOBAL_FLAG = {"--no-index", "--pre", "--prefer-binary"}
 _ARCHIVES = (".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar")
 
 
-@dataclass
 class Parsed:
-    requirements: list[str] = field(default_factory=list)
-    editables: list[str] = field(default_factory=list)
-    constraints: list[str] = field(default_factory=list)  # requirement lines of -c files
-    options: list[str] = field(default_factory=list)  # global pip options found in the files
-    opaque: list[tuple[str, str]] = field(default_factory=list)  # ("-r"|"-c", file) to hand to pip
+    """What the files say (a plain class: ``install`` imports this module on its warm path,
+    where ``dataclasses`` would cost more than the install)."""
+
+    __slots__ = ("requirements", "editables", "constraints", "options", "opaque")
+
+    def __init__(self) -> None:
+        self.requirements: list[str] = []
+        self.editables: list[str] = []
+        self.constraints: list[str] = []  # requirement lines of -c files
+        self.options: list[str] = []  # global pip options found in the files
+        self.opaque: list[tuple[str, str]] = []  # ("-r"|"-c", file) to hand to pip
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Parsed):
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    def __repr__(self) -> str:
+        return f"Parsed({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
 
 
 def is_direct(text: str) -> bool:
@@ -97,6 +108,8 @@ def _read(path: str, kind: str, parsed: Parsed, seen: set) -> None:
                 return
             entries.append(("req", line))
             continue
+        import shlex
+
         try:
             words = shlex.split(line)
         except ValueError:

@@ -22,11 +22,7 @@ options ``pip wheel`` does not take (``--user``, ``--force-reinstall``...).
 
 from __future__ import annotations
 
-import argparse
-import glob
-import json
 import os
-import shutil
 import sys
 
 from omnipkg_hook.errors import OmnipkgError, PipError
@@ -38,7 +34,10 @@ from ..text import plural
 from ..writers import bubbles, bytecode
 from . import remote
 
-__all__ = ["register", "run", "Row"]
+# Imported where used, not here: a bubble from stored dists (``pip-omni install rich==13.4.2``,
+# the common warm case) needs none of argparse, glob, json, shutil, packaging.
+
+__all__ = ["register", "run", "Row", "plain_args"]
 
 _REFUSED = {
     ("-t", "--target"): ("target", "a --target directory has no import hook and no bubbles: pip-omni installs into "
@@ -59,6 +58,8 @@ _REFUSED = {
 
 
 def register(sub) -> None:
+    import argparse
+
     p = sub.add_parser(
         "install",
         help="install packages; a version that would disturb the environment goes to a bubble",
@@ -96,6 +97,25 @@ def register(sub) -> None:
                 "--implementation, --abi, --report.")
     remote.add_install_options(p)
     p.set_defaults(func=run)
+
+
+class _Args:
+    """What argparse's ``Namespace`` is, without importing argparse."""
+
+    def __init__(self, **kwargs) -> None:
+        self.__dict__.update(kwargs)
+
+
+def plain_args(requirements: list[str]):
+    """The arguments ``register``'s parser gives ``install REQ...`` (no option), made without
+    argparse: the CLI's fast path for the common form (tests/cli checks both agree)."""
+    return _Args(
+        command="install", requirements=list(requirements), requirement=[], constraint=[], editable=[],
+        upgrade=False, bubble=False, main=False, break_system_packages=False, strategy="stable", python=None,
+        dry_run=False, json=False, quiet=0, verbose=0, remote=None, no_remote=False, push=False,
+        endpoint_url=None, **{f"refused_{dest}": None for dest, _why, _hint in _REFUSED.values()},
+        func=run, pip_groups=[], pip_args=[],
+    )
 
 
 class Row:
@@ -380,6 +400,8 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
         else:
             pip.run_pip(interpreter.executable, ["wheel", "--wheel-dir", work.path, job.text, *common],
                         what=f"fetch {job.text} and its dependencies", verbose=verbose, hold=work)
+            import glob
+
             wheels, origins = sorted(glob.glob(os.path.join(work.path, "*.whl"))), {}
         with progress.step(f"store {plural(len(wheels), 'wheel')}"):
             manifest = bubbles.bubble_from_wheels(store, wheels, req, interpreter, main_now, origins=origins,
@@ -436,6 +458,7 @@ def _install_main(interpreter, the_plan, main_now, editables, common, main_only,
     guard = []
     work = None
     if args.strategy == "stable":
+        import shutil
         import tempfile
 
         work = tempfile.mkdtemp(prefix="pip-omni-guard-")
@@ -456,6 +479,8 @@ def _install_main(interpreter, the_plan, main_now, editables, common, main_only,
 
 def _print(rows: list[Row], args) -> None:
     if args.json:
+        import json
+
         json.dump([r.asdict() for r in rows], sys.stdout, indent=1)
         sys.stdout.write("\n")
         return

@@ -8,8 +8,6 @@ remote (``--remote``, ``OMNIPKG_REMOTE``, ``[tool.omnipkg] remote``). See
 
 from __future__ import annotations
 
-import contextlib
-import json
 import sys
 
 from omnipkg_hook.errors import OmnipkgError
@@ -33,6 +31,9 @@ def _backend(url: str, endpoint_url: str | None):
 
 
 def run(args) -> int:
+    import contextlib
+    import json
+
     from ..remote import settings, sync
 
     rest = list(args.args)

@@ -29,7 +29,6 @@ Registry (``interpreters.json``)::
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -105,6 +104,8 @@ def _save(store: Store, data: dict) -> None:
 
 def discover(spec: str) -> list[tuple[str, str]]:
     """Candidate ``(path, source)`` for a version spec like ``3.9`` or ``3.9.18``, best first."""
+    import glob  # only when adopting: not on every command's path
+
     minor, patch = _check_version_spec(spec)
     found: list[tuple[tuple, str, str]] = []
     pyenv_root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")

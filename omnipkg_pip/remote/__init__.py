@@ -15,18 +15,35 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
-
-from .backends import RemoteStoreError, open_backend
 
 __all__ = ["RemoteStoreError", "open_backend", "Settings", "settings"]
 
 
-@dataclass
+def __getattr__(name: str):
+    # .backends (threading, uuid, platform) only once a remote is used: every install asks
+    # `settings()` whether there is one, and most have none.
+    if name in ("RemoteStoreError", "open_backend"):
+        from . import backends
+
+        return getattr(backends, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class Settings:
-    url: str | None
-    push: bool = False
-    source: str = ""
+    """The remote setting (a plain class: no ``dataclasses`` on the install path)."""
+
+    __slots__ = ("url", "push", "source")
+
+    def __init__(self, url: str | None, push: bool = False, source: str = "") -> None:
+        self.url, self.push, self.source = url, push, source
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return (self.url, self.push, self.source) == (other.url, other.push, other.source)
+
+    def __repr__(self) -> str:
+        return f"Settings(url={self.url!r}, push={self.push!r}, source={self.source!r})"
 
 
 def _pyproject_section(start: str) -> tuple[str | None, dict]:
@@ -48,6 +65,8 @@ def _parse(path: str, raw: bytes) -> dict:
     try:
         data = tomllib.loads(raw.decode("utf-8", "replace"))
     except tomllib.TOMLDecodeError as e:
+        from .backends import RemoteStoreError
+
         raise RemoteStoreError(f"cannot read {path!r}: {e}", "fix the TOML, or set OMNIPKG_REMOTE") from None
     section = data.get("tool", {}).get("omnipkg", {})
     return section if isinstance(section, dict) else {}
@@ -61,6 +80,8 @@ def settings(cli_url: str | None = None, cli_push: bool = False, no_remote: bool
     pyproject, section = _pyproject_section(cwd or os.getcwd())
     push = cli_push or section.get("remote_push") is True
     if "remote_push" in section and not isinstance(section["remote_push"], bool):
+        from .backends import RemoteStoreError
+
         raise RemoteStoreError(f"[tool.omnipkg] remote_push in {pyproject!r} must be true or false, "
                                f"not {section['remote_push']!r}", "write remote_push = true")
     if cli_url:
@@ -72,6 +93,8 @@ def settings(cli_url: str | None = None, cli_push: bool = False, no_remote: bool
     if url is None:
         return Settings(None, push)
     if not isinstance(url, str) or not url:
+        from .backends import RemoteStoreError
+
         raise RemoteStoreError(f"[tool.omnipkg] remote in {pyproject!r} must be a URL, not {url!r}",
                                'write remote = "s3://bucket/prefix" or "file:///path"')
     return Settings(url, push, pyproject)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 from omnipkg_hook.distnames import pyc_manifest_name
 from omnipkg_hook.store import (
@@ -70,8 +69,18 @@ json.dump(out, sys.stdout)
 """
 
 _namespace: dict = {}
-exec(compile(_PYC_FUNC, __file__ + ":_PYC_FUNC", "exec"), _namespace)
-_pyc_bytes = _namespace["pyc_bytes"]
+
+
+def _pyc_bytes(src: str, dfile: str) -> bytes:
+    # _PYC_FUNC made on first use: its importlib.util is not on the path of an install that
+    # compiles nothing (a bubble from stored, compiled dists).
+    # Threads may race here: each makes a whole function, and any one of them is right.
+    func = _namespace.get("pyc_bytes")
+    if func is None:
+        made: dict = {}
+        exec(compile(_PYC_FUNC, __file__ + ":_PYC_FUNC", "exec"), made)
+        func = _namespace["pyc_bytes"] = made["pyc_bytes"]
+    return func(src, dfile)
 
 
 def _sources(manifest: dict) -> list[str]:
@@ -250,6 +259,8 @@ def ensure_compiled(store: Store, manifest: dict, dist_dir: str, interpreter) ->
         _link_published(store, dist_dir, pyc_manifest_name(interpreter.cache_tag),
                         json.dumps(record, indent=1).encode("utf-8"), work, made)  # last: by rename
     finally:
+        import shutil
+
         shutil.rmtree(work, ignore_errors=True)
     return True
 
