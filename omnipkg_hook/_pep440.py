@@ -35,7 +35,25 @@ class InvalidSpecifier(ValueError):
     """A string that is not a PEP 440 specifier set."""
 
 
-_VERSION = re.compile(
+def _lazy(pattern: str, flags: int = 0):
+    """A function returning ``re.compile(pattern, flags)``, compiled on its first call.
+
+    The two patterns below cost more to compile than a warm bubble's whole resolution, and
+    plain versions and specifiers (``13.4.2``, ``>=2.2.0``) never need them: those are read
+    by :func:`_plain_release` / :func:`_plain_specifier_end`, which answer exactly as the
+    patterns would or say they cannot tell (``tests/test_pep440.py`` checks both ways)."""
+    box: list = []
+
+    def compiled() -> re.Pattern:
+        if not box:
+            box.append(re.compile(pattern, flags))
+        return box[0]
+
+    compiled.box = box  # what the tests look at: compiled yet?
+    return compiled
+
+
+_version_re = _lazy(
     r"""\s*v?
     (?a:(?:(?P<epoch>[0-9]+)!)?
         (?P<release>[0-9]+(?:\.[0-9]+)*)
@@ -57,7 +75,7 @@ _SUFFIX = (
     r"(?:[-_.]?(?:alpha|beta|preview|pre|a|b|c|rc)[-_.]?[0-9]*)?"
     r"(?:-[0-9]+|[-_.]?(?:post|rev|r)[-_.]?[0-9]*)?(?:[-_.]?dev[-_.]?[0-9]*)?"
 )
-_SPECIFIER = re.compile(
+_specifier_re = _lazy(
     r"===\s*[^\s;)]+"
     rf"|(?:==|!=)\s*(?a:{_REL}(?:\.\*|{_SUFFIX}(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?))"
     rf"|~=\s*(?a:v?(?:[0-9]+!)?[0-9]+(?:\.[0-9]+)+{_SUFFIX})"
@@ -66,13 +84,65 @@ _SPECIFIER = re.compile(
 )
 
 
+def _plain_release(text: str) -> list[str] | None:
+    """The parts of ``text`` if it is ASCII digits separated by single dots (``13.4.2``), else None."""
+    parts = text.split(".")
+    for part in parts:
+        if not (part.isdigit() and part.isascii()):
+            return None
+    return parts
+
+
+_ENDS_SPECIFIER = " \t,;)"  # what may follow a specifier in a requirement
+
+
+def _plain_specifier_end(text: str, pos: int = 0) -> int:
+    """Where ``_specifier_re().match(text, pos)`` ends when a plain specifier starts at ``pos``
+    (an operator, whitespace, ASCII digits and dots, then the end or one of `` \t,;)``);
+    -1 when it is anything else, for the pattern to decide."""
+    two = text[pos:pos + 2]
+    if two in ("==", "!=", "<=", ">=", "~="):
+        if text.startswith("===", pos):
+            return -1
+        i = pos + 2
+    elif two[:1] in ("<", ">"):
+        i = pos + 1
+    else:
+        return -1
+    n = len(text)
+    while i < n and text[i].isspace():  # the pattern's \s*
+        i += 1
+    digit = False
+    dots = 0
+    while i < n:
+        c = text[i]
+        if "0" <= c <= "9":
+            digit = True
+        elif c == "." and digit:
+            digit = False
+            dots += 1
+        else:
+            break
+        i += 1
+    if not digit or (i < n and text[i] not in _ENDS_SPECIFIER) or (two == "~=" and not dots):
+        return -1
+    return i
+
+
 class Version:
     """A parsed PEP 440 version; ordering, hashing and ``str()`` as in packaging."""
 
     __slots__ = ("_epoch", "_release", "_pre", "_post", "_dev", "_local", "_key")
 
     def __init__(self, version: str) -> None:
-        m = _VERSION.fullmatch(version) if isinstance(version, str) else None
+        plain = _plain_release(version) if isinstance(version, str) else None
+        if plain is not None:  # "13.4.2": what the pattern would give, without compiling it
+            try:  # int() refuses more than 4300 digits: that is not a version either
+                self._set(0, tuple(int(part) for part in plain), None, None, None, None)
+            except ValueError:
+                raise InvalidVersion(f"invalid version: {version!r}") from None
+            return
+        m = _version_re().fullmatch(version) if isinstance(version, str) else None
         if m is None:
             raise InvalidVersion(f"invalid version: {version!r}")
         try:  # int() refuses more than 4300 digits: that is not a version either
@@ -254,7 +324,7 @@ class _Specifier:
 
 
 def _parse_one(piece: str, whole: str) -> _Specifier:
-    if not _SPECIFIER.fullmatch(piece):
+    if _plain_specifier_end(piece) != len(piece) and not _specifier_re().fullmatch(piece):
         where = "" if piece == whole.strip() else f" in {whole!r}"
         raise InvalidSpecifier(f"invalid specifier {piece!r}{where}")
     n = 3 if piece.startswith("===") else 2 if piece[1] == "=" else 1

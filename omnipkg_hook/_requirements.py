@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 
-from ._pep440 import _SPECIFIER, InvalidSpecifier, SpecifierSet
+from ._pep440 import InvalidSpecifier, SpecifierSet, _plain_specifier_end, _specifier_re
 from .errors import InvalidPinError
 from .store import normalize
 
@@ -24,6 +24,7 @@ _NAME = re.compile(r"\b[a-zA-Z0-9][a-zA-Z0-9._-]*\b")  # packaging's IDENTIFIER
 _WS = re.compile(r"[ \t]*")
 _URL = re.compile(r"[^ \t]+")
 _OPERATOR = re.compile(r"===|~=|==|!=|<=|>=|<|>")
+_OPERATOR_START = ("=", "~", "!", "<", ">")
 _EXAMPLE = "write it as e.g. 'rich==13.4.2', 'rich>=13,<14' or 'rich[jupyter]~=13.4'"
 _VERSION_HINT = (
     "a version specifier is an operator and a PEP 440 version: '==1.2.3', '>=2.0rc1', "
@@ -157,7 +158,13 @@ class _Parser:
         parts = []
         while True:
             start = self.pos
-            spec = self.take(_SPECIFIER)
+            end = _plain_specifier_end(self.text, start)
+            if end >= 0:  # what the pattern would take, without compiling it
+                spec, self.pos = self.text[start:end], end
+            elif self.text[start:start + 1] in _OPERATOR_START:
+                spec = self.take(_specifier_re())
+            else:  # every specifier starts with an operator: none here (a bare name, a marker)
+                spec = None
             if spec is None:
                 if _OPERATOR.match(self.text, self.pos):
                     self.bad_version(start)
