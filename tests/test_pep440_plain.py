@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omnipkg_hook import _pep440
-from omnipkg_hook._pep440 import InvalidVersion, SpecifierSet, Version, _plain_specifier_end, _specifier_re
+from omnipkg_hook._pep440 import (
+    InvalidVersion,
+    SpecifierSet,
+    Version,
+    _plain_specifier_end,
+    _specifier_re,
+)
 
 _SPEC_CHARS = "0123456789" * 3 + "...==!<>~ \t\u00a0,;)*+vrca-_!"
 
