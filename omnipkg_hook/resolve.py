@@ -238,14 +238,24 @@ def _bubble_copies(store: Store, pin: Pin) -> dict[str, Copy]:
                 chains[dep] = f"{chains[parent]} -> {dep}{spec}"
                 queue.append(dep)
     copies = {}
+    stdlib = None
     for name, entry in dists.items():
+        top_level = entry.get("top_level", ())
+        if top_level:
+            if stdlib is None:
+                from .stdlib import stdlib_module_names
+
+                stdlib = stdlib_module_names()
+            # bubbles.py never lists a standard-library name (it records them as
+            # stdlib_not_routed): one here is a forged manifest, and never routed
+            top_level = [t for t in top_level if t not in stdlib]
         copies[name] = Copy(
             name,
             entry["version"],
             STORE,
             store.abspath(entry["path"]),
             entry["path"],
-            entry.get("top_level", ()),
+            top_level,
             entry.get("namespaces", ()),
             entry.get("requires", {}),
             pin,

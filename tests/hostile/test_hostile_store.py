@@ -414,6 +414,28 @@ def test_a_dist_providing_stdlib_names_is_never_routed_to_them(store, wheelhouse
     assert out.stdout.split() == ["True", "True", "True"]
 
 
+def test_a_forged_bubble_manifest_cannot_route_a_stdlib_name(store, wheelhouse):
+    # bubbles.py never writes a stdlib name into top_level; a manifest edited to list one
+    # (another user's store, a tampered archive) must not take `import json` away from the
+    # standard library, at pin() and at start-up alike
+    wheel = make_wheel(wheelhouse, "omt-shadow", "1.0", {
+        "json/__init__.py": "raise SystemExit('shadowed json')\n",
+        "omt_shadow/__init__.py": "OK = True\n",
+    })
+    bubbles.bubble_from_wheels(store, [wheel], "omt-shadow==1.0")
+    path = store.bubble_path("omt-shadow", "1.0", interpreter_key())
+    with open(path) as f:
+        m = json.load(f)
+    m["dists"]["omt-shadow"]["top_level"].append("json")
+    write_json_atomic(store, path, m)
+    code = "import sys, json, omt_shadow; print(json.__file__.startswith(sys.base_prefix), omt_shadow.OK)"
+    for how, env in (("pin()", {}), ("OMNIPKG_PINS", {"OMNIPKG_PINS": "omt-shadow==1.0"})):
+        run = code if env else "import omnipkg_hook; omnipkg_hook.pin('omt-shadow==1.0'); " + code
+        out = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True,
+                             env={**os.environ, **env}, timeout=60)
+        assert out.returncode == 0 and out.stdout.split() == ["True", "True"], (how, out.stdout, out.stderr)
+
+
 @pytest.mark.parametrize("version", ["3.9", "3.10", "3.11", "3.12", "3.13"])
 def test_the_stdlib_table_matches_each_interpreter(version):
     exe = os.path.expanduser(f"~/.pyenv/versions/{version}")
@@ -450,4 +472,5 @@ HOSTILE = (
     + 1  # another build with other files, through the API
     + 2  # another build in another -f folder, bubble present / dists only
     + 1  # stdlib names in a bubble
+    + 1  # a forged stdlib top-level name
 )
