@@ -67,6 +67,8 @@ def _present(name: str, names: set[str]) -> bool:
 
 def check_dist(path: str, top_level, full: bool) -> tuple[str | None, str | None]:
     """``(dist_info_name, problem)`` of the dist directory ``path``; ``problem`` is None when sound."""
+    if os.path.islink(path):  # pip-omni never makes one; its target is never read or linked from
+        return None, "its directory is a symbolic link"
     try:
         names = set(os.listdir(path))
     except FileNotFoundError:
@@ -123,6 +125,11 @@ def repair_dist(store: Store, path: str, top_level, *, label: str, bubble_entry:
         dist_info, problem = check_dist(path, top_level, full=True)
         if problem is None:  # another process repaired it while we waited
             return dist_info
+        tmp, kept = None, ""
+        if os.path.islink(path):  # set the link itself aside first: nothing below reads through it
+            tmp = make_tmpdir(store, "repair-")
+            os.rename(path, os.path.join(tmp, "damaged"))
+            kept = f"; the link is now {os.path.join(tmp, 'damaged')!r}"
         manifest_bytes = _manifest_bytes(store, path, bubble_entry, label, problem, reinstall)
         try:
             manifest = json.loads(manifest_bytes)
@@ -153,13 +160,12 @@ def repair_dist(store: Store, path: str, top_level, *, label: str, bubble_entry:
                     f"is damaged too ({obj!r} has {size} bytes, not {entry['size']})",
                     f"run `pip-omni doctor --repair`, or reinstall the bubble: {reinstall}",
                 )
-        tmp = make_tmpdir(store, "repair-")
+        tmp = tmp or make_tmpdir(store, "repair-")  # only now: a refused repair leaves the store as it was
         new = os.path.join(tmp, "dist")
         materialize(store, files, new)
         _place_bytes(store, os.path.join(new, DIST_MANIFEST), manifest_bytes, os.path.join(path, DIST_MANIFEST))
         _restore_bytecode(store, path, new, manifest, bubble_entry)
         makedirs(os.path.dirname(path))
-        kept = ""
         if os.path.lexists(path):
             os.rename(path, os.path.join(tmp, "damaged"))
             kept = f"; the damaged copy is in {os.path.join(tmp, 'damaged')!r}"

@@ -172,6 +172,31 @@ def test_doctor_repair_sets_aside_a_link_in_dists_and_never_reads_or_writes_thro
     assert pinned.returncode == 0 and pinned.stdout.startswith("1.0 " + built.root), pinned.stderr
 
 
+def test_a_pin_repairs_a_dist_directory_that_is_a_link_without_linking_from_it(built, tmp_path):
+    # the same look-alike behind a link, met by a pin: self-repair must rebuild the dist from
+    # the bubble's record, never hard-link the other tree's manifests into the store
+    (tag,) = os.listdir(os.path.join(built.dists, "omt-lib", "1.0"))
+    dist = os.path.join(built.dists, "omt-lib", "1.0", tag)
+    outside = tmp_path / "outside"
+    shutil.copytree(dist, outside)
+    os.unlink(outside / "omt_lib" / "__init__.py")
+    shutil.rmtree(dist)
+    os.symlink(outside, dist)
+    tried("a pin meets a dist directory that is a link out of the store")
+    before = store_state(str(outside))
+
+    pinned = subprocess.run([sys.executable, "-c", "import omnipkg_hook; omnipkg_hook.pin('omt-app==1.0'); "
+                             "import omt_lib; print(omt_lib.VERSION, omt_lib.__file__)"],
+                            capture_output=True, text=True, env=child_env(built.root), timeout=120)
+
+    assert pinned.returncode == 0 and pinned.stdout == f"1.0 {dist}/omt_lib/__init__.py\n", pinned.stderr
+    assert "repaired omt-lib 1.0 in the store (its directory is a symbolic link) from objects; the link is now" \
+        in pinned.stderr, pinned.stderr
+    assert store_state(str(outside)) == before  # not one link count changed
+    assert not os.path.islink(dist)
+    assert json.loads(cli(built.root, "doctor", "--json").stdout)["clean"]
+
+
 @needs_root
 @pytest.mark.parametrize("where", ["root", "tmp", "objects"])
 def test_a_store_directory_owned_by_another_user_is_not_written(built, where):
