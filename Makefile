@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: test test-lowest demo examples bench lint clean
 
-$(STAMP): pyproject.toml
+# The .pth is copied into site-packages at install (editable too): a new one means reinstall.
+$(STAMP): pyproject.toml omnipkg_hook/data/omnipkg_hook.pth
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

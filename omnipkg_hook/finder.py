@@ -9,12 +9,11 @@ It answers only for what :mod:`omnipkg_hook.pins` routed:
   unrouted name) returns ``None`` after one ``is None`` test and one dict lookup.
   Submodules follow their package's ``__path__``, which already points into the store.
 - ``find_distributions``: a pinned distribution is described by its ``.dist-info`` in the
-  store, so ``importlib.metadata.version("rich")`` agrees with ``import rich``.
+  store (:mod:`omnipkg_hook.distributions`), so ``importlib.metadata.version("rich")``
+  agrees with ``import rich``.
 - A routed dist not yet compiled for this interpreter (no ``omnipkg-pyc-<cache_tag>.json``:
-  pip-omni compiles at install only what the bubble routes then) imports from its sources,
-  compiled in memory: the first import from it puts a path hook in front whose loader
-  never writes a ``.pyc``, so no process writes into the store without the writer lock.
-  ``pip-omni install`` compiles it later (``omnipkg_pip.writers.bytecode.compile_pending``).
+  pip-omni compiles at install only what the bubble routes then) imports from its sources
+  with a loader that never writes a ``.pyc`` (:mod:`omnipkg_hook.uncompiled`).
 - Other finders that ask ``PathFinder`` themselves (pytest's assertion rewriter at
   ``sys.meta_path[0]``, setuptools' editable finders, ``-nspkg.pth`` lines, import
   profilers) would find the main environment's copy on ``sys.path``. So the path-entry
@@ -25,11 +24,20 @@ It answers only for what :mod:`omnipkg_hook.pins` routed:
   returns the store's spec. Every other name costs those entries one dict lookup.
 
 The finder holds plain dicts and imports only the standard library; ``importlib.metadata``
-is imported inside ``find_distributions``, the first time something asks. A cached
-pinned start-up imports this module, so it does without ``from __future__ import
-annotations`` (a real import); its annotations work at run time on 3.9.
+is imported (by :mod:`omnipkg_hook.distributions`) the first time something asks about a
+pinned distribution.
+
+It also reads the start-up cache (:func:`start`, :func:`load`; the writer and the format
+are in :mod:`omnipkg_hook.startup`): a pinned start-up whose decision is cached imports
+this package, this module and ``fcntl`` (for the leases), nothing else. Every module on
+that path costs ~0.2 ms (finding, reading and unmarshalling it), so the reader lives
+beside the tables it fills instead of in a module of its own. For the same reason this
+module does without ``from __future__ import annotations`` (a real import); its
+annotations work at run time on 3.9.
 """
 
+import marshal
+import os
 import sys
 
 try:  # the objects importlib.machinery exports, without importing importlib (and warnings) at start-up
@@ -41,7 +49,7 @@ except ImportError:  # pragma: no cover - not CPython
 
 _PYC_MANIFEST = "omnipkg-pyc-" + str(sys.implementation.cache_tag) + ".json"
 
-__all__ = ["OmnipkgFinder", "RoutingFileFinder", "FINDER", "install", "uninstall", "installed"]
+__all__ = ["OmnipkgFinder", "RoutingFileFinder", "FINDER", "install", "uninstall", "installed", "start", "load"]
 
 
 class OmnipkgFinder:
@@ -174,7 +182,9 @@ class OmnipkgFinder:
     def _distribution(self, key: str):
         found = self._distributions.get(key)
         if found is None:
-            found = self._distributions[key] = _store_distribution_class()(self.dists[key])
+            from .distributions import StoreDistribution
+
+            found = self._distributions[key] = StoreDistribution(self.dists[key])
         return found
 
     def invalidate_caches(self) -> None:
@@ -184,55 +194,12 @@ class OmnipkgFinder:
 
 def _check_compiled(finder, directory: str) -> None:
     """One stat: is the dist at ``directory`` compiled for this interpreter? If not, its
-    sources are imported with a loader that writes no ``.pyc`` (see the module docstring)."""
-    import os
-
+    sources are imported with a loader that writes no ``.pyc`` (:mod:`omnipkg_hook.uncompiled`)."""
     if os.path.exists(os.path.join(directory, _PYC_MANIFEST)) or not os.path.isdir(directory):
         return
-    finder.source_only = [*finder.source_only, directory]
-    cache = sys.path_importer_cache
-    for key in [k for k in cache if isinstance(k, str) and (k == directory or k.startswith(directory + os.sep))]:
-        del cache[key]  # a finder made before this check would write .pyc
-    if _source_only_hook not in sys.path_hooks:
-        sys.path_hooks.insert(0, _source_only_hook)
+    from .uncompiled import serve_from_sources
 
-
-_source_only_finder = None
-
-
-def _source_only_hook(path):
-    """``sys.path_hooks`` entry: a FileFinder that never writes ``.pyc``, for the directories
-    of routed dists not compiled for this interpreter; ImportError (next hook) for any other."""
-    global _source_only_finder
-    import os
-
-    if not isinstance(path, str) or not any(
-        path == d or path.startswith(d + os.sep) for d in FINDER.source_only
-    ):
-        raise ImportError("not a source-only store directory")
-    if _source_only_finder is None:
-        from importlib.machinery import (
-            BYTECODE_SUFFIXES,
-            EXTENSION_SUFFIXES,
-            SOURCE_SUFFIXES,
-            ExtensionFileLoader,
-            FileFinder,
-            SourceFileLoader,
-            SourcelessFileLoader,
-        )
-
-        class SourceOnlyLoader(SourceFileLoader):
-            """Reads a hash-based ``.pyc`` when there is one; compiles in memory otherwise."""
-
-            def set_data(self, path, data, *, _mode=0o666):
-                return None  # the store is written by pip-omni under its lock only
-
-        _source_only_finder = FileFinder.path_hook(
-            (ExtensionFileLoader, EXTENSION_SUFFIXES),
-            (SourceOnlyLoader, SOURCE_SUFFIXES),
-            (SourcelessFileLoader, BYTECODE_SUFFIXES),
-        )
-    return _source_only_finder(path)
+    serve_from_sources(finder, directory)
 
 
 def _normalize(name: str) -> str:
@@ -241,47 +208,6 @@ def _normalize(name: str) -> str:
     while "--" in key:
         key = key.replace("--", "-")
     return key
-
-
-_StoreDistribution = None
-
-
-def _store_distribution_class():
-    """``PathDistribution`` whose file reads and parsed metadata are cached: store files never
-    change in place."""
-    global _StoreDistribution
-    if _StoreDistribution is None:
-        import pathlib
-        from importlib.metadata import PathDistribution
-
-        class StoreDistribution(PathDistribution):
-            """A pinned distribution's ``.dist-info`` in the store (read-only, so reads are cached)."""
-
-            def __init__(self, path: str) -> None:
-                super().__init__(pathlib.Path(path))
-                self._texts: dict = {}
-                self._metadata = None
-
-            @property
-            def metadata(self):
-                # Parsed once: the email parser is most of what version() costs, and the
-                # file cannot change (a new version is a new directory).
-                if self._metadata is None:
-                    self._metadata = super().metadata
-                return self._metadata
-
-            def read_text(self, filename):
-                try:
-                    return self._texts[filename]
-                except KeyError:
-                    text = self._texts[filename] = super().read_text(filename)
-                    return text
-
-            def __repr__(self) -> str:
-                return f"<StoreDistribution {str(self._path)!r}>"
-
-        _StoreDistribution = StoreDistribution
-    return _StoreDistribution
 
 
 # Imported modules whose state describes the main environment, fixed after they run
@@ -353,3 +279,193 @@ def uninstall() -> None:
     """Take :data:`FINDER` out of ``sys.meta_path`` (its routes stay as they are)."""
     while installed():
         sys.meta_path.remove(FINDER)
+
+
+# -- start-up: the cached decision --------------------------------------------------------
+
+FORMAT = 3  # of a cache entry (omnipkg_hook.startup writes them); part of the key
+
+applied = None  # the OMNIPKG_PINS value the cache applied in this process (str or None)
+path_added = []  # bin dirs it put on PATH
+leased = {}  # dist dir -> fd of its lease (omnipkg_hook.pins hands them to omnipkg_hook.leases)
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def start() -> None:
+    """What ``omnipkg_hook.pth`` runs when ``OMNIPKG_PINS`` is set: the cached decision if it
+    is still valid, else :func:`omnipkg_hook.startup.resolve` (which resolves and caches).
+
+    Failures are not handled here: the ``.pth`` line catches every exception, importing
+    this module included, and reports it (or, with ``OMNIPKG_STRICT=1``, exits).
+    """
+    if hasattr(sys, "_omnipkg_hook_start_failed"):  # reported by the .pth line: starting without pins
+        return
+    if not from_cache(os.environ.get("OMNIPKG_PINS", "")):
+        from .startup import resolve
+
+        resolve()
+
+
+def from_cache(value: str) -> bool:
+    """True when nothing is left to do for ``value``: applied already, or applied now from
+    the cache. Once :mod:`omnipkg_hook.pins` is loaded it alone decides (False)."""
+    if "omnipkg_hook.pins" in sys.modules:
+        return False
+    if value == applied:
+        return True
+    return applied is None and bool(value.strip()) and load(value)  # switching pins purges: not here
+
+
+_PRIME = (1 << 127) - 1
+
+
+def _digest(text: str) -> str:
+    """A file name for ``text``: its bytes as one integer modulo a Mersenne prime, done in C
+    (a byte loop in Python cost ~50 us of the start-up; ``hash()`` is salted per process).
+    Collisions only cost a miss: the entry holds the whole key and is checked against it."""
+    return f"{int.from_bytes(text.encode('utf-8', 'surrogatepass'), 'little') % _PRIME:032x}"
+
+
+def store_root() -> "str | None":
+    """``store.find_store()`` without its imports; None when a pyproject.toml may name the store."""
+    env = os.environ.get("OMNIPKG_STORE")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    here = os.getcwd()
+    while True:
+        candidate = os.path.join(here, "pyproject.toml")
+        if os.path.isfile(candidate):
+            try:
+                with open(candidate, "rb") as f:
+                    if b"omnipkg" in f.read():
+                        return None  # let store.py read it
+            except OSError:
+                return None
+            break
+        parent = os.path.dirname(here)
+        if parent == here:
+            break
+        here = parent
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
+    elif sys.platform == "darwin":
+        base = os.path.expanduser("~/Library/Application Support")
+    else:
+        base = os.environ.get("XDG_DATA_HOME", "").strip() or os.path.expanduser("~/.local/share")
+    return os.path.join(base, "pip-omni")
+
+
+def cache_key(value: str, root: str) -> str:
+    """Everything a cached decision is only valid for. ``sys.path`` as it is: with the working
+    directory in the key, its relative entries are as precise as absolute ones."""
+    return "\0".join([str(FORMAT), value, root, sys.executable, sys.version, os.getcwd(), *sys.path])
+
+
+def cache_file(root: str, key: str) -> str:
+    return os.path.join(root, "cache", "startup", _digest(key) + ".marshal")
+
+
+def load(value: str) -> bool:
+    """Apply the cached decision for ``value`` if it is still valid; False means "resolve"."""
+    global applied, path_added
+    root = store_root()
+    if root is None:
+        return False
+    stat = os.stat
+    try:
+        key = cache_key(value, root)
+        data = marshal.loads(_read(cache_file(root, key)))
+        if type(data) is not dict or data.get("key") != key:
+            return False
+        for path, stamp in data["stamps"]:
+            try:
+                if stat(path).st_mtime_ns != stamp:
+                    return False
+            except OSError:
+                if stamp != -1:
+                    return False
+        for path in data["exists"]:
+            stat(path)
+        routes, dists, env_value, bins = data["routes"], data["dists"], data["env_value"], data["bins"]
+        entries, warning = data["entries"], data["warning"]
+    except (OSError, ValueError, EOFError, TypeError, KeyError):
+        return False
+    if not _lease({os.path.dirname(p) for p in dists.values()} | {d for dirs in routes.values() for d in dirs}):
+        return False
+    modules = sys.modules
+    for name, dirs in routes.items():  # start-up pins replace what earlier .pth files imported
+        module = modules.get(name)
+        if module is not None and not _served_from(module, dirs):
+            for sub in [k for k in modules if k == name or k.startswith(name + ".")]:
+                del modules[sub]
+    FINDER.set_routes(routes, dists, entries)
+    install()
+    environ = os.environ
+    environ["OMNIPKG_PINS"] = env_value
+    environ["OMNIPKG_STORE"] = root
+    added = [b for b in bins if os.path.isdir(b)]
+    if added:
+        rest = [p for p in environ.get("PATH", "").split(os.pathsep) if p not in added] if environ.get("PATH") else []
+        environ["PATH"] = os.pathsep.join(added + rest)
+    applied, path_added = env_value, added
+    if warning and environ.get("OMNIPKG_QUIET", "").strip().lower() not in _TRUE:
+        print(warning, file=sys.stderr)
+    return True
+
+
+_O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read(path: str) -> bytes:
+    """The file's bytes with two system calls for an entry of a few kB (``open()`` builds
+    a buffered file object and asks ``fstat`` first)."""
+    fd = os.open(path, _O_FLAGS)
+    try:
+        parts = [os.read(fd, 1 << 16)]
+        while len(parts[-1]) == 1 << 16:
+            parts.append(os.read(fd, 1 << 16))
+    finally:
+        os.close(fd)
+    return b"".join(parts)
+
+
+def _lease(dist_dirs) -> bool:
+    """What :func:`omnipkg_hook.leases.hold` does (a shared flock on each dist's manifest),
+    without importing it; False (and nothing held) if a dist is gone."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no leases
+        return True
+    taken = {}
+    for d in sorted(dist_dirs):
+        if d in leased:
+            continue
+        path = os.path.join(d, "omnipkg-dist.json")
+        try:
+            fd = os.open(path, _O_FLAGS)
+        except OSError:
+            break
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fcntl.flock(fd, fcntl.LOCK_SH)  # gc holds it for one rename
+            st, now = os.fstat(fd), os.stat(path)
+            if (st.st_ino, st.st_dev) != (now.st_ino, now.st_dev):
+                raise FileNotFoundError(path)
+        except OSError:
+            os.close(fd)
+            break
+        taken[d] = fd
+    else:
+        leased.update(taken)
+        return True
+    for fd in taken.values():
+        os.close(fd)
+    return False
+
+
+def _served_from(module, dirs) -> bool:
+    where = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", None) or ()), "")
+    return isinstance(where, str) and any(where.startswith(d + os.sep) for d in dirs)

@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = ["hold", "release", "held", "in_use", "exclusive"]
 
 # dist directory -> fd holding the shared lock. pins adopts into it the leases that the
-# start-up path (omnipkg_hook.startup) takes without importing this module: keep the name.
+# start-up cache (omnipkg_hook.finder.load) takes without importing this module: keep the name.
 _held: dict[str, int] = {}
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 

@@ -529,7 +529,7 @@ def _export(the_plan: Plan | None) -> None:
 
 def _adopt_startup_cache() -> None:
     """Take over pins applied at start-up from the cache (which did not import this module)."""
-    from . import startup as _startcache
+    from . import finder as _startcache  # the start-up cache's reader
 
     value = _startcache.applied
     if value is None or _state.env_value is not None:

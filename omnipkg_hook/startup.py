@@ -1,24 +1,34 @@
-"""What ``omnipkg_hook.pth`` (and, on Python 3.15+, ``omnipkg_hook.start``) runs at start-up.
+"""What ``omnipkg_hook.pth`` runs at start-up when the decision is not cached, and the cache's writer.
 
-The ``.pth`` line imports this module only when ``OMNIPKG_PINS`` is set and not empty,
-so an interpreter without pins pays for one ``os.environ.get``. :func:`run` applies the
-pins (:func:`omnipkg_hook.pins.from_environment`): a value that does not parse, or a pin
-that cannot be satisfied, prints one line on stderr and the interpreter starts without
-pins; with ``OMNIPKG_STRICT=1`` it prints the line and exits with status 1. Running it
-again with the same value does nothing (a venv may process a ``.pth`` twice, and a
-worker calls it explicitly).
+The ``.pth`` line runs only when ``OMNIPKG_PINS`` is set and not empty, so an
+interpreter without pins pays for one ``os.environ.get``. It calls
+:func:`omnipkg_hook.finder.start`, which applies a cached decision, or else :func:`run`,
+which applies the pins (:func:`omnipkg_hook.pins.from_environment`): a value that does
+not parse, or a pin that cannot be satisfied, prints one line on stderr and the
+interpreter starts without pins; with ``OMNIPKG_STRICT=1`` it prints the line and exits
+with status 1. Running it again with the same value does nothing (a venv may process a
+``.pth`` twice, and a worker calls it explicitly).
+
+Every other failure -- ``MemoryError``, a bug, a broken or shadowed ``omnipkg_hook``
+that cannot even be imported -- is caught by the ``.pth`` line itself, which holds a
+``try`` statement in a string it ``exec``s only when ``OMNIPKG_PINS`` is set (~15 us to
+compile; a ``.pth`` line cannot hold a ``try``). Its handler, compiled only when
+something failed, prints one line: an error and exit status 1 with ``OMNIPKG_STRICT=1``
+(strict never starts Python without its pins), else a warning, and the interpreter
+starts without pins. :func:`run` called from Python (workers, tests) has the same
+strict guard.
 
 The start-up cache: a known ``OMNIPKG_PINS`` value is applied without resolving it again.
 Resolving pins needs the requirement parser, PEP 440 and JSON, whose imports (``re``,
 ``enum``, ``typing``, ``json``...) cost ~10 ms: far over the 1 ms budget of a pinned
-start-up. So the first start-up with a given value resolves as usual and then writes
-what it decided -- the route table, the ``.dist-info`` table, the exported variables --
-with :mod:`marshal` to ``<store>/cache/startup/<hash>.marshal``. The next start-up with
-the same value, interpreter, working directory and ``sys.path`` reads it back, checks
-that nothing it depended on changed, and applies it, importing only ``os``, ``sys``,
-``marshal`` (all loaded already) and :mod:`omnipkg_hook.finder` (plus ``fcntl`` for the leases).
+start-up. So the first start-up with a given value resolves as usual and then :func:`save`
+writes what it decided -- the route table, the ``.dist-info`` table, the exported
+variables -- with :mod:`marshal` to ``<store>/cache/startup/<hash>.marshal``. The next
+start-up with the same value, interpreter, working directory and ``sys.path`` reads it
+back (:func:`omnipkg_hook.finder.load`), checks that nothing it depended on changed, and
+applies it, importing only :mod:`omnipkg_hook.finder` (and ``fcntl`` for the leases).
 
-What the entry depends on, checked on every use (a few dozen ``stat`` calls):
+What the entry depends on, checked on every use (a dozen or two ``stat`` calls):
 
 - the mtime of every ``sys.path`` directory (installing or removing a distribution in
   the main environment adds or removes a ``.dist-info`` there),
@@ -31,17 +41,19 @@ What the entry depends on, checked on every use (a few dozen ``stat`` calls):
 Anything unexpected -- no entry, a stale one, an unreadable file, a store that cannot be
 written -- falls back to the normal path, which is always correct; the cache is never
 the only way to a decision. ``pip-omni gc`` may delete ``cache/`` at any time.
-
-This module and :mod:`omnipkg_hook.finder` are all that a cached start-up imports, so neither
-uses ``from __future__ import annotations`` (a real import of ``__future__``; annotations
-here are written to work at run time on 3.9).
 """
 
 import marshal
 import os
 import sys
 
-__all__ = ["run", "run_if_pinned", "load", "save"]
+from . import finder
+from .finder import cache_file, cache_key, load
+from .finder import store_root as _store_root  # noqa: F401 - omnipkg_pip.commands.run and tests use it here
+
+__all__ = ["run", "resolve", "run_if_pinned", "load", "save", "pth_line"]
+
+_TRUE = ("1", "true", "yes", "on")
 
 
 def run(*, exit_on_error: bool = True) -> None:
@@ -50,24 +62,31 @@ def run(*, exit_on_error: bool = True) -> None:
     A value seen before is applied from the start-up cache when nothing it depends on
     changed; otherwise it is resolved (and the decision cached).
     """
+    _run(exit_on_error, cached=True)
+
+
+def resolve() -> None:
+    """:func:`run` after :func:`omnipkg_hook.finder.start` found no valid cached decision."""
+    _run(True, cached=False)
+
+
+def _run(exit_on_error: bool, cached: bool) -> None:
     value = os.environ.get("OMNIPKG_PINS", "")
     try:
-        if "omnipkg_hook.pins" not in sys.modules:  # once the pins module runs, it alone decides
-            if value == applied:
-                return
-            if applied is None and value.strip() and load(value):  # switching pins purges: not here
-                return
+        if cached and finder.from_cache(value):
+            return
         from .pins import from_environment
 
         from_environment(exit_on_error=exit_on_error, cache=True)
     except BaseException as e:  # MemoryError, a bug, an interrupt: strict never starts without its pins
-        if not exit_on_error or os.environ.get("OMNIPKG_STRICT", "").strip().lower() not in ("1", "true", "yes", "on"):
+        if not exit_on_error or os.environ.get("OMNIPKG_STRICT", "").strip().lower() not in _TRUE:
             raise
         _strict_exit(value, e)
 
 
 def _strict_exit(value: str, e: BaseException) -> None:
-    """One line on stderr and ``os._exit(1)`` (SystemExit from a .pth line would not stop site)."""
+    """One line on stderr and ``os._exit(1)`` (SystemExit from a .pth line would not stop site).
+    The ``.pth`` line's own handler prints the same line (it cannot import this module)."""
     try:
         line = (f"pip-omni: error: OMNIPKG_PINS={value!r} cannot be applied: {type(e).__name__}: {e}"
                 "; OMNIPKG_STRICT=1 stops here").encode("utf-8", "replace")
@@ -79,68 +98,58 @@ def _strict_exit(value: str, e: BaseException) -> None:
         os._exit(1)
 
 
+# -- the .pth line ------------------------------------------------------------------------
+
+# What the .pth line execs when OMNIPKG_PINS is set, and its handler, compiled only when
+# something failed: it cannot count on this package (which may be what failed), so it
+# uses os and sys alone. omnipkg_hook/data/omnipkg_hook.pth is pth_line() (a test checks).
+# A venv may process the .pth twice: sys._omnipkg_hook_start_failed records the value
+# reported, and finder.start() applies nothing once it is set (a second try must not pin
+# after a warning that said "starting without pins").
+_PTH_TRY = "try:import omnipkg_hook.finder as f;f.start()\nexcept BaseException as e:exec(h)"
+_PTH_HANDLER = """\
+import os, sys
+s = os.environ.get("OMNIPKG_STRICT", "").strip().lower() in ("1", "true", "yes", "on")
+if not (s or isinstance(e, Exception)):
+    raise
+v = os.environ.get("OMNIPKG_PINS")
+try:
+    m = sys.modules.get("omnipkg_hook.finder")
+    if m is not None and not s:
+        m.FINDER.set_routes({}, {})
+        m.uninstall()
+except BaseException:
+    pass
+if s or getattr(sys, "_omnipkg_hook_start_failed", None) != v:
+    sys._omnipkg_hook_start_failed = v
+    try:
+        w = ("pip-omni: %s: OMNIPKG_PINS=%r cannot be applied: %s: %s%s" % (
+            ("warning", "error")[s], v, type(e).__name__, e,
+            ("; starting without pins (set OMNIPKG_STRICT=1 to make this fatal)", "; OMNIPKG_STRICT=1 stops here")[s],
+        )).encode("utf-8", "replace")
+    except BaseException:
+        w = b"pip-omni: error: OMNIPKG_PINS cannot be applied (out of memory); OMNIPKG_STRICT=1 stops here"
+    try:
+        os.write(2, w + b"\\n")
+    except OSError:
+        pass
+if s:
+    os._exit(1)
+"""
+
+
+def pth_line() -> str:
+    """The line of ``omnipkg_hook.pth``: one ``os.environ.get`` when ``OMNIPKG_PINS`` is unset."""
+    return f'import os; os.environ.get("OMNIPKG_PINS") and exec({_PTH_TRY!r}, {{"h": {_PTH_HANDLER!r}}})\n'
+
+
 def run_if_pinned() -> None:
     """The PEP 829 ``.start`` entry point: like the ``.pth`` line, it checks the variable first."""
     if os.environ.get("OMNIPKG_PINS"):
         run()
 
 
-# -- the cache ------------------------------------------------------------------------------
-
-FORMAT = 2
-
-applied = None  # the OMNIPKG_PINS value the cache applied in this process (str or None)
-path_added = []  # bin dirs it put on PATH
-leased = {}  # dist dir -> fd of its lease (omnipkg_hook.leases adopts them)
-
-
-_PRIME = (1 << 127) - 1
-
-
-def _digest(text: str) -> str:
-    """A file name for ``text``: its bytes as one integer modulo a Mersenne prime, done in C
-    (a byte loop in Python cost ~50 us of the start-up; ``hash()`` is salted per process).
-    Collisions only cost a miss: the entry holds the whole key and is checked against it."""
-    return f"{int.from_bytes(text.encode('utf-8', 'surrogatepass'), 'little') % _PRIME:032x}"
-
-
-def _store_root() -> "str | None":
-    """``store.find_store()`` without its imports; None when a pyproject.toml may name the store."""
-    env = os.environ.get("OMNIPKG_STORE")
-    if env:
-        return os.path.abspath(os.path.expanduser(env))
-    here = os.getcwd()
-    while True:
-        candidate = os.path.join(here, "pyproject.toml")
-        if os.path.isfile(candidate):
-            try:
-                with open(candidate, "rb") as f:
-                    if b"omnipkg" in f.read():
-                        return None  # let store.py read it
-            except OSError:
-                return None
-            break
-        parent = os.path.dirname(here)
-        if parent == here:
-            break
-        here = parent
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
-    elif sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Application Support")
-    else:
-        base = os.environ.get("XDG_DATA_HOME", "").strip() or os.path.expanduser("~/.local/share")
-    return os.path.join(base, "pip-omni")
-
-
-def _key(value: str, root: str) -> str:
-    parts = [str(FORMAT), value, root, sys.executable, sys.version, os.getcwd()]
-    parts += [os.path.abspath(p or ".") for p in sys.path]
-    return "\0".join(parts)
-
-
-def _file(root: str, key: str) -> str:
-    return os.path.join(root, "cache", "startup", _digest(key) + ".marshal")
+# -- the cache's writer (its reader is omnipkg_hook.finder.load) -----------------------------
 
 
 def _stamp(path: str) -> int:
@@ -150,103 +159,16 @@ def _stamp(path: str) -> int:
         return -1
 
 
-def _code_files() -> list[str]:
+def _code_files() -> "list[str]":
     here = os.path.dirname(os.path.abspath(__file__))
     return [os.path.join(here, n) for n in ("startup.py", "resolve.py", "pins.py", "dependents.py", "_requirements.py", "_pep440.py")]
-
-
-def load(value: str) -> bool:
-    """Apply the cached decision for ``value`` if it is still valid; False means "resolve"."""
-    global applied, path_added
-    root = _store_root()
-    if root is None:
-        return False
-    key = _key(value, root)
-    try:
-        with open(_file(root, key), "rb") as f:
-            data = marshal.load(f)
-        if type(data) is not dict or data.get("key") != key:
-            return False
-        for path, stamp in data["stamps"]:
-            if _stamp(path) != stamp:
-                return False
-        for path in data["exists"]:
-            os.stat(path)
-        routes, dists, env_value, bins = data["routes"], data["dists"], data["env_value"], data["bins"]
-        entries, warning = data["entries"], data["warning"]
-    except (OSError, ValueError, EOFError, TypeError, KeyError):
-        return False
-    if not _lease({os.path.dirname(p) for p in dists.values()} | {d for dirs in routes.values() for d in dirs}):
-        return False
-    from . import finder
-
-    modules = sys.modules
-    for name, dirs in routes.items():  # start-up pins replace what earlier .pth files imported
-        module = modules.get(name)
-        if module is not None and not _served_from(module, dirs):
-            for sub in [k for k in modules if k == name or k.startswith(name + ".")]:
-                del modules[sub]
-    finder.FINDER.set_routes(routes, dists, entries)
-    finder.install()
-    environ = os.environ
-    environ["OMNIPKG_PINS"] = env_value
-    environ["OMNIPKG_STORE"] = root
-    added = [b for b in bins if os.path.isdir(b)]
-    if added:
-        rest = [p for p in environ.get("PATH", "").split(os.pathsep) if p not in added] if environ.get("PATH") else []
-        environ["PATH"] = os.pathsep.join(added + rest)
-    applied, path_added = env_value, added
-    if warning and environ.get("OMNIPKG_QUIET", "").strip().lower() not in ("1", "true", "yes", "on"):
-        print(warning, file=sys.stderr)
-    return True
-
-
-def _lease(dist_dirs) -> bool:
-    """What :func:`omnipkg_hook.leases.hold` does (a shared flock on each dist's manifest),
-    without importing it; False (and nothing held) if a dist is gone."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no leases
-        return True
-    taken = {}
-    for d in sorted(dist_dirs):
-        if d in leased:
-            continue
-        path = os.path.join(d, "omnipkg-dist.json")
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError:
-            break
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fcntl.flock(fd, fcntl.LOCK_SH)  # gc holds it for one rename
-            st, now = os.fstat(fd), os.stat(path)
-            if (st.st_ino, st.st_dev) != (now.st_ino, now.st_dev):
-                raise FileNotFoundError(path)
-        except OSError:
-            os.close(fd)
-            break
-        taken[d] = fd
-    else:
-        leased.update(taken)
-        return True
-    for fd in taken.values():
-        os.close(fd)
-    return False
-
-
-def _served_from(module, dirs) -> bool:
-    where = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", None) or ()), "")
-    return isinstance(where, str) and any(where.startswith(d + os.sep) for d in dirs)
 
 
 def save(value: str, plan) -> None:
     """Record what resolving ``value`` at start-up decided (``plan``); errors are ignored."""
     try:
         root = plan.store.root
-        key = _key(value, root)
+        key = cache_key(value, root)
         stamps = [(p, _stamp(p)) for p in {os.path.abspath(p or ".") for p in sys.path}]
         stamps += [(p, _stamp(p)) for p in _code_files()]
         for pin in plan.pins:
@@ -277,7 +199,7 @@ def save(value: str, plan) -> None:
             "entries": plan.entries,
             "warning": plan.warning,
         }
-        path = _file(root, key)
+        path = cache_file(root, key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:

@@ -46,7 +46,7 @@ def apply_pins(value: str, *, again: bool = False) -> None:
     :class:`~omnipkg_hook.errors.OmnipkgError` when it cannot be satisfied.
 
     A value applied before with the same store, interpreter and ``sys.path`` comes from
-    the start-up cache (:mod:`omnipkg_hook.startup`): no resolving, no ``json``.
+    the start-up cache (:func:`omnipkg_hook.finder.load`): no resolving, no ``json``.
     ``again=True``: after a failure (the missing bubbles were made since).
     """
     if again:
@@ -56,9 +56,9 @@ def apply_pins(value: str, *, again: bool = False) -> None:
         pin(*split_pins(value), replace=True)
         return
     os.environ["OMNIPKG_PINS"] = value
-    from .. import startup
+    from .. import finder
 
-    if "omnipkg_hook.pins" not in sys.modules and startup.applied is None and startup.load(value):
+    if "omnipkg_hook.pins" not in sys.modules and finder.applied is None and finder.load(value):
         return
     from ..pins import from_environment
 

@@ -123,7 +123,9 @@ def test_a_routed_uncompiled_dist_in_process_uses_the_source_only_loader(store, 
         assert lib_dir in finder.FINDER.source_only
         assert store_state(store.dists, store.objects) == before
     finally:
-        sys.path_hooks[:] = [h for h in sys.path_hooks if h is not finder._source_only_hook]
+        from omnipkg_hook import uncompiled
+
+        sys.path_hooks[:] = [h for h in sys.path_hooks if h is not uncompiled.source_only_hook]
         finder.FINDER.source_only = []
         finder.FINDER._checked = set()
 

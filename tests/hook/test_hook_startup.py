@@ -110,7 +110,9 @@ def test_data_files_call_the_start_up_code():
     with open(os.path.join(data, "omnipkg_hook.start")) as f:
         assert f.read().strip() == "omnipkg_hook.startup:run_if_pinned"
     with open(os.path.join(data, "omnipkg_hook.pth")) as f:
-        assert 'os.environ.get("OMNIPKG_PINS")' in f.read()
+        line = f.read()
+    assert line == startup.pth_line() and line.count("\n") == 1  # the source of the line is startup.py
+    assert line.startswith('import os; os.environ.get("OMNIPKG_PINS") and exec(')
 
 
 HYGIENE = """

@@ -293,10 +293,38 @@ def test_a_pin_file_that_is_not_a_small_regular_file_is_one_line(built, tmp_path
 
 
 INJECT = {  # a failure the start-up path does not expect, raised where it would be
-    "MemoryError in the cache": ("omnipkg_hook.startup", "load", "MemoryError()"),
+    "MemoryError in the cache": ("omnipkg_hook.finder", "load", "MemoryError()"),
     "a bug in resolving": ("omnipkg_hook.pins", "from_environment", "RuntimeError('boom')"),
     "KeyboardInterrupt": ("omnipkg_hook.pins", "from_environment", "KeyboardInterrupt()"),
 }
+
+# What the child prints once it runs user code: whether the pinned omt-app is importable
+# (the main environment has no omt-app: only a pin makes it so).
+STARTED = "import importlib.util as u; print('started', u.find_spec('omt_app') is not None)"
+LOOSE_TAIL = "; starting without pins (set OMNIPKG_STRICT=1 to make this fatal)"
+
+
+def _strict_then_loose(args, env, name, before_root):
+    """Strict: status 1, nothing run, one error line naming ``name``. Not strict: Python runs
+    user code without pins after one warning line -- or, for an interrupt, does not start."""
+    pinned = {**env, "OMNIPKG_PINS": "omt-app==1.0"}
+    before = store_state(before_root)
+    strict = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60,
+                            env={**pinned, "OMNIPKG_STRICT": "1"})
+    assert strict.returncode == 1 and strict.stdout == "", (strict.stdout, strict.stderr)
+    lines = strict.stderr.strip().splitlines()
+    head = f"OMNIPKG_PINS='omt-app==1.0' cannot be applied: {name}"
+    assert len(lines) == 1 and lines[0].startswith(f"pip-omni: error: {head}"), lines
+    assert lines[0].endswith("; OMNIPKG_STRICT=1 stops here")
+    loose = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60, env=pinned)
+    if name == "KeyboardInterrupt":  # not swallowed: the interpreter does not start
+        assert loose.returncode != 0 and "started" not in loose.stdout, (loose.stdout, loose.stderr)
+    else:
+        assert (loose.returncode, loose.stdout) == (0, "started False\n"), (loose.stdout, loose.stderr)
+        lines = loose.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"pip-omni: warning: {head}"), lines
+        assert lines[0].endswith(LOOSE_TAIL)
+    assert store_state(before_root) == before
 
 
 @pytest.mark.parametrize("case", sorted(INJECT))
@@ -305,19 +333,34 @@ def test_strict_never_starts_python_without_its_pins(built, case):
     # -S: site runs only when the code says so, after it broke one function of the start-up
     # path; site.main() then processes omnipkg_hook.pth as any start-up does.
     code = (f"import site, {module} as m\ndef f(*a, **k):\n raise {exc}\nsetattr(m, {attr!r}, f)\n"
-            "site.main()\nprint('started')")
-    env = child_env(built.root, PYTHONPATH=ROOT)
-    before = store_state(built.root)
+            f"site.main()\n{STARTED}")
     tried(f"start-up failure: {case}")
-    strict = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60,
-                            env={**env, "OMNIPKG_PINS": "omt-app==1.0", "OMNIPKG_STRICT": "1"})
-    assert strict.returncode == 1 and strict.stdout == "", (strict.stdout, strict.stderr)
-    name = exc.split("(")[0]
-    lines = strict.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("pip-omni: error: OMNIPKG_PINS='omt-app==1.0' cannot be applied: "
-                                                   f"{name}"), lines
-    assert lines[0].endswith("; OMNIPKG_STRICT=1 stops here")
-    assert store_state(built.root) == before
-    loose = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60,
-                           env={**env, "OMNIPKG_PINS": "omt-app==1.0"})
-    assert loose.stdout.endswith("started\n") or loose.returncode != 0  # not strict: as before
+    _strict_then_loose(["-S", "-c", code], child_env(built.root, PYTHONPATH=ROOT), exc.split("(")[0], built.root)
+
+
+# Failures of importing the start-up code itself: the .pth line's own handler reports them.
+IMPORT_FAILS = {
+    "MemoryError importing omnipkg_hook": ("omnipkg_hook", "MemoryError"),
+    "MemoryError importing omnipkg_hook.finder": ("omnipkg_hook.finder", "MemoryError"),
+    "ImportError importing omnipkg_hook.finder": ("omnipkg_hook.finder", "ImportError"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IMPORT_FAILS))
+def test_strict_stops_when_the_start_up_code_cannot_even_be_imported(built, case):
+    name, exc = IMPORT_FAILS[case]
+    # A meta path finder that fails for one module, put first before site processes the .pth.
+    code = ("import site, sys\nclass Fail:\n def find_spec(self, fullname, path=None, target=None):\n"
+            f"  if fullname == {name!r}: raise {exc}('injected')\n"
+            f"sys.meta_path.insert(0, Fail())\nsite.main()\nsys.meta_path.pop(0)\n{STARTED}")
+    tried(f"start-up import failure: {case}")
+    _strict_then_loose(["-S", "-c", code], child_env(built.root), exc, built.root)
+
+
+def test_strict_stops_when_a_broken_package_shadows_the_hook(built, tmp_path):
+    shadow = tmp_path / "shadow" / "omnipkg_hook"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("def broken(:\n")  # found first: PYTHONPATH precedes site-packages
+    tried("start-up: a broken omnipkg_hook package shadows the hook")
+    _strict_then_loose(["-c", STARTED], child_env(built.root, PYTHONPATH=str(tmp_path / "shadow")), "SyntaxError",
+                       built.root)
