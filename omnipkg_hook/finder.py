@@ -285,6 +285,7 @@ def uninstall() -> None:
 
 FORMAT = 3  # of a cache entry (omnipkg_hook.startup writes them); part of the key
 
+started = False  # start() has run (the .pth line's second run in a venv then does nothing)
 applied = None  # the OMNIPKG_PINS value the cache applied in this process (str or None)
 path_added = []  # bin dirs it put on PATH
 leased = {}  # dist dir -> fd of its lease (omnipkg_hook.pins hands them to omnipkg_hook.leases)
@@ -299,6 +300,8 @@ def start() -> None:
     Failures are not handled here: the ``.pth`` line catches every exception, importing
     this module included, and reports it (or, with ``OMNIPKG_STRICT=1``, exits).
     """
+    global started
+    started = True
     if hasattr(sys, "_omnipkg_hook_start_failed"):  # reported by the .pth line: starting without pins
         return
     if not from_cache(os.environ.get("OMNIPKG_PINS", "")):

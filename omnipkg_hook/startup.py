@@ -139,8 +139,15 @@ if s:
 
 
 def pth_line() -> str:
-    """The line of ``omnipkg_hook.pth``: one ``os.environ.get`` when ``OMNIPKG_PINS`` is unset."""
-    return f'import os; os.environ.get("OMNIPKG_PINS") and exec({_PTH_TRY!r}, {{"h": {_PTH_HANDLER!r}}})\n'
+    """The line of ``omnipkg_hook.pth``: one ``os.environ.get`` when ``OMNIPKG_PINS`` is unset.
+
+    A venv's site-packages is often processed twice (``lib`` and its ``lib64`` link): once
+    :func:`omnipkg_hook.finder.start` has run, the second run is a dict lookup and a
+    ``getattr``, not another ``exec``. (The finder may be loaded without ``start`` having
+    run: ``site.main()`` called after ``import omnipkg_hook``.)
+    """
+    return ('import os, sys; os.environ.get("OMNIPKG_PINS") and not getattr(sys.modules.get("omnipkg_hook.finder"), '
+            f'"started", False) and exec({_PTH_TRY!r}, {{"h": {_PTH_HANDLER!r}}})\n')
 
 
 def run_if_pinned() -> None:

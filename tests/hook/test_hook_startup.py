@@ -112,7 +112,7 @@ def test_data_files_call_the_start_up_code():
     with open(os.path.join(data, "omnipkg_hook.pth")) as f:
         line = f.read()
     assert line == startup.pth_line() and line.count("\n") == 1  # the source of the line is startup.py
-    assert line.startswith('import os; os.environ.get("OMNIPKG_PINS") and exec(')
+    assert line.startswith('import os, sys; os.environ.get("OMNIPKG_PINS") and ')
 
 
 HYGIENE = """

@@ -339,19 +339,22 @@ def test_strict_never_starts_python_without_its_pins(built, case):
 
 
 # Failures of importing the start-up code itself: the .pth line's own handler reports them.
-IMPORT_FAILS = {
-    "MemoryError importing omnipkg_hook": ("omnipkg_hook", "MemoryError"),
-    "MemoryError importing omnipkg_hook.finder": ("omnipkg_hook.finder", "MemoryError"),
-    "ImportError importing omnipkg_hook.finder": ("omnipkg_hook.finder", "ImportError"),
+IMPORT_FAILS = {  # module, exception, only the first time (the venv's .pth runs twice here)
+    "MemoryError importing omnipkg_hook": ("omnipkg_hook", "MemoryError", False),
+    "MemoryError importing omnipkg_hook.finder": ("omnipkg_hook.finder", "MemoryError", False),
+    "ImportError importing omnipkg_hook.finder": ("omnipkg_hook.finder", "ImportError", False),
+    "MemoryError importing omnipkg_hook.finder, once": ("omnipkg_hook.finder", "MemoryError", True),
 }
 
 
 @pytest.mark.parametrize("case", sorted(IMPORT_FAILS))
 def test_strict_stops_when_the_start_up_code_cannot_even_be_imported(built, case):
-    name, exc = IMPORT_FAILS[case]
-    # A meta path finder that fails for one module, put first before site processes the .pth.
-    code = ("import site, sys\nclass Fail:\n def find_spec(self, fullname, path=None, target=None):\n"
-            f"  if fullname == {name!r}: raise {exc}('injected')\n"
+    name, exc, once = IMPORT_FAILS[case]
+    # A meta path finder that fails for one module, put first before site processes the .pth;
+    # "once": a second try would succeed, and must not pin after the warning said it would not.
+    code = ("import site, sys\nclass Fail:\n fired = False\n def find_spec(self, fullname, path=None, target=None):\n"
+            f"  if fullname == {name!r} and not (self.fired and {once}):\n   self.fired = True\n"
+            f"   raise {exc}('injected')\n"
             f"sys.meta_path.insert(0, Fail())\nsite.main()\nsys.meta_path.pop(0)\n{STARTED}")
     tried(f"start-up import failure: {case}")
     _strict_then_loose(["-S", "-c", code], child_env(built.root), exc, built.root)
