@@ -35,11 +35,34 @@ class UndefinedEnvironmentName(KeyError):
 
 
 _WS = re.compile(r"[ \t]*")
-_VARIABLE = re.compile(
-    r"\b(python_version|python_full_version|os[._]name|sys[._]platform|platform_(?:release|system)"
-    r"|platform[._](?:version|machine|python_implementation)|python_implementation"
-    r"|implementation_(?:name|version)|extras?|dependency_groups)\b"
+# The variable names, in the order of packaging's pattern
+# \b(python_version|python_full_version|os[._]name|sys[._]platform|platform_(?:release|system)
+# |platform[._](?:version|machine|python_implementation)|python_implementation
+# |implementation_(?:name|version)|extras?|dependency_groups)\b, which :func:`_variable_at`
+# matches by hand: compiling that alternation cost more than parsing all of a bubble's markers.
+_VARIABLES = (
+    "python_version", "python_full_version", "os.name", "os_name", "sys.platform", "sys_platform",
+    "platform_release", "platform_system", "platform.version", "platform_version", "platform.machine",
+    "platform_machine", "platform.python_implementation", "platform_python_implementation",
+    "python_implementation", "implementation_name", "implementation_version", "extras", "extra",
+    "dependency_groups",
 )
+
+
+def _word(char: str) -> bool:
+    return char.isalnum() or char == "_"  # re's \w on str
+
+
+def _variable_at(text: str, pos: int) -> str | None:
+    """The variable name the pattern above matches at ``pos`` (a word boundary on each side), or None."""
+    if pos > 0 and _word(text[pos - 1]):
+        return None
+    for name in _VARIABLES:
+        if text.startswith(name, pos):
+            end = pos + len(name)
+            if end == len(text) or not _word(text[end]):
+                return name
+    return None
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _OP = re.compile(r"===|==|~=|!=|<=|>=|<|>")
 _BOOLOP = re.compile(r"\b(or|and)\b")
@@ -132,8 +155,9 @@ class _Parser:
         return (lhs, op, rhs)
 
     def var(self) -> str:
-        name = self.match(_VARIABLE)
+        name = _variable_at(self.text, self.pos)
         if name is not None:
+            self.pos += len(name)
             name = name.replace(".", "_")
             return _Var("platform_python_implementation" if name == "python_implementation" else name)
         quoted = self.match(_QUOTED)

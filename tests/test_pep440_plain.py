@@ -1,8 +1,10 @@
 """The plain-input paths of ``omnipkg_hook._pep440`` (issue 13 item 2): ``13.4.2`` and ``>=2.2.0``
-are read without compiling the PEP 440 patterns, and give exactly what the patterns give."""
+are read without compiling the PEP 440 patterns, and give exactly what the patterns give; marker
+variables are matched without compiling their alternation."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -11,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omnipkg_hook import _pep440
+from omnipkg_hook import _markers, _pep440
 from omnipkg_hook._pep440 import (
     InvalidVersion,
     SpecifierSet,
@@ -82,3 +84,23 @@ def test_plain_paths_keep_the_errors():
     with pytest.raises(_pep440.InvalidSpecifier):
         SpecifierSet("~=1")
     assert str(SpecifierSet(">= 2.2.0 , <3")) == "<3,>=2.2.0"
+
+
+# The marker variable pattern _markers used to compile (packaging's), kept here as the reference.
+_VARIABLE = re.compile(
+    r"\b(python_version|python_full_version|os[._]name|sys[._]platform|platform_(?:release|system)"
+    r"|platform[._](?:version|machine|python_implementation)|python_implementation"
+    r"|implementation_(?:name|version)|extras?|dependency_groups)\b"
+)
+_PIECES = ["python_version", "python_full_version", "os", "name", "sys", "platform", "release", "system",
+           "version", "machine", "python_implementation", "implementation", "extra", "extras", "s", "dependency_groups",
+           ".", "_", " ", "x", "é", "1", "(", "'", "=", ";"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=5), st.integers(0, 30))
+def test_marker_variables_are_matched_as_the_pattern_matches_them(pieces, pos):
+    text = "".join(pieces)
+    pos = min(pos, len(text))
+    m = _VARIABLE.match(text, pos)
+    assert _markers._variable_at(text, pos) == (m.group(0) if m else None), (text, pos)
