@@ -9,7 +9,9 @@ interleaved, paired per repetition:
   (a) a bubble whose dists are all stored: ``pip-omni install rich==13.4.2`` after
       ``pip-omni uninstall rich==13.4.2`` (dists still stored; no pip, no network),
       as the whole command and as the in-process ``bubbles.bubble_from_store`` call,
-      vs ``uv pip install --offline --target DIR`` (uv's cache warm). Goal <= 1.0x.
+      vs ``uv pip install --offline --target DIR`` (uv's cache warm). Goal <= 1.0x. Also
+      ``python -c 'import re, json'``: what any pip-made console script that reads JSON
+      costs before its own code (the wrapper imports ``re``), which uv does not pay.
   (b) a cold bubble (empty store, pip's HTTP cache warm) vs ``pip install --target
       DIR`` of the same set (goal <= 0.5x); also vs ``uv pip install --target DIR``
       (empty target, uv's cache warm, online) and ``uv pip install --compile-bytecode
