@@ -77,9 +77,11 @@ def default_store_dir() -> str:
     return os.path.join(base, APP_NAME)
 
 
-_TOOL_SECTION = re.compile(r"^\s*\[\s*tool\s*\.\s*omnipkg\s*\]\s*$", re.M)
-_STORE_KEY = re.compile(r"^\s*[\"']?store[\"']?\s*=")
-_STORE_LINE = re.compile(r"""^\s*store\s*=\s*(?:"([^"\\]*)"|'([^']*)')\s*(?:#.*)?$""")
+# Python < 3.11 only (no tomllib): compiled there on first use (re caches them), not at
+# every import of this module.
+_TOOL_SECTION = r"^\s*\[\s*tool\s*\.\s*omnipkg\s*\]\s*$"
+_STORE_KEY = r"^\s*[\"']?store[\"']?\s*="
+_STORE_LINE = r"""^\s*store\s*=\s*(?:"([^"\\]*)"|'([^']*)')\s*(?:#.*)?$"""
 
 
 def _pyproject_store(start: str) -> str | None:
@@ -200,16 +202,16 @@ def _read_store_setting(path: str, raw: bytes) -> str | None:
     except ImportError:
         # 3.9/3.10 have no TOML parser in the standard library; read the one
         # simple form we document: a `store = "..."` line inside [tool.omnipkg].
-        section = _TOOL_SECTION.search(text)
+        section = re.search(_TOOL_SECTION, text, re.M)
         if section:
             for line in text[section.end():].splitlines():
                 if line.lstrip().startswith("["):
                     break
-                m = _STORE_LINE.match(line)
+                m = re.match(_STORE_LINE, line)
                 if m:
                     value = m.group(1) if m.group(1) is not None else m.group(2)
                     break
-                if _STORE_KEY.match(line):  # a store setting we cannot read: never guess
+                if re.match(_STORE_KEY, line):  # a store setting we cannot read: never guess
                     raise StoreCorruptError(
                         f"cannot read [tool.omnipkg] store in {path!r}: {line.strip()!r}",
                         'on Python < 3.11 write it as store = "path/to/store", or set OMNIPKG_STORE',
