@@ -276,9 +276,9 @@ def from_environment(*, exit_on_error: bool = True, strict: bool | None = None, 
             print(line, file=sys.stderr)
             return
         if cache and _state.plan is not None:
-            from . import startup
+            from .startcache import save
 
-            startup.save(value, _state.plan)
+            save(value, _state.plan)
         _state.env_value = os.environ.get(PINS_VAR, "")  # the canonical form _export wrote
 
 

@@ -21,8 +21,8 @@ strict guard.
 The start-up cache: a known ``OMNIPKG_PINS`` value is applied without resolving it again.
 Resolving pins needs the requirement parser, PEP 440 and JSON, whose imports (``re``,
 ``enum``, ``typing``, ``json``...) cost ~10 ms: far over the 1 ms budget of a pinned
-start-up. So the first start-up with a given value resolves as usual and then :func:`save`
-writes what it decided -- the route table, the ``.dist-info`` table, the exported
+start-up. So the first start-up with a given value resolves as usual and then
+:func:`omnipkg_hook.startcache.save` writes what it decided -- the route table, the ``.dist-info`` table, the exported
 variables -- with :mod:`marshal` to ``<store>/cache/startup/<hash>.marshal``. The next
 start-up with the same value, interpreter, working directory and ``sys.path`` reads it
 back (:func:`omnipkg_hook.finder.load`), checks that nothing it depended on changed, and
@@ -43,15 +43,13 @@ written -- falls back to the normal path, which is always correct; the cache is 
 the only way to a decision. ``pip-omni gc`` may delete ``cache/`` at any time.
 """
 
-import marshal
 import os
-import sys
 
 from . import finder
-from .finder import cache_file, cache_key, load
+from .finder import load
 from .finder import store_root as _store_root  # noqa: F401 - omnipkg_pip.commands.run and tests use it here
 
-__all__ = ["run", "resolve", "run_if_pinned", "load", "save", "pth_line"]
+__all__ = ["run", "resolve", "run_if_pinned", "load", "pth_line"]
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -154,77 +152,3 @@ def run_if_pinned() -> None:
     """The PEP 829 ``.start`` entry point: like the ``.pth`` line, it checks the variable first."""
     if os.environ.get("OMNIPKG_PINS"):
         run()
-
-
-# -- the cache's writer (its reader is omnipkg_hook.finder.load) -----------------------------
-
-
-def _stamp(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return -1
-
-
-def _code_files() -> "list[str]":
-    here = os.path.dirname(os.path.abspath(__file__))
-    return [os.path.join(here, n) for n in ("startup.py", "resolve.py", "pins.py", "dependents.py", "_requirements.py", "_pep440.py")]
-
-
-def save(value: str, plan) -> None:
-    """Record what resolving ``value`` at start-up decided (``plan``); errors are ignored."""
-    try:
-        root = plan.store.root
-        key = cache_key(value, root)
-        stamps = [(p, _stamp(p)) for p in {os.path.abspath(p or ".") for p in sys.path}]
-        stamps += [(p, _stamp(p)) for p in _code_files()]
-        for pin in plan.pins:
-            base = os.path.join(plan.store.bubbles, pin.key)
-            stamps.append((base, _stamp(base)))
-            try:
-                versions = os.listdir(base)
-            except OSError:
-                versions = []
-            stamps += [(os.path.join(base, v), _stamp(os.path.join(base, v))) for v in versions]
-            if pin.bubble_path:
-                stamps.append((pin.bubble_path, _stamp(pin.bubble_path)))
-        exists = list(plan.dists.values())
-        for name, dirs in plan.routes.items():
-            for d in dirs:
-                entry = _entry(d, name)
-                if entry is None:
-                    return  # not sound enough to cache
-                exists.append(entry)
-        data = {
-            "key": key,
-            "stamps": stamps,
-            "exists": exists,
-            "routes": plan.routes,
-            "dists": plan.dists,
-            "env_value": plan.env_value(),
-            "bins": [p.bin for p in plan.pins if p.bin],
-            "entries": plan.entries,
-            "warning": plan.warning,
-        }
-        path = cache_file(root, key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            marshal.dump(data, f)
-        os.replace(tmp, path)
-    except (OSError, ValueError, TypeError):
-        pass
-
-
-def _entry(directory: str, name: str) -> "str | None":
-    for candidate in (name, name + ".py"):
-        path = os.path.join(directory, candidate)
-        if os.path.exists(path):
-            return path
-    try:
-        for entry in os.listdir(directory):
-            if entry.startswith(name + ".") and entry.endswith((".so", ".pyd")):
-                return os.path.join(directory, entry)
-    except OSError:
-        pass
-    return None
