@@ -72,6 +72,13 @@ def _stats(values: list[float]) -> dict:
     return out
 
 
+def _check_switched(who: str, served: dict) -> None:
+    """Each version was served from one place of its own: the switch really switched (a loader
+    that kept serving the first version imported would otherwise look cheap)."""
+    if len(served) != 2 or any(len(f) != 1 for f in served.values()) or len({f[0] for f in served.values()}) != 2:
+        raise ValueError(f"{who} did not switch versions: served {served!r}")
+
+
 class Bench:
     def __init__(self, args) -> None:
         self.args = args
@@ -265,23 +272,25 @@ class Bench:
             "import time, omnipkg_hook\n"
             f"a, b, mod = {a!r}, {b!r}, {self.module!r}\n"
             "import importlib\n"
-            "full, bare = [], []\n"
+            "full, bare, served = [], [], {}\n"
             "for i in range(12):\n"
             f"    v = a if i % 2 else b\n"
             "    t = time.process_time()\n"
             f"    with omnipkg_hook.using({self.dist!r} + '==' + v):\n"
-            "        importlib.import_module(mod)\n"
+            "        f = importlib.import_module(mod).__file__\n"
             "    full.append((time.process_time() - t) * 1e3)\n"
+            "    served.setdefault(v, set()).add(f)\n"
             "for i in range(40):\n"
             "    t = time.process_time()\n"
             f"    with omnipkg_hook.using({self.dist!r} + '==' + (a if i % 2 else b)):\n"
             "        pass\n"
             "    bare.append((time.process_time() - t) * 1e3)\n"
-            "import json; print(json.dumps([full[2:], bare[4:]]))\n"
+            "import json; print(json.dumps([full[2:], bare[4:], {k: sorted(x) for k, x in served.items()}]))\n"
         )
         full, bare = [], []
         for _ in range(max(3, self.args.reps // 10)):
-            f, b_ = json.loads(self.run(hooked, code, {"OMNIPKG_STORE": self.store.root}))
+            f, b_, served = json.loads(self.run(hooked, code, {"OMNIPKG_STORE": self.store.root}))
+            _check_switched("using()", served)
             full += f
             bare += b_
         theirs = self.omnipkg_switch()
@@ -301,21 +310,29 @@ class Bench:
         code = (
             "import contextlib, importlib, io, json, time\n"
             "from omnipkg.loader import omnipkgLoader\n"
-            "full = []\n"
+            "full, served = [], {}\n"
             "for i in range(12):\n"
             f"    v = {a!r} if i % 2 else {b!r}\n"
             "    t = time.process_time()\n"
             "    with contextlib.redirect_stdout(io.StringIO()):\n"
             "        with omnipkgLoader('rich==' + v, quiet=True):\n"
-            f"            importlib.import_module({self.module!r})\n"
+            f"            f = importlib.import_module({self.module!r}).__file__\n"
             "    full.append((time.process_time() - t) * 1e3)\n"
-            "print(json.dumps(full[2:]))\n"
+            "    served.setdefault(v, set()).add(f)\n"
+            "print(json.dumps([full[2:], {k: sorted(x) for k, x in served.items()}]))\n"
         )
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+        # omnipkg reads its configuration from HOME (run this with the HOME its bubbles were made with)
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=self.env)
         if out.returncode != 0:
             print(f"omnipkg baseline failed:\n{out.stderr[-2000:]}", file=sys.stderr)
             return None
-        return _stats(json.loads(out.stdout.strip().splitlines()[-1]))
+        try:
+            full, served = json.loads(out.stdout.strip().splitlines()[-1])
+            _check_switched("omnipkgLoader", served)
+        except (ValueError, IndexError) as e:
+            print(f"omnipkg baseline not usable: {e}", file=sys.stderr)
+            return None
+        return _stats(full)
 
     # -- report ------------------------------------------------------------------------------
 

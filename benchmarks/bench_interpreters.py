@@ -3,8 +3,10 @@
     python benchmarks/bench_interpreters.py [--reps 5] [--json]
 
 Figures (medians with min-max over --reps, all measured in this run):
-- `pip-omni python adopt 3.9`: the whole command, and the in-process call (each probing
-  3.9 afresh: the probe's disk cache is emptied between reps);
+- `pip-omni python adopt 3.9`: the whole command, interleaved with `pip-omni --version` (the
+  same interpreter start and CLI, nothing done) as its baseline, and the in-process call; each
+  rep probes 3.9 afresh (its entry in the probe's disk cache, ``OMNIPKG_CACHE_DIR``, is
+  removed first; the running interpreter's stays, as for anyone who ran pip-omni before);
 - a Python 3.9 daemon worker: cold start to first answer, and the warm round trip of
   a trivial call (median and p99 over 2000 calls);
 - `pip-omni run --python 3.9,3.11,3.12 -c pass` vs running the three interpreters by
@@ -48,12 +50,22 @@ def _time(cmd: list[str], env: dict) -> float:
     return time.perf_counter() - t0
 
 
+def _forget_probes(cache: str) -> None:
+    """Remove every cached interpreter probe but the running interpreter's."""
+    keep = os.path.basename(interpreters.interp._cache_path(sys.executable)[0])
+    folder = os.path.join(cache, "interpreters")
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        if name != keep:
+            os.unlink(os.path.join(folder, name))
+    interpreters.interp.inspect.cache_clear()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    results: dict = {}
+    results: dict = {"load_before": os.getloadavg()[0]}
     # This machine may set PYTHONDONTWRITEBYTECODE; an installed wheel has its .pyc, so
     # compile ours first rather than timing the compiler on every command.
     import compileall
@@ -65,9 +77,11 @@ def main() -> int:
     daemon = None
     try:
         env = {**os.environ, "OMNIPKG_STORE": os.path.join(tmp, "store"),
-               "XDG_RUNTIME_DIR": os.path.join(tmp, "run"), "XDG_CACHE_HOME": os.path.join(tmp, "cache")}
+               "OMNIPKG_CACHE_DIR": os.path.join(tmp, "cache"),
+               "XDG_RUNTIME_DIR": os.path.join(tmp, "run"), "XDG_CACHE_HOME": os.path.join(tmp, "xdg-cache")}
         os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700)
-        os.environ.update({k: env[k] for k in ("OMNIPKG_STORE", "XDG_RUNTIME_DIR", "XDG_CACHE_HOME")})
+        os.environ.update({k: env[k] for k in ("OMNIPKG_STORE", "OMNIPKG_CACHE_DIR", "XDG_RUNTIME_DIR",
+                                               "XDG_CACHE_HOME")})
         store = Store(env["OMNIPKG_STORE"])
         cli = [sys.executable, "-m", "omnipkg_pip"]
 
@@ -76,11 +90,19 @@ def main() -> int:
         results["missing"] = missing
 
         if found["3.9"]:
-            results["adopt_cli"] = _stats([_time([*cli, "python", "adopt", "3.9"], env) for _ in range(args.reps)])
+            cmds = {"version_cli": [*cli, "--version"], "adopt_cli": [*cli, "python", "adopt", "3.9"]}
+            for cmd in cmds.values():  # untimed: the page cache warm, the store made
+                _time(cmd, env)
+            times: dict = {name: [] for name in cmds}
+            for i in range(args.reps):  # interleaved; which goes first alternates
+                _forget_probes(env["OMNIPKG_CACHE_DIR"])
+                for name in sorted(cmds, reverse=bool(i % 2)):
+                    times[name].append(_time(cmds[name], env))
+            results.update({name: _stats(ts) for name, ts in times.items()})
+            results["adopt_cli_ratio"] = _stats([a / v for a, v in zip(times["adopt_cli"], times["version_cli"])])
             inproc = []
             for _ in range(args.reps):
-                interpreters.interp.inspect.cache_clear()  # measure the real probe every time:
-                shutil.rmtree(env["XDG_CACHE_HOME"], ignore_errors=True)  # its answer is cached there
+                _forget_probes(env["OMNIPKG_CACHE_DIR"])  # measure the real probe every time
                 t0 = time.perf_counter()
                 interpreters.adopt(store, "3.9")
                 inproc.append(time.perf_counter() - t0)
@@ -134,17 +156,23 @@ def main() -> int:
             daemon.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    results["load_after"] = os.getloadavg()[0]
     if args.json:
         print(json.dumps(results, indent=1))
         return 0
-    print(f"interpreters (reps={args.reps}); missing: {', '.join(missing) or 'none'}")
-    for key, label in (("adopt_cli", "pip-omni python adopt 3.9 (command)"),
+    print(f"interpreters (reps={args.reps}, load {results['load_before']:.2f} -> {results['load_after']:.2f}); "
+          f"missing: {', '.join(missing) or 'none'}")
+    for key, label in (("version_cli", "pip-omni --version (baseline of the adopt row)"),
+                       ("adopt_cli", "pip-omni python adopt 3.9 (command, probing afresh)"),
                        ("adopt_api", "interpreters.adopt(store, '3.9') (in-process)"),
                        ("worker39_first_call", "3.9 worker (WorkerPool): spawn to first answer"),
                        ("by_hand", "python3.9/3.11/3.12 trivial.py, by hand"),
                        ("multiverse", "pip-omni run --python 3.9,3.11,3.12 trivial.py")):
         if key in results:
             print(f"  {label:<52} {_fmt(results[key])}")
+    if "adopt_cli_ratio" in results:
+        r = results["adopt_cli_ratio"]
+        print(f"  adopt / --version, paired: {r['median']:.2f}x (min {r['min']:.2f}, max {r['max']:.2f})")
     if "worker39_warm_call" in results:
         w = results["worker39_warm_call"]
         print(f"  {'3.9 daemon worker: warm call(operator:add)':<52} p50 {w['median'] * 1e6:.1f} us, "

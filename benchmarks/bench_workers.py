@@ -1,6 +1,7 @@
 """Workers and the daemon: warm round trips, throughput, new workers (spawn vs zygote).
 
-    .venv/bin/python benchmarks/bench_workers.py [--n 20000] [--seconds 2] [--omnipkg] [--json FILE]
+    .venv/bin/python benchmarks/bench_workers.py [--n 20000] [--seconds 2] [--omnipkg [--omnipkg-python PY]]
+                                                 [--json FILE]
 
 Everything runs against a private store and runtime directory in the temp dir (``TMPDIR``; never the
 user's daemon); every daemon started here is stopped at exit. Times are per call, in
@@ -9,7 +10,8 @@ checked at the end (this machine is shared and noisy: read them as a guide, and 
 twice before believing a miss).
 
 ``--omnipkg`` installs omnipkg==3.4.1 into a venv in the temp dir, kept for the next run (HOME pointed at a
-scratch directory, so nothing of the user's is touched), measures its
+scratch directory, so nothing of the user's is touched; ``--omnipkg-python PY`` uses that venv
+instead, with this process's HOME), measures its
 ``DaemonProxy.execute("x = 1 + 1")`` warm round trip in the same run, stops its daemon,
 and prints the ratio. If omnipkg cannot be installed or run, the output says so.
 """
@@ -154,13 +156,19 @@ def new_worker_times(client: DaemonClient, pins: list[str], rounds: int, pause: 
     return out
 
 
-def bench_omnipkg(n: int) -> dict | None:
-    base = os.path.join(tempfile.gettempdir(), "pip-omni-bench-omnipkg")
-    venv = os.path.join(base, "venv")
-    home = os.path.join(base, "home")
-    os.makedirs(home, exist_ok=True)
-    python = os.path.join(venv, "bin", "python")
-    env = {**os.environ, "HOME": home}
+def bench_omnipkg(n: int, python: str | None = None) -> dict | None:
+    """omnipkg's warm ``DaemonProxy.execute``: in the venv of ``python`` (with the HOME of this
+    process, where omnipkg keeps its configuration), else in one installed here and kept."""
+    env = dict(os.environ)
+    if python is not None and not os.path.exists(python):
+        print(f"  omnipkg: no such python {python!r} (--omnipkg-python)")
+        return None
+    if python is None:
+        base = os.path.join(tempfile.gettempdir(), "pip-omni-bench-omnipkg")
+        venv = os.path.join(base, "venv")
+        env["HOME"] = os.path.join(base, "home")
+        os.makedirs(env["HOME"], exist_ok=True)
+        python = os.path.join(venv, "bin", "python")
     for var in ("OMNIPKG_STORE", "OMNIPKG_RUNTIME_DIR", "OMNIPKG_PINS", "PYTHONPATH"):
         env.pop(var, None)
     try:
@@ -212,6 +220,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="duration of each throughput run")
     parser.add_argument("--rounds", type=int, default=30, help="new workers per spawn/zygote row")
     parser.add_argument("--omnipkg", action="store_true", help=f"also measure omnipkg=={OMNIPKG_VERSION}")
+    parser.add_argument("--omnipkg-python", metavar="PY",
+                        help="with --omnipkg: the python of a venv that has omnipkg (else one is installed)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
 
@@ -272,7 +282,7 @@ def main() -> int:
         omni = None
         if args.omnipkg:
             print(f"omnipkg {OMNIPKG_VERSION}, same machine, same run")
-            omni = bench_omnipkg(min(args.n, 2000))
+            omni = bench_omnipkg(min(args.n, 2000), args.omnipkg_python)
 
         print("budgets")
         verdicts = [

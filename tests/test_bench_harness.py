@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Each fake benchmark records the argv it was given; argparse rejects what it does not take.
@@ -92,3 +94,50 @@ def test_all_benchmarks_take_the_options_run_all_gives(tmp_path):
     assert found and all(found.values()), found
     assert found["bench_workers.py"].get("--json") is True and "--reps" not in found["bench_workers.py"]
     assert found["bench_interpreters.py"] == {"--reps": True, "--json": False}
+    assert found["bench_workers.py"].get("--omnipkg-python") is True  # the venv bench_hook.py is given too
+    assert found["bench_hook.py"].get("--omnipkg-python") is True
+
+
+def _load(name: str):
+    """A benchmark script as a module (their helpers are tested, never their timings)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    saved = list(sys.path)  # the scripts put the checkout and tests/ first on sys.path
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
+    return module
+
+
+def test_switch_check_rejects_a_loader_that_did_not_switch():
+    check = _load("bench_hook")._check_switched
+    check("x", {"1.0": ["/s/a-1.0/m.py"], "2.0": ["/s/a-2.0/m.py"]})  # a real switch passes
+    for served in ({"1.0": ["/main/m.py"], "2.0": ["/main/m.py"]},  # the same files for both versions
+                   {"1.0": ["/s/a-1.0/m.py"]},  # one version only
+                   {"1.0": ["/s/a-1.0/m.py", "/main/m.py"], "2.0": ["/s/a-2.0/m.py"]}):  # one not stable
+        with pytest.raises(ValueError, match="did not switch"):
+            check("omnipkgLoader", served)
+
+
+def test_adopt_reps_forget_only_other_interpreters_probes(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMNIPKG_CACHE_DIR", str(tmp_path))
+    bench = _load("bench_interpreters")
+    folder = tmp_path / "interpreters"
+    folder.mkdir()
+    ours = folder / os.path.basename(bench.interpreters.interp._cache_path(sys.executable)[0])
+    ours.write_text("{}")
+    (folder / "other.json").write_text("{}")
+    bench._forget_probes(str(tmp_path))
+    assert sorted(p.name for p in folder.iterdir()) == [ours.name]
+    bench._forget_probes(str(tmp_path / "none"))  # no cache yet: nothing to do, no error
+
+
+def test_workers_omnipkg_python_that_is_missing_is_reported(tmp_path, capsys):
+    bench = _load("bench_workers")
+    missing = str(tmp_path / "no-venv" / "bin" / "python")
+    assert bench.bench_omnipkg(10, missing) is None
+    assert f"no such python {missing!r}" in capsys.readouterr().out
+    assert not (tmp_path / "no-venv").exists()
