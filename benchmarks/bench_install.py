@@ -26,6 +26,9 @@ interleaved, paired per repetition:
       Goal <= +1 ms. Beside it, the same work measured inside the process, less noisy
       on a loaded machine: ``python -S`` then ``site.main()`` (the .pth lines run there)
       timed with ``time.process_time_ns``, with the pin vs without.
+  (p) a cold bubble that pip's plan sends to a bubble (a second venv whose main has an older
+      pygments and no rich): resolved once against main, then fetched from that plan
+      (issue 13 item 4), vs ``pip install --target``.
   plus a phase breakdown of a cold bubble through the API (pip wheel, ingest,
   compile), timed by wrapping functions in the benchmark's own process only.
 
@@ -37,7 +40,7 @@ for the README's "Performance" section.
 Every figure is the median over ``--reps`` repetitions with min/max (and the
 inter-quartile range with 4+ reps). Stdlib only; run it with any Python 3.9+:
 
-    python benchmarks/bench_install.py [--reps 5] [--json] [--only a,b,c,d,e,phases] [--no-uv]
+    python benchmarks/bench_install.py [--reps 5] [--json] [--only a,b,c,d,e,phases,p] [--no-uv]
 
 It needs the real package index (or a pip configuration that serves these
 versions). Both sides run the same interpreter, the same pip, the same pip
@@ -535,6 +538,46 @@ class Bench:
         if phases:
             self.results["phases"] = self.phases_summary(phases, theirs, no_compile)
 
+    # (p)
+
+    def bench_planned(self) -> None:
+        """(p) a cold bubble that pip's plan sends to a bubble: a venv whose main lacks rich but
+        has an older pygments (``--pygments-main``; rich 13.4.2 wants >= 2.13), so ``pip-omni
+        install`` first asks pip what it would do (``--dry-run --report``) and then makes the
+        bubble from that plan, vs ``pip install --target`` of the same set, paired per rep."""
+        venv = os.path.join(self.work, "venv-planned")
+        py, omni = os.path.join(venv, "bin", "python"), os.path.join(venv, "bin", "pip-omni")
+        self.log(f"(p) making venv {venv} (pygments=={self.args.pygments_main} in main, no rich)")
+        subprocess.run([self.args.python, "-m", "venv", venv], check=True, env=self.env, cwd=self.work)
+        self.run([py, "-m", "pip", "install", "-q", self.args.project, f"pygments=={self.args.pygments_main}"])
+        spec = f"rich=={self.root}"
+
+        def ours() -> float:
+            store = self.fresh("store-planned")
+            dt, out = self.run([omni, "install", spec], store=store)
+            if "created" not in out or "would change main" not in out:
+                raise BenchError(f"pip-omni install {spec} did not take the planned bubble path:\n{out}")
+            self.rm(store)
+            return dt
+
+        def theirs() -> float:
+            target = self.fresh("target-planned")
+            dt, _ = self.run([py, "-m", "pip", "--no-input", "--disable-pip-version-check", "install",
+                              "--target", target, spec])
+            self.rm(target)
+            return dt
+
+        ours(), theirs()  # warm-up: pip's cache
+        o, t, ratio = [], [], []
+        for i in range(self.args.reps):
+            self.log(f"(p) rep {i + 1}/{self.args.reps}")
+            a, b = (ours(), theirs()) if i % 2 == 0 else reversed((theirs(), ours()))
+            o.append(a)
+            t.append(b)
+            ratio.append(a / b)
+        self.results["planned"] = {"pip_omni_s": summary(o), "pip_target_s": summary(t), "ratio": summary(ratio),
+                                   "pygments_main": self.args.pygments_main}
+
     def compare_sets(self, store: str, target: str) -> dict:
         key = None
         base = os.path.join(store, "bubbles", "rich", self.root)
@@ -688,6 +731,15 @@ def print_table(r: dict) -> None:
               if "vs_uv" in c else []),
             ("    same set on both sides", ", ".join(f"{n} {v}" for n, v in sorted(c["same_set"].items())), "", ""),
         ]
+    if "planned" in r:
+        c = r["planned"]
+        rows += [
+            (f"(p) cold bubble pip's plan sends to a bubble (main: pygments {c['pygments_main']}, no rich)", "", "", ""),
+            (f"    pip-omni install {m['requirement']} (resolve against main, then the bubble)",
+             fmt_time(c["pip_omni_s"], "s"), "", ""),
+            (f"    pip install --target DIR {m['requirement']}", fmt_time(c["pip_target_s"], "s"), "", ""),
+            ("    ratio pip-omni / pip --target (paired per rep)", fmt_ratio(c["ratio"]), "", ""),
+        ]
     if "disk" in r:
         d = r["disk"]
         mb = lambda s: f"{s['median'] / 1e6:.2f} MB"  # noqa: E731
@@ -794,6 +846,11 @@ def print_markdown(r: dict) -> None:
         if "vs_uv" in c:
             rows.append(("  same, vs `uv pip install --target` / `--compile-bytecode`",
                          f"{c['vs_uv']['median']:.2f}× / {c['vs_uv_pyc']['median']:.2f}×", "–"))
+    if "planned" in r:
+        c = r["planned"]
+        rows.append((f"  cold bubble the plan sends to a bubble (main: pygments {c['pygments_main']}, no rich) "
+                     "vs `pip install --target`", f"{c['ratio']['median']:.2f}× (IQR/range {_spread(c['ratio'])}×)",
+                     "–"))
     if "stored" in r:
         s = r["stored"]
         if "vs_uv" in s:
@@ -836,8 +893,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="repetitions per figure (default 5)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     ap.add_argument("--save", metavar="FILE", help="also write the results as JSON to FILE")
-    ap.add_argument("--only", default="a,b,c,d,e,phases",
-                    help="comma-separated sections to run: a, b, c, d, e, phases (default: all)")
+    ap.add_argument("--only", default="a,b,c,d,e,phases,p",
+                    help="comma-separated sections to run: a, b, c, d, e, phases, p (default: all)")
     ap.add_argument("--no-uv", action="store_true", help="do not install uv; no uv baselines")
     ap.add_argument("--python", default=sys.executable, help="interpreter to make the venv with (default: this one)")
     ap.add_argument("--project", default=REPO,
@@ -848,6 +905,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rich", default="13.4.2", help="version measured (default 13.4.2)")
     ap.add_argument("--rich-second", default="13.5.3", help="second version for the disk figure (default 13.5.3)")
     ap.add_argument("--rich-main", default="13.7.1", help="rich in the venv's main environment (default 13.7.1)")
+    ap.add_argument("--pygments-main", default="2.12.0",
+                    help="pygments in the main environment of the (p) venv (default 2.12.0: older than rich wants)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a budget is missed")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     args = ap.parse_args(argv)
@@ -868,6 +927,8 @@ def main(argv=None) -> int:
             bench.bench_cli()
         if "e" in args.only:
             bench.bench_pinned_startup()
+        if "p" in args.only:
+            bench.bench_planned()
         if args.only & {"b", "c", "phases"}:
             bench.bench_cold_and_disk()
             if "b" not in args.only:

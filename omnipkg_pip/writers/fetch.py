@@ -18,7 +18,8 @@ already satisfies it is main's version, its requirements read from main's
 :func:`fetch` fetches them in one ``pip wheel --no-deps`` of exactly those files (the
 URL with ``#sha256=``, which pip checks; if pip cannot fetch the URL itself, e.g. an
 index whose credentials only its own URL carries, ``name==version`` through the index,
-and the sha256 compared here). pip stays the one door to the index, its configuration
+and the sha256 compared here). A planned wheel that is a local file (a ``-f`` folder, a
+``file://`` index) is copied without a pip run, its sha256 compared with pip's plan. pip stays the one door to the index, its configuration
 and auth, and no second resolve runs. The URL each wheel came from is recorded in its
 dist manifest (``origin``); ``doctor -v`` shows it.
 
@@ -29,6 +30,7 @@ is None, and the caller lets ``pip wheel`` resolve as before.
 from __future__ import annotations
 
 import os
+import shutil
 
 from omnipkg_hook._pep440 import InvalidVersion, Version
 from omnipkg_hook.errors import OmnipkgError, PipError
@@ -176,6 +178,17 @@ def plan_bubble(store, root, planned: dict[str, Planned], interpreter, main_dirs
     return out
 
 
+def _local_wheel(p: Planned) -> str | None:
+    """The path of a planned wheel that is a local file with a known sha256, else None."""
+    if not (p.url and p.url.startswith("file://") and p.tag is not None and p.sha256):
+        return None
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(p.url)
+    path = unquote(parts.path)
+    return path if parts.netloc in ("", "localhost") and os.path.isfile(path) else None
+
+
 def fetch(interpreter, plan: BubblePlan, work, common: list[str], verbose: int) -> tuple[list[str], dict]:
     """Fetch ``plan.fetch`` into ``work`` (a ``DownloadDir``) with one ``pip wheel --no-deps``.
 
@@ -183,21 +196,27 @@ def fetch(interpreter, plan: BubblePlan, work, common: list[str], verbose: int) 
     """
     if not plan.fetch:
         return [], {}
-    what = f"fetch {', '.join(f'{p.name}=={p.version}' for p in plan.fetch)}"
+    from omnipkg_hook.store import file_sha256
+
+    local = [p for p in plan.fetch if _local_wheel(p) is not None]
+    for p in local:  # a wheel file pip chose on this machine (a -f folder, a file:// index): copied
+        shutil.copyfile(_local_wheel(p), os.path.join(work.path, os.path.basename(_local_wheel(p))))
+    remote = [p for p in plan.fetch if p not in local]
+    what = f"fetch {', '.join(f'{p.name}=={p.version}' for p in remote)}"
     args = ["wheel", "--no-deps", "--wheel-dir", work.path, *common]
     try:
-        pip.run_pip(interpreter.executable, [*args, *(p.requirement() for p in plan.fetch)],
-                    what=what, verbose=verbose, hold=work)
+        if remote:
+            pip.run_pip(interpreter.executable, [*args, *(p.requirement() for p in remote)],
+                        what=what, verbose=verbose, hold=work)
     except PipError:
-        if all(p.url is None for p in plan.fetch):
+        if all(p.url is None for p in remote):
             raise
         # The URL alone may lack what the index gives pip (credentials in the index URL):
         # the same files through the index, by name and version; their sha256 is checked below.
-        pip.run_pip(interpreter.executable, [*args, *(f"{p.name}=={p.version}" for p in plan.fetch)],
+        pip.run_pip(interpreter.executable, [*args, *(f"{p.name}=={p.version}" for p in remote)],
                     what=what, verbose=verbose, hold=work)
     by_name = {p.name: p for p in plan.fetch}
     wheels, origins = [], {}
-    from omnipkg_hook.store import file_sha256
 
     for fname in sorted(os.listdir(work.path)):
         if not fname.endswith(".whl"):
@@ -207,8 +226,8 @@ def fetch(interpreter, plan: BubblePlan, work, common: list[str], verbose: int) 
         if p is None:
             continue
         if p.url is not None and p.tag is not None and p.sha256 and file_sha256(path) != p.sha256:
-            raise PipError(f"pip fetched {fname!r} with sha256 {file_sha256(path)}, not the {p.sha256} it planned "
-                           f"({p.url})", "the index changed between pip's two runs; run the command again")
+            raise PipError(f"{fname!r} has sha256 {file_sha256(path)}, not the {p.sha256} pip planned ({p.url})",
+                           "the index or folder changed since pip resolved; run the command again")
         wheels.append(path)
         if p.url is not None:
             origins[path] = {"url": p.url, "sha256": p.sha256}
