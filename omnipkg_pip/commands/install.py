@@ -395,9 +395,19 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
         if the_plan is not None and not the_plan.fetch and present is not None and _dist_paths(
                 store, name, present.version, interpreter) == the_plan.paths(store):
             return present
+        wheels = None
         if the_plan is not None:
-            wheels, origins = fetch.fetch(interpreter, the_plan, work, common, verbose)
-        else:
+            try:
+                wheels, origins = fetch.fetch(interpreter, the_plan, work, common, verbose)
+            except PipError:
+                if job.report is None:
+                    raise
+                # main's copy of a dependency the index does not have at that version (an
+                # editable or local build in main): pip resolves the bubble itself, as before.
+                for partial in glob.glob(os.path.join(work.path, "*.whl")):
+                    os.unlink(partial)
+                the_plan = None
+        if wheels is None:
             pip.run_pip(interpreter.executable, ["wheel", "--wheel-dir", work.path, job.text, *common],
                         what=f"fetch {job.text} and its dependencies", verbose=verbose, hold=work)
             import glob

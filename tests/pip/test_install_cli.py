@@ -166,6 +166,26 @@ def test_a_planned_bubble_is_fetched_as_pip_planned_it_without_a_second_resolve(
         assert json.load(f)["origin"] == (wheelhouse / "pclient-1.0-py3-none-any.whl").as_uri()
 
 
+def test_a_planned_bubble_whose_main_dependency_the_index_lacks_is_resolved_by_pip_wheel(omni_venv, wheel, wheelhouse):
+    """main's qkeep 1.0 is nowhere to fetch (a local build): pip resolves the bubble itself."""
+    wheel("qclient", "1.0", requires=["qdep<2", "qkeep"])
+    wheel("qdep", "1.0")
+    wheel("qdep", "3.0")
+    old = wheel("qkeep", "1.0")
+    wheel("qkeep", "2.0")
+    _install_main(omni_venv, wheelhouse, "qdep==3.0", "qkeep==1.0")
+    old.unlink()
+
+    out = json.loads(omni_venv.run("install", "--no-index", "-f", str(wheelhouse), "qclient", "--json").stdout)
+
+    assert [(r["name"], r["version"], r["action"]) for r in out] == [("qclient", "1.0", "created")]
+    store = omni_venv.env["OMNIPKG_STORE"]
+    (key,) = os.listdir(os.path.join(store, "bubbles", "qclient", "1.0"))
+    with open(os.path.join(store, "bubbles", "qclient", "1.0", key)) as f:
+        dists = json.load(f)["dists"]
+    assert {n: d["version"] for n, d in dists.items()} == {"qclient": "1.0", "qdep": "1.0", "qkeep": "2.0"}
+
+
 @pytest.mark.parametrize("bad", ["rich=13", "rich==", "==1.0", "rich[", "-"])
 def test_invalid_requirement_is_one_line_and_changes_nothing(omni_venv, bad):
     before = _main_digest(omni_venv)
