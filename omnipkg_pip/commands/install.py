@@ -404,8 +404,9 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
                     raise
                 # main's copy of a dependency the index does not have at that version (an
                 # editable or local build in main): pip resolves the bubble itself, as before.
-                for partial in glob.glob(os.path.join(work.path, "*.whl")):
-                    os.unlink(partial)
+                for partial in os.listdir(work.path):
+                    if partial.endswith(".whl"):
+                        os.unlink(os.path.join(work.path, partial))
                 the_plan = None
         if wheels is None:
             pip.run_pip(interpreter.executable, ["wheel", "--wheel-dir", work.path, job.text, *common],

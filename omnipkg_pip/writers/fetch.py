@@ -196,13 +196,29 @@ def fetch(interpreter, plan: BubblePlan, work, common: list[str], verbose: int) 
     """
     if not plan.fetch:
         return [], {}
+    from contextlib import nullcontext
+
     from omnipkg_hook.store import file_sha256
 
+    from .. import progress
+
+    what = f"fetch {', '.join(f'{p.name}=={p.version}' for p in plan.fetch)}"
     local = [p for p in plan.fetch if _local_wheel(p) is not None]
-    for p in local:  # a wheel file pip chose on this machine (a -f folder, a file:// index): copied
-        shutil.copyfile(_local_wheel(p), os.path.join(work.path, os.path.basename(_local_wheel(p))))
     remote = [p for p in plan.fetch if p not in local]
-    what = f"fetch {', '.join(f'{p.name}=={p.version}' for p in remote)}"
+    with progress.step(what) if not remote else nullcontext():  # run_pip announces its own
+        for p in local:  # a wheel file pip chose on this machine (a -f folder, a file:// index): copied
+            dest = os.path.join(work.path, os.path.basename(_local_wheel(p)))
+            try:
+                shutil.copyfile(_local_wheel(p), dest)
+            except OSError as e:
+                import errno
+
+                from omnipkg_hook.store import store_oserror
+
+                # a full store is not a bad file (copyfile names the source, the store is the target)
+                if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                    raise store_oserror(work.store.root, OSError(e.errno, e.strerror, dest)) from None
+                raise
     args = ["wheel", "--no-deps", "--wheel-dir", work.path, *common]
     try:
         if remote:
