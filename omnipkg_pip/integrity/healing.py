@@ -9,8 +9,10 @@ moment leaves a store that the next ``doctor --repair`` finishes. In order:
 1. staging left in ``tmp/`` and stray files in ``objects/`` are set aside;
 2. each corrupt object is set aside and made again, by preference from a good copy
    already on disk (the same bytes under the other mode's name, or a dist file that
-   is a copy and still hashes right), else from the dist's wheel fetched again with
-   ``pip download`` and checked against the ``wheel_sha256`` its manifest recorded;
+   is a copy and still hashes right), else from the dist's wheel fetched again and
+   checked against the ``wheel_sha256`` its manifest recorded: from where the store got
+   it (``origin``: a local file is copied, a URL is fetched by ``pip download``), else by
+   name and version from the index pip is configured with now;
    a missing object likewise (a dist file still linked to it is the good copy);
 3. each damaged dist directory is rebuilt from objects in ``tmp/`` and swapped in
    (``renameat2(RENAME_EXCHANGE)`` where Linux has it: there is no moment without
@@ -234,18 +236,28 @@ class _Healer:
         args = ["download", "--no-deps", "--only-binary", ":all:", "--dest", dest,
                 *_tag_args(manifest["tag"]), f"{name}=={manifest['version']}"]  # fmt: skip
         try:
-            result = pip.run_pip(sys.executable, args, what=f"fetch {wheel} again", check=False, hold=download)
-            path = _find_wheel(dest, manifest)
-            if path is None:
-                lines = [x for x in result.output.splitlines() if x.startswith("ERROR")]
-                answer = f"pip could not fetch it ({lines[-1] if lines else 'exit ' + str(result.returncode)})"
-            elif manifest.get("wheel_sha256") and file_sha256(path) != manifest["wheel_sha256"]:
+            path, where = _from_origin(manifest, dest), "its recorded origin"
+            url = _origin_url(manifest)
+            if path is None and url:  # the very file, through pip (its config and auth)
+                urlargs = ["download", "--no-deps", "--only-binary", ":all:", "--dest", dest, url]
+                pip.run_pip(sys.executable, urlargs, what=f"fetch {wheel} again", check=False, hold=download)
+                path = _find_wheel(dest, manifest)
+            if path is None:  # the index pip is configured with now, by name and version
+                result = pip.run_pip(sys.executable, args, what=f"fetch {wheel} again", check=False, hold=download)
+                path, where = _find_wheel(dest, manifest), None
+                if path is None:
+                    lines = [x for x in result.output.splitlines() if x.startswith("ERROR")]
+                    raise _NotFetched(f"pip could not fetch it ({lines[-1] if lines else 'exit ' + str(result.returncode)})")
+            if manifest.get("wheel_sha256") and file_sha256(path) != manifest["wheel_sha256"]:
                 answer = "the wheel fetched again is not the one installed (sha256 differs); not used"
             else:
                 scratch = Store(os.path.join(work, "scratch"))
                 ingest_wheel(scratch, path, interp.current())
                 scratch.wheel = path
+                scratch.where = where
                 answer = scratch
+        except _NotFetched as e:
+            answer = str(e)
         except (OmnipkgError, OSError) as e:
             answer = f"fetching it failed ({getattr(e, 'message', e)})"
         self.fetched[wheel] = answer
@@ -264,7 +276,8 @@ class _Healer:
             if not os.path.exists(o) and os.path.exists(found):
                 self._publish_object(o, found, link=True)
                 checked = "checked against its recorded sha256" if manifest.get("wheel_sha256") else "no recorded sha256"
-                self.act("restored", self.rel(o), f"from {os.path.basename(scratch.wheel)}, fetched again ({checked})")
+                again = f"fetched again from {scratch.where}" if scratch.where else "fetched again"
+                self.act("restored", self.rel(o), f"from {os.path.basename(scratch.wheel)}, {again} ({checked})")
                 got += 1
         return got > 0
 
@@ -511,6 +524,41 @@ def _find_wheel(directory: str, manifest: dict) -> str | None:
         if (normalize(name), str(version), tag) == (manifest["name"], manifest["version"], manifest["tag"]):
             return os.path.join(directory, fname)
     return None
+
+
+class _NotFetched(Exception):
+    pass
+
+
+def _from_origin(manifest: dict, dest: str) -> str | None:
+    """The wheel copied from where the store first got it (``origin``, a local file: a ``-f``
+    folder, a ``file://`` index), or None (no origin, an sdist's, a URL, gone): then pip
+    fetches it by name and version from the index it is configured with now. The caller
+    checks the copy's sha256 against the one recorded, so a file changed since is not used."""
+    origin = manifest.get("origin") or ""
+    if manifest.get("origin_sha256") or not manifest.get("wheel_sha256"):
+        return None  # built from an sdist (its wheel is not at the origin), or nothing to check it by
+    if origin.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        origin = unquote(urlsplit(origin).path)
+    if not os.path.isabs(origin) or not os.path.isfile(origin):
+        return None
+    path = os.path.join(dest, os.path.basename(origin))
+    try:
+        shutil.copyfile(origin, path)
+    except OSError:
+        return None
+    return path
+
+
+def _origin_url(manifest: dict) -> str | None:
+    """The recorded origin as an http(s) URL pip can fetch with the sha256 it must have."""
+    origin = manifest.get("origin") or ""
+    if manifest.get("origin_sha256") or not manifest.get("wheel_sha256") or \
+            not origin.startswith(("https://", "http://")) or not origin.split("#", 1)[0].endswith(".whl"):
+        return None
+    return f"{origin.split('#', 1)[0]}#sha256={manifest['wheel_sha256']}"
 
 
 def _tag_args(tag: str) -> list[str]:

@@ -344,3 +344,107 @@ def test_staging_left_by_a_crash_is_harmless_and_repair_clears_it(stored):
     checkup.run(stored, full=True, repair=True)
     assert os.listdir(stored.tmp) == []
     imports_ok(stored, *BOTH)
+
+
+# -- refetching from the recorded origin ------------------------------------------------------------
+
+
+@pytest.fixture
+def from_folder(store, wheel, wheelhouse, tmp_path, monkeypatch):
+    """omt-app 1.0 (+ omt-lib) made from wheels a ``-f`` folder gave: their origin is that folder.
+    pip itself can fetch nothing afterwards (no index, no find-links)."""
+    from omnipkg_hook.store import file_sha256
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    made = [wheel("omt-lib", "1.0", lib_files("1.0")),
+            wheel("omt-app", "1.0", app_files("omt-app", "1.0"), requires=["omt-lib>=1"])]
+    wheels = [shutil.copy(w, folder) for w in made]
+    for w in made:
+        os.unlink(w)
+    bubble_from_wheels(store, wheels, "omt-app==1.0",
+                       origins={w: {"url": (folder / os.path.basename(w)).as_uri(), "sha256": file_sha256(w)}
+                                for w in wheels})
+    for key in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.delenv("OMNIPKG_PINS", raising=False)
+    store.folder = folder
+    return store
+
+
+def test_repair_copies_the_wheel_from_its_recorded_origin_when_pip_has_no_source(from_folder):
+    delete_object_and_file(from_folder)
+    result = checkup.run(from_folder, repair=True)
+    assert result["clean"], result
+    (restored,) = [a for a in result["actions"] if a["action"] == "restored"]
+    assert "fetched again from its recorded origin (checked against its recorded sha256)" in restored["detail"]
+    imports_ok(from_folder, "omt-app==1.0")
+
+
+def test_an_origin_file_that_changed_since_is_not_used(from_folder):
+    (path,) = from_folder.folder.glob("omt_app-*.whl")
+    data = path.read_bytes()
+    path.write_bytes(data + b"\0")  # other bytes under the same name
+    delete_object_and_file(from_folder)
+    result = checkup.run(from_folder, repair=True)
+    assert not result["clean"]
+    (failed,) = [a for a in result["actions"] if a["action"] == "could not fetch"]
+    assert "sha256 differs" in failed["detail"], failed
+    assert path.read_bytes() == data + b"\0"  # the origin is read, never written
+
+
+def test_without_its_origin_file_repair_asks_pip_by_name_and_says_why_it_failed(from_folder):
+    for w in from_folder.folder.iterdir():
+        w.unlink()
+    delete_object_and_file(from_folder)
+    result = checkup.run(from_folder, repair=True)
+    assert not result["clean"]
+    (failed,) = [a for a in result["actions"] if a["action"] == "could not fetch"]
+    assert failed["detail"].startswith("pip could not fetch it ("), failed
+
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A folder served over http on loopback (started and stopped here): its base URL."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    folder = tmp_path / "served"
+    folder.mkdir()
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+
+def test_repair_fetches_an_http_origin_through_pip_when_no_index_is_configured(store, wheel, served, monkeypatch):
+    from omnipkg_hook.store import file_sha256
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
+
+    folder, base = served
+    made = [wheel("omt-lib", "1.0", lib_files("1.0")),
+            wheel("omt-app", "1.0", app_files("omt-app", "1.0"), requires=["omt-lib>=1"])]
+    wheels = [shutil.move(w, folder) for w in made]
+    bubble_from_wheels(store, wheels, "omt-app==1.0",
+                       origins={w: {"url": base + os.path.basename(w), "sha256": file_sha256(w)} for w in wheels})
+    for key in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    delete_object_and_file(store)
+    result = checkup.run(store, repair=True)
+    assert result["clean"], result
+    (restored,) = [a for a in result["actions"] if a["action"] == "restored"]
+    assert "fetched again from its recorded origin (checked against its recorded sha256)" in restored["detail"]
