@@ -2,7 +2,7 @@
 """Benchmark the import hook against baselines measured in the same run.
 
     python benchmarks/bench_hook.py [--reps 30] [--store PATH] [--generated] [--quick]
-                                    [--omnipkg-python PY] [--json]
+                                    [--omnipkg-python PY] [--only ROWS] [--json]
 
 What is measured (DESIGN.md, "Budgets"), each as a ratio or difference against a
 baseline measured in the same run, interleaved, in fresh subprocesses where imports
@@ -28,7 +28,11 @@ which is what makes figures of a few percent comparable on a shared machine:
      plain site-packages. Budget <= 0.3 ms.
   5. one ``using()`` switch between two stored versions: enter, import, exit; next to
      omnipkg's ``omnipkgLoader`` doing the same in a throwaway venv (``--omnipkg-python``;
-     that venv needs omnipkg's own bubbles of the same two rich versions).
+     that venv needs omnipkg's own bubbles of the same two rich versions). Beside it, enter and
+     exit alone, with and without ``using()``'s resolution cache (emptied before every other
+     pair of enters, in the same process): what the cache saves.
+
+``--only switch`` (or any of unpinned, pinned, startup, metadata, switch) runs those rows only.
 
 The venvs are made with ``venv --without-pip``; "installed" means the ``omnipkg_hook``
 package and ``omnipkg_hook.pth`` copied into site-packages (what the wheel installs)
@@ -51,6 +55,7 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+ROWS = ("unpinned", "pinned", "startup", "metadata", "switch")  # --only
 BUDGETS = {"unpinned": 1.005, "pinned": 1.02, "pass_unpinned_ms": 0.2, "pass_pin_ms": 1.0, "metadata_ms": 0.3}
 
 STDLIB = (
@@ -70,6 +75,12 @@ def _stats(values: list[float]) -> dict:
         q = statistics.quantiles(values, n=4)
         out["iqr"] = q[2] - q[0]
     return out
+
+
+def _brief(values: list[float]) -> str:
+    """Median and inter-quartile range, in ms."""
+    q = statistics.quantiles(values, n=4)
+    return f"{statistics.median(values):.3f} ms (IQR {q[2] - q[0]:.3f}, n={len(values)})"
 
 
 def _check_switched(who: str, served: dict) -> None:
@@ -280,26 +291,36 @@ class Bench:
             "        f = importlib.import_module(mod).__file__\n"
             "    full.append((time.process_time() - t) * 1e3)\n"
             "    served.setdefault(v, set()).add(f)\n"
-            "for i in range(40):\n"
-            "    t = time.process_time()\n"
-            f"    with omnipkg_hook.using({self.dist!r} + '==' + (a if i % 2 else b)):\n"
-            "        pass\n"
-            "    bare.append((time.process_time() - t) * 1e3)\n"
-            "import json; print(json.dumps([full[2:], bare[4:], {k: sorted(x) for k, x in served.items()}]))\n"
+            # enter/exit alone, and the same with using()'s resolution cache emptied before each
+            # enter (what every enter cost before the cache), in blocks of 8 taking turns in one
+            # process; a warm block first enters both versions untimed
+            "forget = getattr(importlib.import_module('omnipkg_hook.pins'), '_forget_resolved', lambda: None)\n"
+            "uncached = []\n"
+            "for block in range(12):\n"
+            "    cold = block % 2 == 1\n"
+            "    for i in range(-2 * (not cold), 8):\n"
+            "        if cold: forget()\n"
+            "        t = time.process_time()\n"
+            f"        with omnipkg_hook.using({self.dist!r} + '==' + (a if i % 2 else b)):\n"
+            "            pass\n"
+            "        if i >= 0: (uncached if cold else bare).append((time.process_time() - t) * 1e3)\n"
+            "import json; print(json.dumps([full[2:], bare[8:], uncached[8:], {k: sorted(x) for k, x in served.items()}]))\n"
         )
-        full, bare, theirs = [], [], []
+        full, bare, uncached, theirs = [], [], [], []
         for _ in range(max(3, self.args.reps // 10)):  # as many processes of each, interleaved
-            f, b_, served = json.loads(self.run(hooked, code, {"OMNIPKG_STORE": self.store.root}))
+            f, b_, u, served = json.loads(self.run(hooked, code, {"OMNIPKG_STORE": self.store.root}))
             _check_switched("using()", served)
             full += f
             bare += b_
+            uncached += u
             if theirs is not None:
                 more = self.omnipkg_switch()
                 theirs = None if more is None else theirs + more
         theirs = _stats(theirs) if theirs else None
         self.add(f"using() switch, enter + import {self.module} + exit", theirs, _stats(full), None, "ms",
                  "ratio" if theirs else "delta",
-                 f"enter/exit without importing: {statistics.median(bare):.3f} ms; "
+                 f"enter/exit without importing: {_brief(bare)}; with the resolution cache emptied before "
+                 f"each enter: {_brief(uncached)} ({statistics.median(bare) / statistics.median(uncached):.2f}x); "
                  + ("baseline: omnipkg's omnipkgLoader, same versions, same steps, in its own venv"
                     if theirs else "omnipkg's loader not measured (pass --omnipkg-python)"))  # fmt: skip
 
@@ -364,24 +385,35 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--quick", action="store_true", help="skip the start-up rows in venvs made with pip")
+    parser.add_argument("--only", default=",".join(ROWS), metavar="ROWS",
+                        help=f"comma-separated rows to run, of: {','.join(ROWS)} (default: all)")
     parser.add_argument("--omnipkg-python", metavar="PY",
                         help="python of a throwaway venv with omnipkg and its bubbles of the two rich versions")
     args = parser.parse_args(argv)
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    if only - set(ROWS):
+        parser.error(f"--only: unknown rows {sorted(only - set(ROWS))} (of {','.join(ROWS)})")
     bench = Bench(args)
     try:
         bench.subject()
-        target = bench.target()
-        plain = bench.venv("plain", hooked=False, extra_pth=target)
         hooked = bench.venv("hooked", hooked=True)
-        subprocess.run([plain, "-m", "compileall", "-q", target], check=True)  # timestamp .pyc, as pip writes
-        bench.unpinned(hooked)
-        bench.pinned(hooked, plain)
-        bench.startup(bench.venv("bare", hooked=False), hooked, " (bare venv)")
-        if not args.quick:  # the usual venv: pip (and setuptools' .pth before 3.12) already there
-            bench.startup(bench.venv("std", hooked=False, pip=True), bench.venv("std-hooked", hooked=True, pip=True),
-                          " (venv with pip)")  # fmt: skip
-        bench.metadata(hooked, plain)
-        bench.switch(hooked)
+        if only & {"pinned", "metadata"}:
+            target = bench.target()
+            plain = bench.venv("plain", hooked=False, extra_pth=target)
+            subprocess.run([plain, "-m", "compileall", "-q", target], check=True)  # timestamp .pyc, as pip writes
+        if "unpinned" in only:
+            bench.unpinned(hooked)
+        if "pinned" in only:
+            bench.pinned(hooked, plain)
+        if "startup" in only:
+            bench.startup(bench.venv("bare", hooked=False), hooked, " (bare venv)")
+            if not args.quick:  # the usual venv: pip (and setuptools' .pth before 3.12) already there
+                bench.startup(bench.venv("std", hooked=False, pip=True),
+                              bench.venv("std-hooked", hooked=True, pip=True), " (venv with pip)")  # fmt: skip
+        if "metadata" in only:
+            bench.metadata(hooked, plain)
+        if "switch" in only:
+            bench.switch(hooked)
     finally:
         if not args.keep:
             shutil.rmtree(bench.work, ignore_errors=True)

@@ -365,6 +365,27 @@ def cache_key(value: str, root: str) -> str:
     return "\0".join([str(FORMAT), value, root, sys.executable, sys.version, os.getcwd(), *sys.path])
 
 
+def fresh(stamps, exists) -> bool:
+    """Whether a cached decision still holds: every ``(path, st_mtime_ns)`` of ``stamps``
+    unchanged (-1: still absent) and every path of ``exists`` there. Written by
+    :func:`omnipkg_hook.startcache.stamps`; read here for the start-up cache and by
+    :mod:`omnipkg_hook.pins` for ``using()``'s cached resolutions."""
+    stat = os.stat
+    for path, stamp in stamps:
+        try:
+            if stat(path).st_mtime_ns != stamp:
+                return False
+        except OSError:
+            if stamp != -1:
+                return False
+    try:
+        for path in exists:
+            stat(path)
+    except OSError:
+        return False
+    return True
+
+
 def cache_file(root: str, key: str) -> str:
     return os.path.join(root, "cache", "startup", _digest(key) + ".marshal")
 
@@ -375,21 +396,11 @@ def load(value: str) -> bool:
     root = store_root()
     if root is None:
         return False
-    stat = os.stat
     try:
         key = cache_key(value, root)
         data = marshal.loads(_read(cache_file(root, key)))
-        if type(data) is not dict or data.get("key") != key:
+        if type(data) is not dict or data.get("key") != key or not fresh(data["stamps"], data["exists"]):
             return False
-        for path, stamp in data["stamps"]:
-            try:
-                if stat(path).st_mtime_ns != stamp:
-                    return False
-            except OSError:
-                if stamp != -1:
-                    return False
-        for path in data["exists"]:
-            stat(path)
         routes, dists, env_value, bins = data["routes"], data["dists"], data["env_value"], data["bins"]
         entries, warning = data["entries"], data["warning"]
     except (OSError, ValueError, EOFError, TypeError, KeyError):

@@ -302,8 +302,44 @@ def _parse_args(requirements, what: str) -> list:
     return list(found.values())
 
 
-def _resolve(requirements: list, *, full: bool, repair: bool = True) -> Plan:
+_MEMO = "resolved"  # FINDER.cache key of _resolve's remembered plans (invalidate_caches() empties it)
+_MEMO_MAX = 64
+
+
+def _resolve(requirements: list, *, full: bool, repair: bool = True, cached: bool = False) -> Plan:
+    """Resolve and check ``requirements`` into a :class:`Plan` with its routes.
+
+    ``cached``: a plan resolved for the same requirements, store, interpreter, working directory
+    and ``sys.path`` is returned again while the start-up cache's checks hold for it
+    (:func:`omnipkg_hook.startcache.stamps`: a bubble added or removed, a manifest rewritten, a
+    routed dist gone, anything installed into ``sys.path``'s directories makes it resolve again).
+    That is what makes entering ``using()`` a second time cheap.
+    """
     store = Store()
+    if cached:
+        key = (full, repair, _finder.cache_key(",".join(str(r) for r in requirements), store.root))
+        memo = _finder.FINDER.cache.setdefault(_MEMO, {})
+        hit = memo.get(key)
+        if hit is not None and _finder.fresh(*hit[1]):
+            return hit[0]
+    the_plan = _resolve_now(requirements, store, full=full, repair=repair)
+    if cached:
+        from .startcache import stamps
+
+        checks = stamps(the_plan, code=False)  # the code cannot change under a running process
+        if checks is not None:
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[key] = (the_plan, checks)
+    return the_plan
+
+
+def _forget_resolved() -> None:
+    """Empty :func:`_resolve`'s remembered plans (for benchmarks and tests; ``importlib.invalidate_caches()`` does too)."""
+    _finder.FINDER.cache.pop(_MEMO, None)
+
+
+def _resolve_now(requirements: list, store: Store, *, full: bool, repair: bool) -> Plan:
     main = main_environment(store, _finder.FINDER.cache)
     the_plan = resolve(requirements, store, main)
     routes: dict[str, list[str]] = {}
@@ -458,7 +494,7 @@ def _apply(requirements: list, *, replace: bool, full: bool) -> None:
 
     Everything that can fail happens before the first change.
     """
-    the_plan = _resolve(requirements, full=full) if requirements else None
+    the_plan = _resolve(requirements, full=full, cached=True) if requirements else None
     old = _finder.FINDER.routes
     new = the_plan.routes if the_plan is not None else {}
     changed = {n for n in set(old) | set(new) if old.get(n) != new.get(n)}

@@ -8,11 +8,15 @@ after a start-up resolved, so this module imports neither of them.
 import marshal
 import os
 import sys
+import time
 
 from .finder import cache_file, cache_key
 from .store import makedirs
 
-__all__ = ["save"]
+__all__ = ["save", "stamps"]
+
+
+_RACY_NS = 20_000_000  # a stamp newer than this is not trusted (coarse file-system clocks tick in 1-10 ms)
 
 
 def _stamp(path: str) -> int:
@@ -27,34 +31,52 @@ def _code_files() -> "list[str]":
     return [os.path.join(here, n) for n in ("startup.py", "startcache.py", "resolve.py", "pins.py", "dependents.py", "_requirements.py", "_pep440.py")]
 
 
+def stamps(plan, code: bool = True) -> "tuple[list, list] | None":
+    """What a decision resolved into ``plan`` holds only as long as: ``(path, st_mtime_ns)``
+    pairs (-1: absent) of ``sys.path``'s entries, this package's resolver code (``code``),
+    each pin's bubble directories and manifest; and paths that must still exist (the routed
+    dists' ``.dist-info`` and each routed name's module). :func:`omnipkg_hook.finder.fresh`
+    checks them. None: not sound enough to cache (a routed name without a module on disk, or
+    a stamp too recent to trust: a file system's clock ticks every few ms, and a change made
+    in the same tick would leave the stamp as it is)."""
+    found = [(p, _stamp(p)) for p in {os.path.abspath(p or ".") for p in sys.path}]
+    if code:
+        found += [(p, _stamp(p)) for p in _code_files()]
+    for pin in plan.pins:
+        base = os.path.join(plan.store.bubbles, pin.key)
+        found.append((base, _stamp(base)))
+        try:
+            versions = os.listdir(base)
+        except OSError:
+            versions = []
+        found += [(os.path.join(base, v), _stamp(os.path.join(base, v))) for v in versions]
+        if pin.bubble_path:
+            found.append((pin.bubble_path, _stamp(pin.bubble_path)))
+    recent = time.time_ns() - _RACY_NS
+    if any(stamp > recent for _, stamp in found):
+        return None
+    exists = list(plan.dists.values())
+    for name, dirs in plan.routes.items():
+        for d in dirs:
+            entry = _entry(d, name)
+            if entry is None:
+                return None
+            exists.append(entry)
+    return found, exists
+
+
 def save(value: str, plan) -> None:
     """Record what resolving ``value`` at start-up decided (``plan``); errors are ignored."""
     try:
         root = plan.store.root
         key = cache_key(value, root)
-        stamps = [(p, _stamp(p)) for p in {os.path.abspath(p or ".") for p in sys.path}]
-        stamps += [(p, _stamp(p)) for p in _code_files()]
-        for pin in plan.pins:
-            base = os.path.join(plan.store.bubbles, pin.key)
-            stamps.append((base, _stamp(base)))
-            try:
-                versions = os.listdir(base)
-            except OSError:
-                versions = []
-            stamps += [(os.path.join(base, v), _stamp(os.path.join(base, v))) for v in versions]
-            if pin.bubble_path:
-                stamps.append((pin.bubble_path, _stamp(pin.bubble_path)))
-        exists = list(plan.dists.values())
-        for name, dirs in plan.routes.items():
-            for d in dirs:
-                entry = _entry(d, name)
-                if entry is None:
-                    return  # not sound enough to cache
-                exists.append(entry)
+        checks = stamps(plan)
+        if checks is None:
+            return  # not sound enough to cache
         data = {
             "key": key,
-            "stamps": stamps,
-            "exists": exists,
+            "stamps": checks[0],
+            "exists": checks[1],
             "routes": plan.routes,
             "dists": plan.dists,
             "env_value": plan.env_value(),

@@ -169,3 +169,67 @@ def test_sigkill_inside_using_leaves_every_file_as_it_was(three, main_site, tmp_
     out = subprocess.run([sys.executable, "-c", "import omt_a; print(omt_a.VERSION)"],
                          env={**env, "OMNIPKG_PINS": "omt-a==3.0"}, capture_output=True, text=True)  # fmt: skip
     assert out.stdout == "3.0\n", out.stderr
+
+
+# -- the resolution cache: a second enter of the same pins does not resolve again ---------------
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """How many times the pins resolve (``pins.resolve`` wrapped), once the stamps of the store
+    and of sys.path are old enough to be trusted (startcache._RACY_NS)."""
+    from omnipkg_hook import pins, startcache
+
+    calls = []
+    real = pins.resolve
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pins, "resolve", counting)
+    time.sleep(2 * startcache._RACY_NS / 1e9)  # not a timing assertion: lets the clock pass the stamps
+    return calls
+
+
+def test_second_enter_of_the_same_pins_does_not_resolve_again(three, counted):
+    for _ in range(3):
+        with omnipkg_hook.using("omt-a==2.0"):
+            assert _version() == "2.0"
+        assert _version() == "1.0"
+    assert len(counted) == 1
+    with omnipkg_hook.using("omt-a==3.0"):  # other pins: resolved, then remembered too
+        assert _version() == "3.0"
+    with omnipkg_hook.using("omt-a==3.0"):
+        assert _version() == "3.0"
+    assert len(counted) == 2
+    finder.FINDER.invalidate_caches()  # importlib.invalidate_caches() while the finder is installed
+    with omnipkg_hook.using("omt-a==2.0"):
+        assert _version() == "2.0"
+    assert len(counted) == 3
+
+
+def test_a_bubble_added_or_removed_after_an_enter_is_seen_by_the_next(three, bubble, counted):
+    from omnipkg_pip.commands.uninstall import remove_bubble
+
+    with omnipkg_hook.using("omt-a>=2"):
+        assert _version() == "3.0"
+    bubble("omt-a==4.0", ("omt-a", "4.0", module_files("omt_a", "4.0", {"omt_a/sub.py": "S = '4.0'"})))
+    with omnipkg_hook.using("omt-a>=2"):
+        assert _version() == "4.0"
+    assert remove_bubble(three, "omt-a", "4.0", KEY)
+    with omnipkg_hook.using("omt-a>=2"):
+        assert _version() == "3.0"
+    assert len(counted) == 3
+
+
+def test_a_routed_dist_deleted_after_an_enter_is_resolved_and_repaired_on_the_next(three, counted):
+    import shutil
+
+    with omnipkg_hook.using("omt-a==2.0"):
+        assert _version() == "2.0"
+        dist = omnipkg_hook.pins.plan().routed()[0].path
+    shutil.rmtree(dist)  # what a damaged store looks like; its objects are still there
+    with omnipkg_hook.using("omt-a==2.0"):
+        assert _version() == "2.0"
+    assert len(counted) == 2 and os.path.isdir(dist)
