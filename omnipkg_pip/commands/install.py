@@ -28,7 +28,7 @@ import sys
 from omnipkg_hook.errors import OmnipkgError, PipError
 from omnipkg_hook.store import Store, normalize
 
-from .. import environment, pipopts, progress, reqfiles
+from .. import environment, progress, reqfiles
 from ..pythons import interpreters
 from ..text import plural
 from ..writers import bubbles, bytecode
@@ -150,7 +150,17 @@ class _Job:
 def _refuse(args) -> None:
     for flags, (dest, why, hint) in _REFUSED.items():
         if getattr(args, f"refused_{dest}"):
-            raise pipopts.UsageError(f"{flags[-1]} is not supported: {why}", hint)
+            from ..pipopts import UsageError
+
+            raise UsageError(f"{flags[-1]} is not supported: {why}", hint)
+
+
+def _split_pip_groups(groups: list[list[str]]) -> tuple[list[str], list[str]]:
+    """pip's options on the line -> (those every pip run gets, those only an install into main gets)."""
+    from .. import pipopts
+
+    common = [t for g in groups if pipopts.name_of(g) not in pipopts.INSTALL_ONLY for t in g]
+    return common, [t for g in groups if pipopts.name_of(g) in pipopts.INSTALL_ONLY for t in g]
 
 
 def _constrain(req, constraints: dict):
@@ -180,14 +190,15 @@ def run(args) -> int:
     texts = [*args.requirements, *files.requirements]
     editables = [*args.editable, *files.editables]
     if not texts and not editables and not files.opaque:
-        raise pipopts.UsageError("nothing to install",
+        from ..pipopts import UsageError
+
+        raise UsageError("nothing to install",
                                  "name a requirement, e.g. `pip-omni install rich==13.4.2`, a path, or -r FILE")
     store = Store()
     interpreter = interpreters.resolve_python(store, args.python)
     groups = args.pip_groups
-    common = [t for g in groups if pipopts.name_of(g) not in pipopts.INSTALL_ONLY for t in g] + files.options
-    common += [t for f in args.constraint for t in ("-c", f)]
-    main_only = [t for g in groups if pipopts.name_of(g) in pipopts.INSTALL_ONLY for t in g]
+    common, main_only = _split_pip_groups(groups) if groups else ([], [])  # pipopts: only when pip options were given
+    common += files.options + [t for f in args.constraint for t in ("-c", f)]
     main_only += ["-U"] * args.upgrade + ["--break-system-packages"] * args.break_system_packages
     constraints = _constraint_specs(files.constraints)
     exact = not any(kind == "-c" for kind, _f in files.opaque)  # every constraint known: store shortcuts are safe

@@ -213,6 +213,11 @@ def _manifest_objects(store: Store, dist_dir: str, cache_tag: str) -> dict:
 
 
 def _write_scripts(store: Store, manifest: dict, interpreter) -> None:
+    root = manifest["dists"].get(manifest["root"]) or {}
+    if not manifest["scripts"] and not (
+        root.get("path") and os.path.isdir(os.path.join(store.abspath(root["path"]), "_omnipkg_data", "scripts"))
+    ):
+        return  # nothing to launch: omnipkg_hook.scripts is not even imported (a warm install's cost)
     try:
         from omnipkg_hook.scripts import write_bubble_scripts
     except ModuleNotFoundError as e:  # the hook's launcher generator lands with the hook

@@ -41,7 +41,8 @@ _MODULES = ("import json, sys; from omnipkg_pip.cli import main; rc = main(sys.a
 _NOT_ON_THE_WARM_PATH = {"argparse", "tempfile", "hashlib", "_hashlib", "dataclasses", "platformdirs", "packaging",
                          "shutil", "glob", "threading", "subprocess", "installer", "uuid", "random", "contextlib",
                          "typing", "shlex", "importlib.util", "omnipkg_pip.pip", "omnipkg_pip.plan",
-                         "omnipkg_pip.remote.backends", "omnipkg_pip.ingest", "omnipkg_hook._tags"}
+                         "omnipkg_pip.remote.backends", "omnipkg_pip.ingest", "omnipkg_hook._tags",
+                         "omnipkg_pip.pipopts", "omnipkg_hook.scripts"}  # no options, no scripts
 
 
 def _stored(venv, wheel, wheelhouse):
