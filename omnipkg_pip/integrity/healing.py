@@ -455,6 +455,7 @@ class _Healer:
                         interpreter = candidate
                         break
             if interpreter is None:
+                bytecode.note_pending(self.store, [self.store.abspath(rel)])  # for install's compile_pending
                 self.act("dropped", f"{rel}/{PYC_PREFIX}{tag}{PYC_SUFFIX}",
                          "its .pyc objects are gone and no interpreter for it is at hand; it compiles again on install")
                 continue

@@ -447,7 +447,7 @@ def _layout_problem(files: list) -> str | None:
 
 def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, pycs: dict, manifests: dict,
              main: dict | None = None) -> dict:
-    from .bytecode import ensure_compiled, served_by_main
+    from .bytecode import ensure_compiled, note_pending, served_by_main
 
     result = {"objects": 0, "dists": [], "bubbles": [], "present": []}
     made: set[str] = set()  # a pull publishes ~1000 objects into at most 256 directories
@@ -496,6 +496,8 @@ def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, 
             from omnipkg_hook.scripts import write_bubble_scripts  # entry points and data scripts
 
             write_bubble_scripts(store, m, interp.current().executable)
+        # for the next install of its interpreter (bytecode.compile_pending): what it must compile
+        note_pending(store, [store.abspath(e["path"]) for e in m["dists"].values()], name.rsplit("/", 1)[1][:-5])
         write_json_atomic(store, path, m)
         result["bubbles"].append(name)
     return result

@@ -192,6 +192,9 @@ def write_bubble(store: Store, root: Requirement, picked: dict[str, _Picked], in
         "scripts": {**eps.get("console_scripts", {}), **eps.get("gui_scripts", {})},
     }
     _write_scripts(store, manifest, interpreter)
+    # Dists left uncompiled (main had them) go on the pending list before the bubble is seen
+    bytecode.note_pending(store, [store.abspath(e["path"]) for e in dists.values() if "pyc_manifest" not in e],
+                          interpreter.key)
     # By rename, not fsync'd: atomic for every reader and after a kill at any moment, as every
     # write of a bubble is. The fsync was the only one of the whole bubble (objects and dists
     # are never synced), so it made nothing durable across a power cut by itself, and it was

@@ -22,6 +22,16 @@ has). Such a dist stays uncompiled until it is routed: the hook then imports its
 compiled in memory, writing nothing (``omnipkg_hook.finder``), and the next ``pip-omni
 install`` compiles every dist of this interpreter's bubbles that main no longer serves
 (:func:`compile_pending`).
+
+What may be left uncompiled is written down, so that install reads only that:
+``cache/pyc-pending/<interpreter key>/`` holds one empty file per dist that may lack that
+interpreter's ``.pyc``, named ``<name>@<version>@<tag>`` (:func:`note_pending`). A bubble
+published with such a dist marks it (``bubbles.write_bubble``, an archive's import);
+:func:`ensure_compiled` marks a dist before compiling and clears the mark once its pyc
+manifest is written, so a compile a crash interrupted is still there to finish. The
+directory's existence means "complete for this interpreter": when it is missing (a store
+from before it, or ``cache/`` emptied) the next install scans every bubble once, as it
+always did, and makes it.
 """
 
 from __future__ import annotations
@@ -39,7 +49,8 @@ from omnipkg_hook.store import (
     put_object,
 )
 
-__all__ = ["pyc_manifest_name", "compile_staged", "ensure_compiled", "served_by_main", "compile_pending"]
+__all__ = ["pyc_manifest_name", "compile_staged", "ensure_compiled", "served_by_main", "compile_pending",
+           "note_pending"]
 
 # One .py -> the bytes py_compile would write with UNCHECKED_HASH (the same header and
 # marshal), made in memory: no temporary .pyc per file. On some filesystems creating a
@@ -248,6 +259,7 @@ def ensure_compiled(store: Store, manifest: dict, dist_dir: str, interpreter) ->
     target = os.path.join(dist_dir, pyc_manifest_name(interpreter.cache_tag))
     if os.path.exists(target):
         return False
+    marks = note_pending(store, [dist_dir], interpreter.key)  # until the pyc manifest is there
     work = make_tmpdir(store, "pyc-")
     made: set = set()
     try:
@@ -258,6 +270,7 @@ def ensure_compiled(store: Store, manifest: dict, dist_dir: str, interpreter) ->
         record = {"format": FORMAT, "cache_tag": interpreter.cache_tag, "files": entries}
         _link_published(store, dist_dir, pyc_manifest_name(interpreter.cache_tag),
                         json.dumps(record, indent=1).encode("utf-8"), work, made)  # last: by rename
+        _clear(marks)
     finally:
         import shutil
 
@@ -265,41 +278,130 @@ def ensure_compiled(store: Store, manifest: dict, dist_dir: str, interpreter) ->
     return True
 
 
+_PENDING = ("cache", "pyc-pending")
+
+
+def _pending_dir(store: Store, key: str) -> str:
+    return os.path.join(store.root, *_PENDING, key)
+
+
+def _mark_name(store: Store, dist_dir: str) -> str | None:
+    """``dists/<name>/<version>/<tag>`` -> ``<name>@<version>@<tag>`` (no ``@`` in any of them)."""
+    parts = os.path.relpath(dist_dir, store.dists).split(os.sep)
+    if len(parts) != 3 or any(not p or p in (os.curdir, os.pardir) or "@" in p for p in parts):
+        return None
+    return "@".join(parts)
+
+
+def note_pending(store: Store, dist_dirs, key: str | None = None) -> list[str]:
+    """Mark ``dist_dirs`` as possibly lacking the ``.pyc`` of interpreter ``key`` (None: of every
+    interpreter with a pending list); returns the marks made. The caller holds the write lock.
+    Nothing is marked for an interpreter without a list yet: its first install scans instead."""
+    keys = [key] if key is not None else _listdir(os.path.join(store.root, *_PENDING))
+    made = []
+    for k in keys:
+        base = _pending_dir(store, k)
+        if not os.path.isdir(base):
+            continue
+        for dist_dir in dist_dirs:
+            name = _mark_name(store, dist_dir)
+            if name is None:
+                continue
+            path = os.path.join(base, name)
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644))
+            except FileExistsError:
+                pass
+            made.append(path)
+    return made
+
+
+def _clear(marks) -> None:
+    for path in marks:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
 def compile_pending(store: Store, interpreter, main: dict) -> list[str]:
     """Compile the dists of ``interpreter``'s bubbles that lack its ``.pyc`` and that main
     (``{name: version}``) does not serve at their version any more: the ones installed
-    uncompiled because main had them, after main changed. Returns their paths.
+    uncompiled because main had them, after main changed, and compiles a crash interrupted.
+    Returns their paths.
 
-    Looks first without the lock (a stat per dist); locks only when there is work.
+    Reads only the pending list (a listdir; see the module docstring), without the lock;
+    locks only when there is work. Without a list yet, scans every bubble once and makes it.
     """
     from omnipkg_hook.errors import OmnipkgError
     from omnipkg_hook.store import WriteLock, read_manifest
 
+    base = _pending_dir(store, interpreter.key)
+    try:
+        marks = os.listdir(base)
+    except FileNotFoundError:
+        marks = _start_pending(store, interpreter)
+    except OSError:
+        return []
     name = pyc_manifest_name(interpreter.cache_tag)
     todo = {}
-    for _root, _version, _key, path in store.iter_bubbles(interpreter.key):
-        try:
-            with open(path, encoding="utf-8") as f:
-                dists = json.load(f)["dists"]
-            for dep, entry in dists.items():
-                dist_dir = store.abspath(entry["path"])
-                if not served_by_main(dep, entry["version"], main) and not os.path.exists(
-                    os.path.join(dist_dir, name)
-                ) and os.path.isdir(dist_dir):
-                    todo[dist_dir] = True
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            continue  # doctor reports unreadable manifests
+    for mark in marks:
+        dist, _, rest = mark.partition("@")
+        version, _, tag = rest.partition("@")
+        if not tag:
+            continue
+        dist_dir = os.path.join(store.dists, dist, version, tag)
+        if not served_by_main(dist, version, main):
+            todo[dist_dir] = os.path.join(base, mark)
+        elif os.path.exists(os.path.join(dist_dir, name)):
+            _clear([os.path.join(base, mark)])  # compiled after all (an archive brought its .pyc)
     done = []
     if todo:
         with WriteLock(store):
-            for dist_dir in sorted(todo):
+            for dist_dir, mark in sorted(todo.items()):
+                if os.path.exists(os.path.join(dist_dir, name)) or not os.path.isdir(dist_dir):
+                    _clear([mark])  # compiled since, or gone (gc)
+                    continue
                 try:
                     manifest = read_manifest(os.path.join(dist_dir, DIST_MANIFEST))
                 except (OSError, ValueError, OmnipkgError):
-                    continue
+                    continue  # doctor reports it; the mark stays
                 if ensure_compiled(store, manifest, dist_dir, interpreter):
                     done.append(dist_dir)
     return done
+
+
+def _start_pending(store: Store, interpreter) -> list[str]:
+    """The pending list of an interpreter that has none yet: every bubble of it read once
+    (what each install did before the list), the dists lacking its ``.pyc`` marked; made in
+    ``tmp/`` and renamed into place, under the lock. Returns the marks."""
+    from omnipkg_hook.store import WriteLock, makedirs
+
+    name = pyc_manifest_name(interpreter.cache_tag)
+    base = _pending_dir(store, interpreter.key)
+    with WriteLock(store):
+        if os.path.isdir(base):  # made meanwhile
+            return _listdir(base)
+        marks = set()
+        for _root, _version, _key, path in store.iter_bubbles(interpreter.key):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    dists = json.load(f)["dists"]
+                for entry in dists.values():
+                    dist_dir = store.abspath(entry["path"])
+                    mark = _mark_name(store, dist_dir)
+                    if mark and os.path.isdir(dist_dir) and not os.path.exists(os.path.join(dist_dir, name)):
+                        marks.add(mark)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue  # doctor reports unreadable manifests
+        makedirs(store.tmp)
+        work = os.path.join(store.tmp, f"pyc-pending-{os.getpid()}-{os.urandom(4).hex()}")
+        os.mkdir(work, 0o755)
+        for mark in marks:
+            os.close(os.open(os.path.join(work, mark), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        makedirs(os.path.dirname(base))
+        os.rename(work, base)
+    return sorted(marks)
 
 
 def _link_published(store: Store, dist_dir: str, rel: str, data: bytes, work: str, made: set) -> dict:

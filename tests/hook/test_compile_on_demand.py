@@ -153,3 +153,69 @@ def test_a_compile_failure_in_the_compile_thread_stops_the_bubble(store, wheel, 
     with pytest.raises(OSError, match="No space left"):
         _make(store, wheel, None)
     assert not os.path.exists(store.bubble_path("omt-app", "1.0", CURRENT.key))  # nothing published
+
+
+# -- the pending list: an install reads it, not every bubble ----------------------------------------
+
+
+def _pending(store):
+    base = os.path.join(store.root, "cache", "pyc-pending", CURRENT.key)
+    return sorted(os.listdir(base)) if os.path.isdir(base) else None
+
+
+def _no_scan(monkeypatch):
+    def scan(*args, **kwargs):
+        raise AssertionError("every bubble was read")
+
+    monkeypatch.setattr(Store, "iter_bubbles", scan)
+
+
+def test_without_a_pending_list_one_scan_makes_it_then_only_the_list_is_read(store, wheel, monkeypatch):
+    manifest = _make(store, wheel, {"omt-lib": "1.0"})  # a store from before the list: none yet
+    assert _pending(store) is None
+    lib_dir = _dist_dir(store, manifest, "omt-lib")
+    assert bytecode.compile_pending(store, CURRENT, {"omt-lib": "1.0"}) == []
+    assert _pending(store) == ["omt-lib@1.0@py3-none-any"]  # found by the scan: main still serves it
+    _no_scan(monkeypatch)
+    served = {"omt-lib": "1.0"}
+    for i in range(3):  # more bubbles, each with a dist main serves: marked as they are made
+        app = wheel(f"omt-more{i}", "1.0", module_files(f"omt_more{i}", "1.0"), requires=[f"omt-dep{i}==1.0"])
+        dep = wheel(f"omt-dep{i}", "1.0", module_files(f"omt_dep{i}", "1.0"))
+        served[f"omt-dep{i}"] = "1.0"
+        bubbles.bubble_from_wheels(store, [app, dep], f"omt-more{i}==1.0", CURRENT, served)
+    assert _pending(store) == ["omt-dep0@1.0@py3-none-any", "omt-dep1@1.0@py3-none-any",
+                               "omt-dep2@1.0@py3-none-any", "omt-lib@1.0@py3-none-any"]
+    assert bytecode.compile_pending(store, CURRENT, served) == []  # nothing due: no scan, no compile
+    del served["omt-lib"]  # main changed
+    assert bytecode.compile_pending(store, CURRENT, served) == [lib_dir]
+    assert os.path.exists(os.path.join(lib_dir, PYC)) and len(_pending(store)) == 3
+    assert bytecode.compile_pending(store, CURRENT, {}) == [
+        store.dist_path(f"omt-dep{i}", "1.0", "py3-none-any") for i in range(3)]
+    assert _pending(store) == []
+    assert bytecode.compile_pending(store, CURRENT, {}) == []
+
+
+def test_a_compile_a_crash_interrupted_is_finished_by_a_later_install(store, wheel, monkeypatch):
+    bytecode.compile_pending(store, CURRENT, {})  # the (empty) list exists
+    manifest = _make(store, wheel, {"omt-lib": "1.0"})
+    lib_dir = _dist_dir(store, manifest, "omt-lib")
+    os.unlink(os.path.join(store.root, "cache", "pyc-pending", CURRENT.key, "omt-lib@1.0@py3-none-any"))
+    real = bytecode._link_published
+
+    def crash(store_, dist_dir, rel, *args):
+        if rel == PYC:  # killed before the pyc manifest, the last step
+            raise KeyboardInterrupt("killed")
+        return real(store_, dist_dir, rel, *args)
+
+    monkeypatch.setattr(bytecode, "_link_published", crash)
+    dist = json.loads(open(os.path.join(lib_dir, "omnipkg-dist.json")).read())
+    with pytest.raises(KeyboardInterrupt):  # e.g. doctor --repair compiling it
+        bytecode.ensure_compiled(store, dist, lib_dir, CURRENT)
+    assert not os.path.exists(os.path.join(lib_dir, PYC))
+    assert _pending(store) == ["omt-lib@1.0@py3-none-any"]  # marked before the compile began
+    with pytest.raises(KeyboardInterrupt):  # an install's compile_pending killed the same way
+        bytecode.compile_pending(store, CURRENT, {})
+    monkeypatch.setattr(bytecode, "_link_published", real)
+    _no_scan(monkeypatch)
+    assert bytecode.compile_pending(store, CURRENT, {}) == [lib_dir]  # the next install finishes it
+    assert os.path.exists(os.path.join(lib_dir, PYC)) and _pending(store) == []
