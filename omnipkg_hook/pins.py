@@ -317,7 +317,11 @@ def _resolve(requirements: list, *, full: bool, repair: bool = True, cached: boo
     """
     store = Store()
     if cached:
-        key = (full, repair, _finder.cache_key(",".join(str(r) for r in requirements), store.root))
+        try:
+            key = (full, repair, _finder.cache_key(",".join(str(r) for r in requirements), store.root))
+        except OSError:  # the working directory was removed: nothing to key on, resolve
+            cached = False
+    if cached:
         memo = _finder.FINDER.cache.setdefault(_MEMO, {})
         hit = memo.get(key)
         if hit is not None and _finder.fresh(*hit[1]):

@@ -374,13 +374,15 @@ def compile_pending(store: Store, interpreter, main: dict) -> list[str]:
 def _start_pending(store: Store, interpreter) -> list[str]:
     """The pending list of an interpreter that has none yet: every bubble of it read once
     (what each install did before the list), the dists lacking its ``.pyc`` marked; made in
-    ``tmp/`` and renamed into place, under the lock. Returns the marks."""
+    ``tmp/`` and renamed into place. Under the lock, so that no bubble is published between
+    the scan and the list. Returns the marks; where the store cannot be written (another
+    user's) they are returned without making a list, as the scan always did."""
     from omnipkg_hook.store import WriteLock, makedirs
 
     name = pyc_manifest_name(interpreter.cache_tag)
     base = _pending_dir(store, interpreter.key)
-    with WriteLock(store):
-        if os.path.isdir(base):  # made meanwhile
+    with WriteLock(store, optional=True) as lock:
+        if lock.held and os.path.isdir(base):  # made meanwhile
             return _listdir(base)
         marks = set()
         for _root, _version, _key, path in store.iter_bubbles(interpreter.key):
@@ -394,13 +396,14 @@ def _start_pending(store: Store, interpreter) -> list[str]:
                         marks.add(mark)
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 continue  # doctor reports unreadable manifests
-        makedirs(store.tmp)
-        work = os.path.join(store.tmp, f"pyc-pending-{os.getpid()}-{os.urandom(4).hex()}")
-        os.mkdir(work, 0o755)
-        for mark in marks:
-            os.close(os.open(os.path.join(work, mark), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        makedirs(os.path.dirname(base))
-        os.rename(work, base)
+        if lock.held:
+            makedirs(store.tmp)
+            work = os.path.join(store.tmp, f"pyc-pending-{os.getpid()}-{os.urandom(4).hex()}")
+            os.mkdir(work, 0o755)
+            for mark in marks:
+                os.close(os.open(os.path.join(work, mark), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            makedirs(os.path.dirname(base))
+            os.rename(work, base)
     return sorted(marks)
 
 

@@ -219,3 +219,11 @@ def test_a_compile_a_crash_interrupted_is_finished_by_a_later_install(store, whe
     _no_scan(monkeypatch)
     assert bytecode.compile_pending(store, CURRENT, {}) == [lib_dir]  # the next install finishes it
     assert os.path.exists(os.path.join(lib_dir, PYC)) and _pending(store) == []
+
+
+def test_another_users_store_gets_no_list_and_is_left_as_it_was(store, wheel, monkeypatch):
+    _make(store, wheel, {"omt-lib": "1.0"})
+    before = store_state(store.root)
+    monkeypatch.setattr("omnipkg_hook.store._euid", lambda: os.stat(store.root).st_uid + 1)  # not the owner
+    assert bytecode.compile_pending(store, CURRENT, {"omt-lib": "1.0"}) == []  # scanned, nothing due
+    assert _pending(store) is None and store_state(store.root) == before

@@ -233,3 +233,14 @@ def test_a_routed_dist_deleted_after_an_enter_is_resolved_and_repaired_on_the_ne
     with omnipkg_hook.using("omt-a==2.0"):
         assert _version() == "2.0"
     assert len(counted) == 2 and os.path.isdir(dist)
+
+
+def test_using_in_a_removed_working_directory_resolves_without_remembering(three, tmp_path, monkeypatch, counted):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # os.getcwd() now raises: the cache has nothing to key on
+    for _ in range(2):
+        with omnipkg_hook.using("omt-a==2.0"):
+            assert _version() == "2.0"
+    assert len(counted) == 2
