@@ -7,6 +7,8 @@ A generated suite of 50 tests that use rich runs against rich 13.4.2, 13.5.3 and
 - `pip-omni run --matrix rich=13.4.2,13.5.3,13.7.1 -- -m pytest -q tests`
 - the same with `OMNIPKG_MATRIX_FORK=0` (every cell starts its interpreter: what forking
   the cells from a zygote saves)
+- the same with `OMNIPKG_MATRIX_KEEP=0` (a new zygote per run: what keeping the zygote
+  between runs saves; the other pip-omni rows reuse the one the previous run kept)
 - `pytest --omnipkg-matrix rich=13.4.2,13.5.3,13.7.1 -q tests` (the plugin)
 - `tox run-parallel` over three envs (one venv per version; `-p auto`, as parallel as
   pip-omni's default `--jobs`)
@@ -17,7 +19,8 @@ Warm: every tool's environments/caches exist (each was run twice first). Cold: e
 own state is new for each rep (a new store, tox workdir, nox envdir, uv cache, pip cache), so
 everything is fetched from the index again. Every tool is installed from the index into its
 own throwaway venv; everything lives under one temporary directory ($TMPDIR honoured),
-removed at the end unless --keep. Reported: medians with min-max and, for pip-omni's two
+removed at the end unless --keep; the zygotes pip-omni keeps live in its runtime directory
+there (`OMNIPKG_RUNTIME_DIR`) and are stopped at the end. Reported: medians with min-max and, for pip-omni's two
 ways, how many times faster than the fastest other tool (goals: 3x warm, 5x cold). The
 machine is shared: read the ratios, not the absolute figures.
 """
@@ -120,13 +123,15 @@ def main() -> int:
         axis = "rich=" + ",".join(VERSIONS)
         uv = os.path.join(tools, "uv")
         py = sys.executable
+        runtime = os.path.join(work, "rt")  # kept cell zygotes: stopped at the end
 
         def state(tag: str, cold: bool) -> tuple[dict, str]:
             d = tempfile.mkdtemp(prefix=f"{tag}-", dir=work) if cold else os.path.join(work, "state", tag)
             os.makedirs(d, exist_ok=True)
             env = {**base, "PATH": f"{tools}{os.pathsep}{base.get('PATH', '')}",
                    "OMNIPKG_STORE": os.path.join(d, "store"), "UV_CACHE_DIR": os.path.join(d, "uv"),
-                   "PIP_CACHE_DIR": os.path.join(d, "pip-cache"), "XDG_STATE_HOME": os.path.join(d, "xdg")}
+                   "PIP_CACHE_DIR": os.path.join(d, "pip-cache"), "XDG_STATE_HOME": os.path.join(d, "xdg"),
+                   "OMNIPKG_RUNTIME_DIR": runtime}
             return env, d
 
         def commands(d: str, warm: bool) -> dict:
@@ -138,6 +143,9 @@ def main() -> int:
                 "--matrix, no fork": ["env", "OMNIPKG_MATRIX_FORK=0", os.path.join(omni, "pip-omni"), "run",
                                       "--matrix", axis, "--", "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                       "tests"],
+                "--matrix, not kept": ["env", "OMNIPKG_MATRIX_KEEP=0", os.path.join(omni, "pip-omni"), "run",
+                                       "--matrix", axis, "--", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                       "tests"],
                 "pytest plugin": [os.path.join(omni, "python"), "-m", "pytest", "--omnipkg-matrix", axis,
                                   "-q", "-p", "no:cacheprovider", "tests"],
                 "tox -p auto": [os.path.join(tools, "tox"), "run-parallel", "-p", "auto", "-q",
@@ -167,7 +175,7 @@ def main() -> int:
                 cold[n].append(_run(commands(d, warm=False)[n], env, proj))
 
         res: dict = {"warm": {n: _stats(v) for n, v in warm.items()}, "cold": {n: _stats(v) for n, v in cold.items()}}
-        ours = ("pip-omni --matrix", "--matrix, no fork", "pytest plugin")
+        ours = ("pip-omni --matrix", "--matrix, no fork", "--matrix, not kept", "pytest plugin")
         for kind in ("warm", "cold"):
             others = {n: s["median"] for n, s in res[kind].items() if n not in ours}
             fastest = min(others, key=others.get)
@@ -184,17 +192,26 @@ def main() -> int:
         for kind in ("warm", "cold"):
             print(f"{kind}:")
             for n, s in res[kind].items():
-                print(f"  {n:<18} {_fmt(s)}")
+                print(f"  {n:<19} {_fmt(s)}")
             for n, x in res[f"{kind}_speedup"].items():
                 goal = res["goals"][kind]
                 print(f"  {n}: {x:.2f}x faster than the fastest other ({res[f'{kind}_fastest_other']}); "
                       f"goal {goal:g}x: {'met' if x >= goal else 'missed'}")
         return 0
     finally:
+        _stop_zygotes(os.path.join(work, "rt"))
         if args.keep:
             print(f"bench_matrix: kept {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _stop_zygotes(runtime: str) -> None:
+    if os.path.isdir(runtime):
+        sys.path.insert(0, ROOT)
+        from omnipkg_pip.run import cellfork
+
+        cellfork.stop_kept(runtime, kill=True)
 
 
 if __name__ == "__main__":

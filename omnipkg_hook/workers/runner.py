@@ -21,12 +21,16 @@ Several cells under one interpreter (``pip-omni run --matrix``, the pytest plugi
 from one zygote of this interpreter instead of starting it once per cell::
 
     python -c BOOT .../_boot.py runner --zygote --fd N [--preload MODULE]...
+    python -c BOOT .../_boot.py runner --zygote --listen-fd N --keep SECONDS --lock PATH [--preload MODULE]...
+
+(the second: kept between runs, serving clients of a listening socket one at a time,
+:func:`omnipkg_hook.workers.zygote.serve_kept`).
 
 It applies no pins, imports the ``--preload`` modules (``pytest``: and pytest's own
 plugins), and serves FORKs (:func:`omnipkg_hook.workers.zygote.serve_cells`). A FORK's body
 is the cell: ``{"pins": P, "target": [...], "source": bytes | None, "env": {...},
 "fd_env": {NAME: i}}`` with the descriptors ``[stdout, stderr, notice, *extra]``; the child
-puts them on fds 1 and 2 (stdin is ``/dev/null``), sets ``env`` (and ``NAME`` to the number
+puts them on fds 1 and 2 (stdin is ``/dev/null``), makes ``env`` its whole environment (and ``NAME`` the number
 of ``extra[i]``), applies the pins, and runs the target as :func:`main` would. A pin that
 routes a module the zygote had already imported cannot be honoured in a fork: the child
 writes ``b"refused <names>"`` on ``notice`` and exits without running anything, and the
@@ -214,7 +218,7 @@ def _preload(names: list[str]):
     return done, failed
 
 
-def _zygote(fd: int, names: list[str]) -> int:
+def _zygote(argv: list[str]) -> int:
     import signal
     import socket
 
@@ -222,10 +226,19 @@ def _zygote(fd: int, names: list[str]) -> int:
     from . import zygote
     from .worker import worker_info
 
+    def opt(name: str):
+        return argv[argv.index(name) + 1] if name in argv else None
+
+    names = [argv[i + 1] for i, a in enumerate(argv) if a == "--preload"]
     os.environ.pop("OMNIPKG_PINS", None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C is for the cells (same process group)
-    control = P.Connection(socket.socket(fileno=fd), fds=True)
-    return zygote.serve_cells(control, worker_info("cells"), lambda: _preload(names), _cell)
+    load = lambda: _preload(names)  # noqa: E731
+    if opt("--listen-fd") is not None:  # kept between runs (omnipkg_pip/run/cellfork.py)
+        listener = socket.socket(fileno=int(opt("--listen-fd")))
+        return zygote.serve_kept(listener, worker_info("cells"), load, _cell, idle=float(opt("--keep")),
+                                 lock_path=opt("--lock"))
+    control = P.Connection(socket.socket(fileno=int(opt("--fd"))), fds=True)
+    return zygote.serve_cells(control, worker_info("cells"), load, _cell)
 
 
 def _cell(body, fds: list[int]) -> int:
@@ -243,6 +256,7 @@ def _cell(body, fds: list[int]) -> int:
         if fd > 2:
             os.close(fd)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.environ.clear()  # exactly the client's environment (a kept zygote's may differ in _, SHLVL...)
     os.environ.update(spec["env"])
     for name, i in spec["fd_env"].items():
         os.environ[name] = str(extra[i])
@@ -273,8 +287,7 @@ def _cell(body, fds: list[int]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--zygote"]:
-        names = [argv[i + 1] for i, a in enumerate(argv) if a == "--preload"]
-        return _zygote(int(argv[argv.index("--fd") + 1]), names)
+        return _zygote(argv)
     pins = None
     stdin_source = False
     while argv and argv[0] in ("--pins", "--stdin-source"):

@@ -27,6 +27,9 @@ program) and its descriptors. Its child leaves the zygote's loop and *returns* t
 exit status up the stack, so the interpreter ends as ``python`` ends (``atexit``, flushed
 streams, ``SystemExit``). The zygote reports every child's end as EXITED ``(pid, status)``
 (status < 0: killed by that signal), sent from its loop, never from a signal handler.
+:func:`serve_kept` is that zygote kept between runs: it listens on a unix socket and serves
+one client after another, each after checking that nothing it imported changed
+(:func:`fingerprint`; the policy is in ``omnipkg_pip/run/cellfork.py``).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import threading
 from . import protocol as P
 from .worker import describe_exception, run_started, worker_info
 
-__all__ = ["serve", "serve_cells", "preload", "thread_count", "SPARE_DELAY"]
+__all__ = ["serve", "serve_cells", "serve_kept", "fingerprint", "changed_since", "preload", "thread_count", "SPARE_DELAY"]
 
 SPARE_DELAY = 0.05  # seconds of quiet before the zygote forks its next spare worker
 
@@ -227,25 +230,140 @@ def serve_cells(control: P.Connection, info: dict, load, cell) -> int:
     threads = _ready(control, info, load)
     if threads is None:
         return 1
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # the wakeup fd does the work
-    signal.set_wakeup_fd(wake_w)
+    loop = _Cells(threads, cell, info["pid"])
+    try:
+        return loop.serve(control)[1]
+    finally:
+        loop.close()
+
+
+def serve_kept(listener: socket.socket, info: dict, load, cell, *, idle: float, lock_path: str) -> int:
+    """:func:`serve_cells` for one client after another, kept between runs.
+
+    ``listener``: the bound, listening AF_UNIX socket its first client made (and connects
+    to next). One client is served at a time, each as :func:`serve_cells` serves its
+    owner: READY (or, when a file it imported or a ``sys.path`` directory changed since it
+    started, an ERROR ``StaleZygote`` naming it, and the zygote exits), then FORKs. A peer
+    of another uid is refused. EOF: the client's cells still running are killed, the next
+    client is accepted. QUIT: exit (``pip-omni daemon stop``). No client for ``idle``
+    seconds: exit, unless a client holds ``lock_path`` (it is about to connect)."""
+    from .runtime import FileLock, peer_uid
+
+    listener.listen(8)  # again, here: a connection carries the credentials of who last listened
+    done, failed = load()
+    gc.collect()
+    if hasattr(gc, "freeze"):
+        gc.freeze()
+    threads = thread_count()
+    info.update(preloaded=done, preload_errors=failed, threads=threads, fork_safe=threads == 1, kept=True)
+    stamp = fingerprint()
+    loop = _Cells(threads, cell, info["pid"], [listener])
+    me = os.getpid()
     try:
         while True:
-            ready = select.select([control.sock, wake_r], [], [])[0] if not control.pending() else [control.sock]
-            if wake_r in ready:
-                os.read(wake_r, 512)
-                _report_exits(control)
+            if not select.select([listener], [], [], idle)[0]:
+                if FileLock(lock_path).acquire(blocking=False):  # held until this process ends
+                    return 0
+                continue
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            uid = peer_uid(conn)
+            if uid is not None and uid != os.geteuid():
+                sys.stderr.write(f"pip-omni zygote {me}: refused a client of uid {uid}\n")
+                conn.close()
+                continue
+            control = P.Connection(conn, fds=True)
+            changed = changed_since(stamp)
+            if changed:
+                sys.stderr.write(f"pip-omni zygote {me}: {changed} changed since it started; exiting\n")
+                try:
+                    control.send(P.ERROR, P.dumps(("StaleZygote", f"{changed} changed since the zygote started",
+                                                   "", "", "")))
+                except OSError:
+                    pass
+                return 0
+            try:
+                control.send_obj(P.READY, {**info, "served": loop.served})
+            except OSError:
+                control.close()
+                continue
+            how, code = loop.serve(control)
+            if how == "child":
+                return code
+            loop.kill_live()
+            control.close()
+            if how == "quit":
+                return 0
+    finally:
+        if os.getpid() == me:
+            loop.close()
+            listener.close()
+
+
+def fingerprint() -> dict[str, tuple | None]:
+    """``(mtime_ns, size, inode)`` of every imported module's file, every package
+    directory and every ``sys.path`` entry (``""``: the current directory)."""
+    paths = {p or os.getcwd() for p in sys.path if isinstance(p, str)}
+    for module in list(sys.modules.values()):
+        f = getattr(module, "__file__", None)
+        if isinstance(f, str):
+            paths.add(f)
+        where = getattr(module, "__path__", None)
+        if isinstance(where, list):
+            paths.update(p for p in where if isinstance(p, str))
+    return {p: _stat(p) for p in paths}
+
+
+def _stat(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def changed_since(stamp: dict) -> str | None:
+    """The first path whose stat differs from ``stamp`` (quoted), else None."""
+    for path, old in stamp.items():
+        if _stat(path) != old:
+            return repr(path)
+    return None
+
+
+class _Cells:
+    """The forking loop shared by :func:`serve_cells` and :func:`serve_kept`."""
+
+    def __init__(self, threads: int, cell, pid: int, close_in_child=()) -> None:
+        self.threads = threads
+        self.cell = cell
+        self.pid = pid
+        self.close_in_child = list(close_in_child)
+        self.live: set[int] = set()
+        self.served = 0
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # the wakeup fd does the work
+        signal.set_wakeup_fd(self.wake_w)
+
+    def serve(self, control: P.Connection) -> tuple[str, int]:
+        """``("end"|"quit", 0)`` in the zygote when the owner goes; ``("child", status)`` in a cell."""
+        self.served += 1
+        while True:
+            ready = select.select([control.sock, self.wake_r], [], [])[0] if not control.pending() else [control.sock]
+            if self.wake_r in ready:
+                os.read(self.wake_r, 512)
+                self.report_exits(control)
             if control.sock not in ready:
                 continue
             try:
                 kind, body = control.recv()
             except (EOFError, OSError):
-                return 0
+                return "end", 0
             if kind == P.QUIT:
-                return 0
-            if kind != P.FORK or threads != 1:
+                return "quit", 0
+            if kind != P.FORK or self.threads != 1:
                 what = "forks nothing: threads were running after its imports" if kind == P.FORK else f"cannot handle {kind!r}"
                 control.send(P.ERROR, P.dumps(("ProtocolError", f"zygote {what}", "", "", "")))
                 continue
@@ -257,24 +375,43 @@ def serve_cells(control: P.Connection, info: dict, load, cell) -> int:
                 pid = -1
             if pid == 0:  # the cell: out of the zygote for good
                 signal.set_wakeup_fd(-1)
-                for fd in (wake_r, wake_w):
+                for fd in (self.wake_r, self.wake_w):
                     os.close(fd)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 control.close()
-                return cell(body, fds)
+                for sock in self.close_in_child:
+                    sock.close()
+                return "child", self.cell(body, fds)
             for fd in fds:
                 os.close(fd)
             if pid > 0:
-                control.send_obj(P.RESULT, (pid,))
-    finally:
-        if os.getpid() == info.get("pid"):
+                self.live.add(pid)
+                try:
+                    control.send_obj(P.RESULT, (pid,))
+                except OSError:
+                    return "end", 0
+
+    def report_exits(self, control: P.Connection) -> None:
+        for pid, status in _ended():
+            self.live.discard(pid)
+            code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            try:
+                control.send_obj(P.EXITED, (pid, code))
+            except OSError:
+                pass
+
+    def kill_live(self) -> None:
+        """The owner went away: end its cells still running (and reap them)."""
+        for pid in self.live:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        self.live.clear()
+        for _ in _ended():
+            pass
+
+    def close(self) -> None:
+        if os.getpid() == self.pid:
             signal.set_wakeup_fd(-1)
-
-
-def _report_exits(control: P.Connection) -> None:
-    for pid, status in _ended():
-        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        try:
-            control.send_obj(P.EXITED, (pid, code))
-        except OSError:
-            return

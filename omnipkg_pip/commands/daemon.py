@@ -8,7 +8,9 @@ pyproject.toml, or the default store).
   start it (detached unless ``--foreground``); "already running" is not an error.
   ``--json``: ``{"pid": int, "started": bool, "store": str, "socket": str, "log": str}``.
 - ``stop``: stop it and wait until it and its workers are gone; "not running" is not
-  an error. ``--json``: ``{"pid": int | null, "stopped": bool, "store": str}``.
+  an error. It also stops the cell zygotes ``pip-omni run --matrix`` keeps between runs
+  (omnipkg_pip/run/cellfork.py; those of every store). ``--json``:
+  ``{"pid": int | null, "stopped": bool, "store": str, "cell_zygotes": [pid, ...]}``.
 - The daemon also stops by itself once it has had no worker and no client for its exit
   timeout (default 300 s; ``--exit-timeout``, ``OMNIPKG_DAEMON_EXIT_TIMEOUT``; 0: never).
 - ``status [--json]``: exit status 0 when a daemon runs, 3 when none does.
@@ -134,15 +136,21 @@ def _start(paths: Paths, args) -> int:
 
 
 def _stop(paths: Paths, as_json: bool) -> int:
+    from ..run import cellfork
+
     pid = daemon_pid(paths)
     if pid is not None:
         DaemonClient(paths.store, runtime_dir=paths.base, start=False).stop()
+    cells = cellfork.stop_kept(paths.base)  # the cell zygotes `run --matrix` keeps (any store)
     if as_json:
-        print(json.dumps({"pid": pid, "stopped": pid is not None, "store": paths.store}))
-    elif pid is None:
+        print(json.dumps({"pid": pid, "stopped": pid is not None, "store": paths.store, "cell_zygotes": cells}))
+        return 0
+    if pid is None:
         print(f"no daemon is running for store {paths.store}")
     else:
         print(f"stopped the daemon (pid {pid}) for store {paths.store}")
+    if cells:
+        print(f"stopped {plural(len(cells), 'kept cell zygote')} (pids {', '.join(map(str, cells))})")
     return 0
 
 

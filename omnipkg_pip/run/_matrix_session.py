@@ -79,6 +79,7 @@ class MatrixSession:
         self.cells = [_Cell(list(c)) for c in product(*[[(n, v) for v in vs] for n, vs in axes])]
         self.grid: dict[str, dict[str, str]] = {}  # test id -> cell label -> outcome
         self.crashed: list[_Cell] = []
+        self.stopping = False
         self.store = Store()
         self.env = matrix.cell_env(self.store.root)
         self.env["PYTEST_ADDOPTS"] = ""  # already in the arguments the parent saw
@@ -101,17 +102,34 @@ class MatrixSession:
         for t in threads:
             t.start()
         done = 0
-        while done < len(self.cells):
-            cell, kind, data = events.get()
-            if kind == "eof":
-                done += 1
-                if cell.status is None:
-                    self.crashed.append(cell)
-            else:
-                self._replay(session, cell, kind, data)
+        try:
+            while done < len(self.cells):
+                cell, kind, data = events.get()
+                if kind == "eof":
+                    done += 1
+                    if cell.status is None:
+                        self.crashed.append(cell)
+                else:
+                    self._replay(session, cell, kind, data)
+        except KeyboardInterrupt:
+            self._interrupted(threads)
+            raise
         for t in threads:
             t.join()
         return True
+
+    def _interrupted(self, threads) -> None:
+        """^C: no new cell starts; the running ones get it (forwarded to those of a kept
+        zygote, which are not in the terminal's process group) and are waited for."""
+        self.stopping = True
+        while True:
+            self.zygotes.interrupt()
+            try:
+                for t in threads:
+                    t.join()
+                return
+            except KeyboardInterrupt:
+                continue
 
     def pytest_unconfigure(self, config) -> None:
         self.zygotes.close()
@@ -129,6 +147,9 @@ class MatrixSession:
         from omnipkg_hook.workers import spawn
 
         with gate:
+            if self.stopping:
+                events.put((cell, "eof", None))
+                return
             target = ["-m", "pytest", *_child_args(self.config.invocation_params.args)]
             read, write = os.pipe()
             out_r, out_w = os.pipe()

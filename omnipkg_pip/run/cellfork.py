@@ -15,6 +15,34 @@ across interpreters: a zygote only forks cells of its own interpreter. A cell wh
 reroute a module the zygote has imported (an axis over pytest, pluggy or iniconfig) is
 refused by its child before it runs anything; :meth:`CellZygote.start` then returns None
 and the caller starts that cell the slow way. ``OMNIPKG_MATRIX_FORK=0`` turns forking off.
+
+**Kept between runs.** A zygote's start (an interpreter, ``import pytest``: ~120 ms) is most
+of a warm matrix run's own cost, so the zygote outlives the run and the next run that would
+start an identical one connects to it instead:
+
+- *Key*: :func:`zygote_key` -- the interpreter (as named, its real path and that file's
+  stat), the directory, the preloads, the umask, the cells' whole environment but
+  :data:`KEY_IGNORES`, and omnipkg_hook's version and location. Each cell gets exactly the
+  client's environment (the runner replaces ``os.environ``), so what the key leaves out is
+  still right in the cell.
+- *Staleness*: before serving a client the zygote stats every imported module's file,
+  package directory and ``sys.path`` entry (the current directory for ``""``); one that
+  changed (mtime_ns, size, inode) makes it answer ``StaleZygote`` and exit, and the client
+  starts a new one. A new file in the current directory or on ``sys.path`` therefore costs
+  the next run one zygote start.
+- *Where and who*: ``<runtime>/cells/<key>.sock`` under the daemon's runtime directory
+  (:mod:`omnipkg_hook.workers.runtime`: private 0700 directories of the user, checked; a
+  socket that is not a 0600 socket of the user's is refused), stderr in ``<runtime>/cells/log``.
+  The zygote refuses a peer of another uid, the client one whose zygote is not the user's.
+  Started detached (its own session, stdin/stdout ``/dev/null``), so it never holds the
+  terminal. One client at a time: the client holds ``<key>.lock`` while it uses it; a run
+  that finds it held starts a private zygote (never waits). Any refusal: one line on
+  stderr and a private zygote, as when nothing is kept.
+- *Lifetime*: it exits after ``OMNIPKG_MATRIX_KEEP`` seconds (default 300) without a client
+  (``0``: not kept, a private zygote per run); a client that hangs up while its cells run
+  gets them killed. :func:`stop_kept` (``pip-omni daemon stop``) stops them all.
+- *^C*: the cells of a kept zygote are not in the terminal's process group, so the client
+  forwards SIGINT to them (:meth:`CellZygote.interrupt`) and waits for them to end.
 """
 
 from __future__ import annotations
@@ -30,7 +58,7 @@ from omnipkg_hook.errors import WorkerCrashedError
 from omnipkg_hook.workers import protocol as P
 from omnipkg_hook.workers import spawn
 
-__all__ = ["CellZygote", "enabled", "preload_for"]
+__all__ = ["CellZygote", "enabled", "preload_for", "keep_seconds", "zygote_key", "kept_zygotes", "stop_kept"]
 
 
 def enabled() -> bool:
@@ -45,41 +73,291 @@ def preload_for(target: list[str]) -> list[str]:
     return []
 
 
+KEEP_DEFAULT = 300.0  # seconds a kept zygote waits for its next client
+# What a kept zygote's key leaves out of the environment: shell bookkeeping that no
+# interpreter reads at start-up and that differs between otherwise equal runs (``_``: the
+# command the shell ran, ``OLDPWD``: the previous directory, ``SHLVL``: the shell's depth).
+# Each cell gets the client's whole environment anyway (the runner replaces it).
+KEY_IGNORES = ("_", "OLDPWD", "SHLVL")
+
+
+def keep_seconds() -> float:
+    """``OMNIPKG_MATRIX_KEEP`` (seconds a zygote is kept after a run; 0: not kept)."""
+    text = os.environ.get("OMNIPKG_MATRIX_KEEP", "").strip()
+    if not text:
+        return KEEP_DEFAULT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        print(f"pip-omni: OMNIPKG_MATRIX_KEEP={text!r} is not a number of seconds; no zygote is kept "
+              "(hint: set it to 0 or a number of seconds)", file=sys.stderr)
+        return 0.0
+    return value
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def zygote_key(python: str, env: dict, cwd: str | None, preload: list[str]) -> str:
+    """What makes two zygotes' states differ, hashed: the interpreter (as named, its real
+    path and that file's stat), the directory, the preloads, the umask, the environment
+    but :data:`KEY_IGNORES`, and this package's version and location."""
+    import hashlib
+    import json
+
+    import omnipkg_hook
+
+    real = os.path.realpath(python)
+    st = os.stat(real)
+    parts = {
+        "python": [os.path.abspath(python), real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns],
+        "cwd": os.path.abspath(cwd or os.getcwd()),
+        "preload": list(preload),
+        "umask": _umask(),
+        "env": sorted((k, v) for k, v in env.items() if k not in KEY_IGNORES),
+        "ours": [omnipkg_hook.__version__, spawn.PACKAGE_DIR],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+class _Kept:
+    """Where a kept zygote of one key lives: ``<runtime>/cells/<key>.sock`` and ``.lock``
+    (held by the client using it), its stderr in ``<runtime>/cells/log``."""
+
+    def __init__(self, key: str) -> None:
+        from omnipkg_hook.workers import runtime
+
+        self.dir = os.path.join(runtime.runtime_base(), "cells")
+        self.socket = os.path.join(self.dir, key[:32] + ".sock")
+        self.lock = runtime.FileLock(os.path.join(self.dir, key[:32] + ".lock"))
+        self.log = os.path.join(self.dir, "log")
+
+    def check(self) -> None:
+        """The directories are the user's own and private; the socket (if any) too."""
+        import stat
+
+        from omnipkg_hook.errors import DaemonError
+        from omnipkg_hook.workers import runtime
+
+        runtime.secure_dir(os.path.dirname(self.dir))
+        runtime.secure_dir(self.dir)
+        if len(os.fsencode(self.socket)) >= runtime.MAX_SOCKET_PATH:
+            raise DaemonError(f"socket path {self.socket!r} is too long for a unix socket")
+        try:
+            st = os.lstat(self.socket)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            raise DaemonError(f"{self.socket!r} is not a private socket of yours "
+                              f"(uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o})")
+
+
+def _peer_pid(sock: socket.socket) -> int:
+    """The pid of the kept zygote at the other end (it listens itself, so a connection
+    carries its credentials); OSError if it is not the user's own process."""
+    import struct
+
+    from omnipkg_hook.workers import runtime
+
+    uid = runtime.peer_uid(sock)
+    if uid is not None and uid != os.geteuid():
+        raise OSError(f"its process belongs to uid {uid}")
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", raw)[0]
+
+
+def kept_zygotes(base: str | None = None) -> list[tuple[int, str]]:
+    """``(pid, socket)`` of every live kept zygote under the runtime directory ``base``."""
+    import glob
+
+    from omnipkg_hook.workers import runtime
+
+    found = []
+    for path in sorted(glob.glob(os.path.join(base or runtime.runtime_base(), "cells", "*.sock"))):
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if st.st_uid != os.geteuid():
+            continue
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            found.append((_peer_pid(sock), path))
+        except OSError:  # gone (its socket file stays until the next run replaces it)
+            pass
+        finally:
+            sock.close()
+    return found
+
+
+def stop_kept(base: str | None = None, *, kill: bool = False, timeout: float = 5.0) -> list[int]:
+    """SIGTERM every kept zygote under ``base`` and wait (``timeout``) until it is gone
+    (``kill``: SIGKILL one that is not); the pids stopped. Their running cells go on."""
+    import select
+    import signal
+
+    stopped = []
+    for pid, path in kept_zygotes(base):
+        try:
+            fd = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            fd = None
+        try:
+            os.kill(pid, signal.SIGTERM)
+            if fd is not None and not select.select([fd], [], [], timeout)[0] and kill:
+                os.kill(pid, signal.SIGKILL)
+                select.select([fd], [], [], timeout)
+            stopped.append(pid)
+        except OSError:
+            pass
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return stopped
+
+
 class CellZygote:
     """One interpreter's zygote of cells; thread-safe. ``env``: as :func:`spawn.worker_env`
     makes it. Started at once; :meth:`ready` waits for it (the caller does other work in
     the meantime) and raises :class:`OmnipkgError` when it could not start -- the caller
-    then starts its cells the slow way."""
+    then starts its cells the slow way.
 
-    def __init__(self, python: str, env: dict, cwd: str | None, preload: list[str], timeout: float = 60.0) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        args = ["--zygote", "--fd", str(theirs.fileno())]
-        for name in preload:
-            args += ["--preload", name]
-        try:
-            popen = subprocess.Popen(spawn.command(python, "runner", args), pass_fds=[theirs.fileno()], env=env,
-                                     cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        except OSError:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self.proc = spawn.Process(P.Connection(ours), popen.pid, popen, "zygote-process", f"cell zygote of {python}")
+    ``keep`` (default :func:`keep_seconds`): > 0 reuses the zygote an earlier run kept for
+    the same key (see the module docstring), or starts one that is kept that long after
+    this run; 0 starts a private one, ended by :meth:`close`."""
+
+    def __init__(self, python: str, env: dict, cwd: str | None, preload: list[str], timeout: float = 60.0,
+                 keep: float | None = None) -> None:
+        self.python, self.env, self.cwd, self.preload = python, dict(env), cwd, list(preload)
+        self.keep = keep_seconds() if keep is None else keep
+        self.kept: _Kept | None = None
+        self.proc = self._attach() if self.keep > 0 else None
+        if self.proc is None:
+            self.proc = self._private()
         self.timeout = timeout
         self._started = threading.Lock()
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._replies: queue.Queue = queue.Queue()
         self._ended: dict[int, int | None] = {}
+        self._live: set[int] = set()
         self._cond = threading.Condition()
         self._dead = False
         self._reader: threading.Thread | None = None
+
+    def _private(self) -> spawn.Process:
+        self.kept = None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        args = ["--zygote", "--fd", str(theirs.fileno())]
+        for name in self.preload:
+            args += ["--preload", name]
+        try:
+            popen = subprocess.Popen(spawn.command(self.python, "runner", args), pass_fds=[theirs.fileno()],
+                                     env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return spawn.Process(P.Connection(ours), popen.pid, popen, "zygote-process", f"cell zygote of {self.python}")
+
+    def _attach(self) -> spawn.Process | None:
+        """Connect to the kept zygote of this key, or start it; None: use a private one
+        (it is busy, or its place is not private: said on stderr)."""
+        from omnipkg_hook.errors import OmnipkgError
+
+        try:
+            kept = _Kept(zygote_key(self.python, self.env, self.cwd, self.preload))
+            kept.check()
+            if not kept.lock.acquire(blocking=False):
+                return None  # another run uses it: never wait
+        except (OmnipkgError, OSError) as e:
+            message = getattr(e, "message", None) or str(e)
+            print(f"pip-omni: {message}; this run's cells use a zygote of their own", file=sys.stderr)
+            return None
+        self.kept = kept
+        try:
+            proc = self._connect(kept)
+            return proc if proc is not None else self._start_kept(kept)
+        except OSError as e:
+            kept.lock.release()
+            self.kept = None
+            print(f"pip-omni: cannot keep a cell zygote at {kept.socket!r} ({e}); this run's cells use a zygote "
+                  "of their own", file=sys.stderr)
+            return None
+
+    def _connect(self, kept: _Kept) -> spawn.Process | None:
+        """The kept zygote, connected and checked to be the user's; None if there is none."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(kept.socket)
+        except (FileNotFoundError, ConnectionRefusedError):  # none, or it died: a new one
+            sock.close()
+            return None
+        except OSError:
+            sock.close()
+            raise
+        try:
+            pid = _peer_pid(sock)
+        except OSError:
+            sock.close()
+            raise
+        return spawn.Process(P.Connection(sock), pid, None, "zygote-kept",
+                             f"kept cell zygote of {self.python}")
+
+    def _start_kept(self, kept: _Kept) -> spawn.Process:
+        """Start the zygote of this key detached (its own session, stderr to the log);
+        the listening socket is made here, so the connection waits in its backlog."""
+        try:
+            os.unlink(kept.socket)  # a dead zygote's; we hold the lock
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        log = -1
+        try:
+            listener.bind(kept.socket)
+            os.chmod(kept.socket, 0o600)  # the directory is 0700 meanwhile
+            listener.listen(8)
+            log = os.open(kept.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            args = ["--zygote", "--listen-fd", str(listener.fileno()), "--keep", repr(self.keep),
+                    "--lock", kept.lock.path]
+            for name in self.preload:
+                args += ["--preload", name]
+            popen = subprocess.Popen(spawn.command(self.python, "runner", args), pass_fds=[listener.fileno()],
+                                     env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=log, start_new_session=True)
+        finally:
+            listener.close()
+            if log >= 0:
+                os.close(log)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(kept.socket)
+        except OSError:
+            sock.close()
+            popen.kill()
+            raise
+        return spawn.Process(P.Connection(sock), popen.pid, popen, "zygote-kept",
+                             f"kept cell zygote of {self.python}")
 
     def ready(self) -> CellZygote:
         with self._started:
             if self._reader is None and self._error is None:
                 try:
-                    info = self.proc.wait_ready(self.timeout)
+                    info = self._wait_ready()
                     if not info.get("fork_safe"):
                         raise WorkerCrashedError(f"{info.get('threads')} threads ran in the {self.proc.what} after "
                                                  "its imports; forking would be unsafe")
@@ -93,6 +371,18 @@ class CellZygote:
                 raise self._error
         return self
 
+    def _wait_ready(self) -> dict:
+        from omnipkg_hook.errors import RemoteError
+
+        try:
+            return self.proc.wait_ready(self.timeout)
+        except RemoteError as e:
+            if self.kept is None or e.remote_type != "StaleZygote":
+                raise
+        self.proc.close()  # it has exited (a file it imported changed): a new one, still under our lock
+        self.proc = self._start_kept(self.kept)
+        return self.proc.wait_ready(self.timeout)
+
     def _read(self) -> None:
         try:
             while True:
@@ -101,6 +391,7 @@ class CellZygote:
                     pid, status = P.loads(body)
                     with self._cond:
                         self._ended[pid] = status
+                        self._live.discard(pid)
                         self._cond.notify_all()
                 elif kind == P.RESULT:
                     self._replies.put(P.loads(body)[0])
@@ -120,12 +411,14 @@ class CellZygote:
         naming each descriptor passed along (the pytest plugin's report pipe)."""
         notice_r, notice_w = os.pipe()
         names = list(extra or {})
-        spec = {"pins": ",".join(pins), "target": list(target), "source": source, "env": dict(env or {}),
+        spec = {"pins": ",".join(pins), "target": list(target), "source": source, "env": {**self.env, **(env or {})},
                 "fd_env": {name: i for i, name in enumerate(names)}}
         try:
             with self._lock:
                 self.proc.conn.send_fds(P.FORK, P.dumps(spec), [out, err, notice_w, *(extra[n] for n in names)])
                 reply = self._replies.get()
+                if isinstance(reply, int):
+                    self._track(reply)
         except OSError as e:
             os.close(notice_r)
             raise WorkerCrashedError(f"the {self.proc.what} is gone: {e}") from None
@@ -141,6 +434,11 @@ class CellZygote:
             return None
         return reply
 
+    def _track(self, pid: int) -> None:
+        with self._cond:
+            if pid not in self._ended:
+                self._live.add(pid)
+
     def wait(self, pid: int) -> int:
         """The cell's exit status (a signal as 128 + N); 1 with a line on stderr if the zygote died first."""
         with self._cond:
@@ -152,8 +450,33 @@ class CellZygote:
             return 1
         return 128 - status if status < 0 else status
 
+    def interrupt(self) -> None:
+        """^C: SIGINT to this run's live cells of a kept zygote (a private zygote's cells are
+        in the terminal's process group and got it already)."""
+        import signal
+
+        if self.kept is None:
+            return
+        with self._cond:
+            live = list(self._live)
+        for pid in live:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except OSError:
+                pass
+
     def close(self) -> None:
-        """QUIT; the zygote exits at once (its cells have ended, or go on as orphans)."""
+        """A private zygote: QUIT, it exits at once (its cells have ended, or go on as
+        orphans). A kept one: hang up (it kills this run's cells still running and waits
+        for the next run) and free it for the next client."""
+        if self.kept is not None:
+            try:  # shutdown, not only close: our reader thread is in recv() on it
+                self.proc.conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.proc.close()
+            self.kept.lock.release()
+            return
         try:
             self.proc.conn.send_obj(P.QUIT, ("done",))
         except OSError:

@@ -187,10 +187,31 @@ def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for f in [pool.submit(one, c) for c in cell_list]:
-                f.result()
+            futures = [pool.submit(one, c) for c in cell_list]
+            try:
+                for f in futures:
+                    f.result()
+            except KeyboardInterrupt:
+                _interrupted(futures, zygotes)
+                raise
     finally:
         zygotes.close()
+
+
+def _interrupted(futures, zygotes: Zygotes) -> None:
+    """^C: no new cell starts; the running ones get it (forwarded to those of kept zygotes,
+    which are not in the terminal's process group) and are waited for, as ``python`` ends."""
+    from concurrent.futures import wait
+
+    for f in futures:
+        f.cancel()
+    while True:
+        zygotes.interrupt()
+        try:
+            wait(futures)
+            return
+        except KeyboardInterrupt:  # again: forward it again
+            continue
 
 
 class Zygotes:
@@ -231,6 +252,10 @@ class Zygotes:
         except (OmnipkgError, OSError) as e:
             self._say(python, e)
             return None
+
+    def interrupt(self) -> None:
+        for zygote in self.zygotes.values():
+            zygote.interrupt()
 
     def close(self) -> None:
         for zygote in self.zygotes.values():

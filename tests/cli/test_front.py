@@ -85,7 +85,7 @@ def test_json_is_taken_anywhere_on_the_line(omni_venv, tmp_path):
     assert "objects" in json.loads(omni_venv.cli("--json", "store", "info").stdout)
     assert json.loads(omni_venv.cli("daemon", "--json", "status", env=env, check=False).stdout)["running"] is False
     assert json.loads(omni_venv.cli("--json", "daemon", "stop", env=env).stdout) == {
-        "pid": None, "stopped": False, "store": omni_venv.env["OMNIPKG_STORE"]}
+        "pid": None, "stopped": False, "store": omni_venv.env["OMNIPKG_STORE"], "cell_zygotes": []}
     proc = omni_venv.cli("python", "forget", "3.9", "--json", check=False)  # no --json there: argparse says so
     assert proc.returncode == 2 and "unrecognized arguments: --json" in proc.stderr
 

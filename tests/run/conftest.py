@@ -28,3 +28,20 @@ def libs(wheel):
     """``lib`` 1.0, 2.0 and 3.0 in the wheelhouse (``lib.V``, ``lib.version()``)."""
     for v in ("1.0", "2.0", "3.0"):
         wheel("lib", v, files={"lib/__init__.py": f"V = {v!r}\ndef version():\n    return V\n"})
+
+
+@pytest.fixture(autouse=True)
+def runtime_dir(monkeypatch):
+    """A private, short ``OMNIPKG_RUNTIME_DIR`` per test (unix socket paths are short), so
+    the cell zygotes a run keeps (omnipkg_pip/run/cellfork.py) are this test's; they are
+    stopped after it (and killed, should one not stop)."""
+    import shutil
+    import tempfile
+
+    from omnipkg_pip.run import cellfork
+
+    rt = tempfile.mkdtemp(prefix="omz-")
+    monkeypatch.setenv("OMNIPKG_RUNTIME_DIR", rt)
+    yield rt
+    cellfork.stop_kept(rt, kill=True)
+    shutil.rmtree(rt, ignore_errors=True)

@@ -107,14 +107,14 @@ def test_a_pin_of_what_the_zygote_imported_runs_the_slow_way(venv_with_pytest, w
 
 def test_zygote_preloads_and_reports_the_status(tmp_path):
     """The owner's side directly: what the zygote imported serves the cell; the cell's exit
-    status comes back; QUIT ends the zygote."""
+    status comes back; QUIT ends a zygote that is not kept."""
     from omnipkg_pip.run import matrix
     from omnipkg_pip.run.cellfork import CellZygote
 
     (tmp_path / "main").mkdir()
     (tmp_path / "main" / "dep.py").write_text("V = 'main'\n")
     env = {**matrix.cell_env(str(tmp_path / "store")), "PYTHONPATH": str(tmp_path / "main")}
-    z = CellZygote(sys.executable, env, str(tmp_path), ["dep"]).ready()
+    z = CellZygote(sys.executable, env, str(tmp_path), ["dep"], keep=0).ready()
     try:
         assert z.proc.info["preloaded"] == ["dep"]
         r, w = os.pipe()

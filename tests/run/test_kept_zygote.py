@@ -1,0 +1,271 @@
+"""A cell zygote kept between runs (omnipkg_pip/run/cellfork.py): reused by the next run
+with the same key, replaced when its key or a file it imported changed, private to the
+user, one client at a time, gone after its idle timeout; ^C reaches its cells."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from omnipkg_pip.run import cellfork, matrix
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="cells are forked on Linux only")
+
+PPID = ["-c", "import os, sys; print(os.getppid(), os.environ.get('WHO'), os.getcwd()); sys.exit(4)"]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # exited; our zombie until reaped
+    except FileNotFoundError:
+        return True
+
+
+def _wait_gone(pid: int, deadline: float = 60.0) -> bool:
+    end = time.monotonic() + deadline
+    while not _gone(pid):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """A PYTHONPATH directory with a preloaded module, and a cell env for it."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "dep.py").write_text("V = 'one'\n")
+    env = {**matrix.cell_env(str(tmp_path / "store")), "PYTHONPATH": str(lib), "OMNIPKG_MATRIX_KEEP": "30"}
+    return tmp_path, lib, env
+
+
+def _cell(env, cwd, code=PPID, preload=("dep",), keep=30.0, **kw):
+    """One cell's (output, exit status, zygote) from a CellZygote used once and closed."""
+    z = cellfork.CellZygote(sys.executable, env, str(cwd), list(preload), keep=keep).ready()
+    try:
+        r, w = os.pipe()
+        pid = z.start([], code, None, out=w, err=w, **kw)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            out = f.read().decode()
+        return out, z.wait(pid), z
+    finally:
+        z.close()
+
+
+def _ppid(out: str) -> int:
+    return int(out.split()[0])
+
+
+def test_the_next_run_reuses_it_and_another_key_gets_another(setup):
+    tmp, lib, env = setup
+    (tmp / "sub").mkdir()  # before: the directory ("" on sys.path) is watched like the others
+    out1, code, z = _cell(env, tmp)
+    assert code == 4 and z.kept is not None
+    first = _ppid(out1)
+    assert first != os.getpid() and not _gone(first)
+    out2, _, _ = _cell({**env, "_": "/bin/other", "SHLVL": "7"}, tmp)  # ignored by the key
+    assert _ppid(out2) == first
+    out3, _, _ = _cell({**env, "WHO": "x"}, tmp)  # another environment: another zygote
+    assert _ppid(out3) != first and out3.split()[1] == "x"
+    out4, _, _ = _cell(env, tmp / "sub")  # another directory: another zygote
+    assert _ppid(out4) not in (first, _ppid(out3)) and out4.split()[2] == str(tmp / "sub")
+    assert _ppid(_cell(env, tmp)[0]) == first  # all kept at once
+    assert sorted(p for p, _ in cellfork.kept_zygotes()) == sorted({first, _ppid(out3), _ppid(out4)})
+
+
+def test_each_cell_gets_exactly_the_clients_environment(setup):
+    tmp, lib, env = setup
+    out1, _, _ = _cell({**env, "_": "/bin/a", "SHLVL": "5"}, tmp)
+    env = {k: v for k, v in env.items() if k != "SHLVL"}
+    out, code, _ = _cell({**env, "_": "/bin/b"}, tmp,
+                         code=["-c", "import os; print(os.getppid(), os.environ['_'], 'SHLVL' in os.environ)"])
+    assert _ppid(out) == _ppid(out1)  # the same zygote: the key leaves those out
+    assert out.split()[1:] == ["/bin/b", "False"]
+
+
+@pytest.mark.parametrize("change", ["file added on PYTHONPATH", "preloaded module edited"])
+def test_a_changed_file_gives_a_new_zygote(setup, change):
+    tmp, lib, env = setup
+    code = ["-c", "import os, dep; print(os.getppid(), dep.V)"]
+    out1, _, _ = _cell(env, tmp, code=code)
+    first = _ppid(out1)
+    assert out1.split()[1] == "one"
+    if change == "file added on PYTHONPATH":
+        (lib / "newmod.py").write_text("")
+    else:
+        (lib / "dep.py").write_text("V = 'two!'\n")
+    out2, _, _ = _cell(env, tmp, code=code)
+    assert _ppid(out2) != first
+    assert out2.split()[1] == ("one" if change == "file added on PYTHONPATH" else "two!")
+    assert _wait_gone(first)  # the stale one said so and exited
+    log = (tmp.parent / os.environ["OMNIPKG_RUNTIME_DIR"] / "cells" / "log").read_text()
+    assert f"pip-omni zygote {first}: " in log and "changed since it started" in log
+
+
+def test_keep_0_keeps_nothing(setup, runtime_dir, monkeypatch):
+    tmp, lib, env = setup
+    monkeypatch.setenv("OMNIPKG_MATRIX_KEEP", "0")
+    out, code, z = _cell({**env, "OMNIPKG_MATRIX_KEEP": "0"}, tmp, keep=None)
+    assert code == 4 and z.kept is None
+    assert _wait_gone(_ppid(out))
+    assert cellfork.kept_zygotes() == []
+    cells = os.path.join(runtime_dir, "cells")
+    assert not os.path.exists(cells) or not [n for n in os.listdir(cells) if n.endswith(".sock")]
+
+
+def test_it_exits_when_idle(setup, monkeypatch):
+    tmp, lib, env = setup
+    monkeypatch.setenv("OMNIPKG_MATRIX_KEEP", "0.5")
+    out, _, z = _cell({**env, "OMNIPKG_MATRIX_KEEP": "0.5"}, tmp, keep=None)
+    assert z.kept is not None
+    assert _wait_gone(_ppid(out))
+    assert cellfork.kept_zygotes() == []
+    out2, code, _ = _cell({**env, "OMNIPKG_MATRIX_KEEP": "0.5"}, tmp, keep=None)  # a new one takes its place
+    assert code == 4 and _ppid(out2) != _ppid(out)
+
+
+def test_a_busy_zygote_is_not_waited_for(setup):
+    tmp, lib, env = setup
+    a = cellfork.CellZygote(sys.executable, env, str(tmp), ["dep"], keep=30).ready()
+    try:
+        out, code, b = _cell(env, tmp)  # a holds the kept one: b starts its own, private
+        assert code == 4 and b.kept is None and a.kept is not None
+        assert _ppid(out) != a.proc.pid
+        assert _wait_gone(_ppid(out))
+        r, w = os.pipe()
+        pid = a.start([], PPID, None, out=w, err=w)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            assert _ppid(f.read().decode()) == a.proc.pid
+        assert a.wait(pid) == 4
+    finally:
+        a.close()
+
+
+def _key_paths(env, cwd):
+    kept = cellfork._Kept(cellfork.zygote_key(sys.executable, env, str(cwd), ["dep"]))
+    return kept
+
+
+def test_a_place_that_is_not_private_gets_one_line_and_a_private_zygote(setup, runtime_dir, capfd):
+    tmp, lib, env = setup
+    os.makedirs(os.path.join(runtime_dir, "cells"), mode=0o700)
+    os.chmod(os.path.join(runtime_dir, "cells"), 0o755)
+    out, code, z = _cell(env, tmp)
+    err = capfd.readouterr().err
+    assert code == 4 and z.kept is None
+    lines = [ln for ln in err.splitlines() if ln.startswith("pip-omni:")]
+    assert len(lines) == 1 and "mode 0755" in lines[0] and "zygote of their own" in lines[0], err
+    assert _wait_gone(_ppid(out))
+
+
+@pytest.mark.parametrize("what", ["a socket others may use", "a regular file"])
+def test_a_socket_file_not_ours_and_private_is_refused(setup, capfd, what):
+    tmp, lib, env = setup
+    kept = _key_paths(env, tmp)
+    kept.check()  # makes the directories
+    if what == "a regular file":
+        with open(kept.socket, "w") as f:
+            f.write("x")
+    else:
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(kept.socket)
+        os.chmod(kept.socket, 0o666)
+        s.close()
+    before = os.lstat(kept.socket)
+    out, code, z = _cell(env, tmp)
+    err = capfd.readouterr().err
+    assert code == 4 and z.kept is None
+    lines = [ln for ln in err.splitlines() if ln.startswith("pip-omni:")]
+    assert len(lines) == 1 and repr(kept.socket) in lines[0] and "not a private socket" in lines[0], err
+    after = os.lstat(kept.socket)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)  # left as it was
+
+
+def test_a_client_that_goes_away_takes_its_cells_with_it(setup, tmp_path):
+    tmp, lib, env = setup
+    z = cellfork.CellZygote(sys.executable, env, str(tmp), ["dep"], keep=30).ready()
+    r, w = os.pipe()
+    pid = z.start([], ["-c", "import os, time; print(os.getpid(), flush=True); time.sleep(120)"], None,
+                  out=w, err=w)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        assert int(f.readline()) == pid
+        z.close()  # hang up while the cell runs
+        assert _wait_gone(pid)
+    assert not _gone(z.proc.pid)  # the zygote itself is kept
+    assert cellfork.stop_kept() == [z.proc.pid]
+    assert _wait_gone(z.proc.pid)
+
+
+SLEEPER = """\
+import os, sys, time, lib
+here = os.path.dirname(os.path.abspath(__file__))
+open(os.path.join(here, "pid-" + lib.V), "w").write(f"{os.getpid()} {os.getppid()}")
+try:
+    time.sleep(120)
+except KeyboardInterrupt:
+    open(os.path.join(here, "ki-" + lib.V), "w").write("KeyboardInterrupt")
+    raise
+"""
+
+
+def test_ctrl_c_reaches_the_cells_of_a_kept_zygote(omni_venv, libs, wheelhouse, tmp_path):
+    (tmp_path / "prog.py").write_text(SLEEPER)
+    args = [str(omni_venv.path / "bin" / "pip-omni"), "run", "--matrix", "lib=1.0,2.0,3.0", "--jobs", "3",
+            "--no-index", "-f", str(wheelhouse), "--json", "--", "prog.py"]
+    env = {**omni_venv.env, "OMNIPKG_RUNTIME_DIR": os.environ["OMNIPKG_RUNTIME_DIR"]}
+    # its own session: the terminal's ^C would reach nothing but pip-omni itself
+    # (and ^C handled as a shell's foreground job would: not ignored, even if it is here)
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    pids = {}
+    deadline = time.monotonic() + 240
+    while len(pids) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        for v in ("1.0", "2.0", "3.0"):
+            p = tmp_path / f"pid-{v}"
+            if v not in pids and p.exists() and p.read_text():
+                pids[v] = [int(x) for x in p.read_text().split()]
+        time.sleep(0.05)
+    assert len({ppid for _, ppid in pids.values()}) == 1  # forked from one zygote, a kept one
+    zygote = next(iter(pids.values()))[1]
+    assert os.getpgid(zygote) != os.getpgid(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    for v, (pid, _) in pids.items():
+        assert (tmp_path / f"ki-{v}").read_text() == "KeyboardInterrupt"  # as python ends on ^C
+        assert _wait_gone(pid, 30)
+    assert not _gone(zygote)
+
+
+def test_a_second_matrix_run_reuses_the_zygote(omni_venv, libs, wheelhouse, tmp_path):
+    prog = "import os, lib; print('cell', lib.V, os.getppid())\n"
+    (tmp_path / "prog.py").write_text(prog)
+    env = {**omni_venv.env, "OMNIPKG_RUNTIME_DIR": os.environ["OMNIPKG_RUNTIME_DIR"]}
+    seen = []
+    for _ in range(2):
+        proc = subprocess.run([str(omni_venv.path / "bin" / "pip-omni"), "run", "--matrix", "lib=1.0,2.0",
+                               "--no-index", "-f", str(wheelhouse), "--stream", "--", "prog.py"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        found = {line.split()[-2]: int(line.split()[-1]) for line in proc.stdout.splitlines() if " cell " in line}
+        assert found.keys() == {"1.0", "2.0"} and len(set(found.values())) == 1, proc.stdout
+        seen.append(next(iter(found.values())))
+    assert seen[0] == seen[1] and not _gone(seen[0])
+    stop = subprocess.run([str(omni_venv.path / "bin" / "pip-omni"), "daemon", "stop", "--json"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert json.loads(stop.stdout)["cell_zygotes"] == [seen[0]], stop.stderr
+    assert _wait_gone(seen[0])
