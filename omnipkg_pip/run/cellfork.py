@@ -210,7 +210,7 @@ def stop_kept(base: str | None = None, *, kill: bool = False, timeout: float = 5
     import signal
 
     stopped = []
-    for pid, path in kept_zygotes(base):
+    for pid, _path in kept_zygotes(base):
         try:
             fd = os.pidfd_open(pid)
         except (OSError, AttributeError):
