@@ -65,6 +65,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUDGET_STORED_MS = 50.0
 BUDGET_STORED_VS_UV = 1.0
 BUDGET_COLD_RATIO = 0.5
+_BEFORE = {"OMNIPKG_DIRECT_FETCH": "0"}  # the "before" rows: planned files fetched by a pip wheel run
 BUDGET_DISK_SAVED = 55.0
 BUDGET_VERSION_MS = 30.0
 BUDGET_LIST_MS = 50.0
@@ -298,8 +299,8 @@ class Bench:
             raise BenchError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-3000:]}")
         return dt, proc.stdout
 
-    def omni_install(self, spec: str, store: str, expect_stored: bool | None) -> float:
-        dt, out = self.run([self.omni, "install", spec], store=store)
+    def omni_install(self, spec: str, store: str, expect_stored: bool | None, extra_env: dict | None = None) -> float:
+        dt, out = self.run([self.omni, "install", spec], store=store, extra_env=extra_env)
         if "created" not in out:
             raise BenchError(f"pip-omni install {spec} made no bubble:\n{out}")
         stored = "all already stored" in out
@@ -489,6 +490,7 @@ class Bench:
         (file creation got 10-30x slower within minutes here) then hits them alike."""
         spec = f"rich=={self.root}"
         ours, theirs, ratios, disk, phases, no_compile = [], [], [], [], [], []
+        before, before_ratios = [], []  # OMNIPKG_DIRECT_FETCH=0: the planned files fetched by a pip run
         uv_cold, uv_pyc, vs_uv, vs_uv_pyc = [], [], [], []
         same_set = None
         for i in range(self.args.reps):
@@ -504,6 +506,10 @@ class Bench:
             ours.append(o)
             theirs.append(p)
             ratios.append(o / p)
+            store_before = self.fresh("store-b0")
+            before.append(self.omni_install(spec, store_before, expect_stored=False, extra_env=_BEFORE))
+            before_ratios.append(before[-1] / p)
+            self.rm(store_before)
             same_set = self.compare_sets(store, target)
             if self.uv:
                 for extra, times, rel in (((), uv_cold, vs_uv), (("--compile-bytecode",), uv_pyc, vs_uv_pyc)):
@@ -529,6 +535,7 @@ class Bench:
         self.results["cold"] = {"pip_omni_s": summary(ours), "pip_target_s": summary(theirs),
                                 "ratio": summary(ratios),
                                 "ratio_of_medians": statistics.median(ours) / statistics.median(theirs),
+                                "before_s": summary(before), "before_ratio": summary(before_ratios),
                                 "same_set": same_set}
         if uv_cold:
             self.results["cold"].update({"uv_s": summary(uv_cold), "uv_pyc_s": summary(uv_pyc),
@@ -552,9 +559,9 @@ class Bench:
         self.run([py, "-m", "pip", "install", "-q", self.args.project, f"pygments=={self.args.pygments_main}"])
         spec = f"rich=={self.root}"
 
-        def ours() -> float:
+        def ours(extra_env=None) -> float:
             store = self.fresh("store-planned")
-            dt, out = self.run([omni, "install", spec], store=store)
+            dt, out = self.run([omni, "install", spec], store=store, extra_env=extra_env)
             if "created" not in out or "would change main" not in out:
                 raise BenchError(f"pip-omni install {spec} did not take the planned bubble path:\n{out}")
             self.rm(store)
@@ -568,14 +575,19 @@ class Bench:
             return dt
 
         ours(), theirs()  # warm-up: pip's cache
-        o, t, ratio = [], [], []
+        o, t, ratio, o0, ratio0, saved = [], [], [], [], [], []
         for i in range(self.args.reps):
             self.log(f"(p) rep {i + 1}/{self.args.reps}")
             a, b = (ours(), theirs()) if i % 2 == 0 else reversed((theirs(), ours()))
             o.append(a)
             t.append(b)
             ratio.append(a / b)
+            o0.append(ours(_BEFORE))  # before: a pip wheel run fetches the planned files
+            ratio0.append(o0[-1] / b)
+            saved.append(a / o0[-1])
         self.results["planned"] = {"pip_omni_s": summary(o), "pip_target_s": summary(t), "ratio": summary(ratio),
+                                   "before_s": summary(o0), "before_ratio": summary(ratio0),
+                                   "after_vs_before": summary(saved),
                                    "pygments_main": self.args.pygments_main}
 
     def compare_sets(self, store: str, target: str) -> dict:
@@ -724,6 +736,10 @@ def print_table(r: dict) -> None:
             ("    ratio pip-omni / pip --target (paired per rep)", fmt_ratio(c["ratio"]),
              f"<= {BUDGET_COLD_RATIO}x", verdict(c["ratio"]["median"] <= BUDGET_COLD_RATIO)),
             ("    ratio of the medians", f"{c['ratio_of_medians']:.2f}x", "", ""),
+            (f"    pip-omni install {m['requirement']} with OMNIPKG_DIRECT_FETCH=0 (same reps)",
+             fmt_time(c["before_s"], "s"), "", ""),
+            ("    its ratio / pip --target (this path makes no plan: one pip wheel run either way)",
+             fmt_ratio(c["before_ratio"]), "", ""),
             *([("    uv pip install --target DIR (uv cache warm, online)", fmt_time(c["uv_s"], "s"), "", ""),
                ("    uv pip install --compile-bytecode --target DIR", fmt_time(c["uv_pyc_s"], "s"), "", ""),
                ("    ratio pip-omni / uv (paired per rep)", fmt_ratio(c["vs_uv"]), "", ""),
@@ -739,6 +755,10 @@ def print_table(r: dict) -> None:
              fmt_time(c["pip_omni_s"], "s"), "", ""),
             (f"    pip install --target DIR {m['requirement']}", fmt_time(c["pip_target_s"], "s"), "", ""),
             ("    ratio pip-omni / pip --target (paired per rep)", fmt_ratio(c["ratio"]), "", ""),
+            ("    before: the same with OMNIPKG_DIRECT_FETCH=0 (a pip wheel run fetches the planned files)",
+             fmt_time(c["before_s"], "s"), "", ""),
+            ("    before: ratio / pip --target (same reps)", fmt_ratio(c["before_ratio"]), "", ""),
+            ("    after / before (same reps)", fmt_ratio(c["after_vs_before"]), "", ""),
         ]
     if "disk" in r:
         d = r["disk"]

@@ -15,13 +15,16 @@ already satisfies it is main's version, its requirements read from main's
   handed out as a wheel it is not.
 - **not stored**: fetched.
 
-:func:`fetch` fetches them in one ``pip wheel --no-deps`` of exactly those files (the
+:func:`fetch` fetches what is left in one ``pip wheel --no-deps`` of exactly those files (the
 URL with ``#sha256=``, which pip checks; if pip cannot fetch the URL itself, e.g. an
 index whose credentials only its own URL carries, ``name==version`` through the index,
-and the sha256 compared here). A planned wheel that is a local file (a ``-f`` folder, a
-``file://`` index) is copied without a pip run, its sha256 compared with pip's plan. pip stays the one door to the index, its configuration
-and auth, and no second resolve runs. The URL each wheel came from is recorded in its
-dist manifest (``origin``); ``doctor -v`` shows it.
+and the sha256 compared here). Before that run, a planned wheel that is a local file (a ``-f``
+folder, a ``file://`` index) is copied, and one at an https URL with a sha256 in the plan is
+downloaded by pip-omni itself (:mod:`.download`), both checked against pip's sha256; only
+what is left, or what pip's settings or a failed download send back, goes to ``pip wheel``.
+pip resolves and chooses every file, with its configuration and auth; pip-omni only
+downloads the file pip chose and checks its sha256. No second resolve runs. The URL each
+wheel came from is recorded in its dist manifest (``origin``); ``doctor -v`` shows it.
 
 A plan that is not files (a directory, a VCS checkout) or a closure it cannot complete
 is None, and the caller lets ``pip wheel`` resolve as before.
@@ -189,37 +192,120 @@ def _local_wheel(p: Planned) -> str | None:
     return path if parts.netloc in ("", "localhost") and os.path.isfile(path) else None
 
 
+def _settings(interpreter, common: list[str]):
+    """pip's settings for a direct download (:func:`.download.pip_settings`), read once per command."""
+    import sys
+
+    from . import download
+
+    key = (tuple(common), interpreter.prefix, sys.prefix)
+    if key not in _SETTINGS:
+        _SETTINGS[key] = download.pip_settings(common, [interpreter.prefix, sys.prefix])
+    return _SETTINGS[key]
+
+
+_SETTINGS: dict = {}
+
+
+def _names(planned: list[Planned]) -> str:
+    return ", ".join(f"{p.name}=={p.version}" for p in planned)
+
+
+def _copy_local(p: Planned, work) -> None:
+    """Copy a planned wheel that is a local file into ``work``; a full store is the store's one line."""
+    dest = os.path.join(work.path, os.path.basename(_local_wheel(p)))
+    try:
+        shutil.copyfile(_local_wheel(p), dest)
+    except OSError as e:
+        import errno
+
+        from omnipkg_hook.store import store_oserror
+
+        # a full store is not a bad file (copyfile names the source, the store is the target)
+        if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise store_oserror(work.store.root, OSError(e.errno, e.strerror, dest)) from None
+        raise
+
+
+def _split(interpreter, wanted: list[Planned], common: list[str], verbose: int):
+    """``(settings, direct, left)``: the files downloaded directly (:mod:`.download`) and those pip fetches."""
+    from .. import progress
+    from . import download
+
+    settings = _settings(interpreter, common)
+    go, left = [], []
+    for p in wanted:
+        why = settings.blocked or download.why_not(p.url, p.sha256, p.tag is not None)
+        if why is None:
+            go.append(p)
+        else:
+            left.append(p)
+            if verbose:
+                progress.say(f"pip-omni: {p.filename or p.name} through pip: {why}")
+    return settings, go, left
+
+
+def _direct(settings, go: list[Planned], work, verbose: int) -> list[Planned]:
+    """Download ``go`` directly; returns those whose download failed, for pip.
+
+    Other bytes than planned: :class:`WheelRejectedError` naming both sha256 and the URL.
+    """
+    from omnipkg_hook.errors import WheelRejectedError
+
+    from .. import progress
+    from . import download
+
+    dest = {p.name: os.path.join(work.path, download.wheel_name(p.url)) for p in go}
+    results = download.download_all([(p.url, p.sha256, dest[p.name]) for p in go], settings.cert)
+    bad, left = [], []
+    for p in go:
+        err = results[dest[p.name]]
+        if isinstance(err, download.Mismatch):
+            bad.append((p, err.got))
+        elif err is not None:
+            left.append(p)
+            if verbose:
+                progress.say(f"pip-omni: {p.filename} through pip: the direct download failed: {err}")
+        elif verbose:
+            progress.say(f"pip-omni: {p.filename} downloaded directly from {p.url} (sha256 as planned)")
+    if bad:
+        for path in dest.values():
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        p, got = bad[0]
+        raise WheelRejectedError(
+            f"{p.filename!r} from {p.url!r} has sha256 {got}, not the {p.sha256} pip planned",
+            "the index served other bytes than pip resolved; nothing was stored; run the command again")
+    return left
+
+
 def fetch(interpreter, plan: BubblePlan, work, common: list[str], verbose: int) -> tuple[list[str], dict]:
-    """Fetch ``plan.fetch`` into ``work`` (a ``DownloadDir``) with one ``pip wheel --no-deps``.
+    """Fetch ``plan.fetch`` into ``work`` (a ``DownloadDir``): local files copied, the rest
+    downloaded directly (:mod:`.download`) where pip's settings allow, and what is left in
+    one ``pip wheel --no-deps``.
 
     Returns the wheel paths and ``{path: {"url", "sha256"}}`` for ``ingest_wheel``'s ``origin``.
     """
     if not plan.fetch:
         return [], {}
-    from contextlib import nullcontext
-
     from omnipkg_hook.store import file_sha256
 
     from .. import progress
 
-    what = f"fetch {', '.join(f'{p.name}=={p.version}' for p in plan.fetch)}"
+    what = f"fetch {_names(plan.fetch)}"
     local = [p for p in plan.fetch if _local_wheel(p) is not None]
     remote = [p for p in plan.fetch if p not in local]
-    with progress.step(what) if not remote else nullcontext():  # run_pip announces its own
-        for p in local:  # a wheel file pip chose on this machine (a -f folder, a file:// index): copied
-            dest = os.path.join(work.path, os.path.basename(_local_wheel(p)))
-            try:
-                shutil.copyfile(_local_wheel(p), dest)
-            except OSError as e:
-                import errno
-
-                from omnipkg_hook.store import store_oserror
-
-                # a full store is not a bad file (copyfile names the source, the store is the target)
-                if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-                    raise store_oserror(work.store.root, OSError(e.errno, e.strerror, dest)) from None
-                raise
+    settings, go, remote = _split(interpreter, remote, common, verbose) if remote else (None, [], [])
+    if local or go:
+        with progress.step(what if not remote else f"fetch {_names(local + go)}", verbose=verbose):
+            for p in local:  # a wheel file pip chose on this machine (a -f folder, a file:// index): copied
+                _copy_local(p, work)
+            if go:  # the files pip chose, from their URLs, each sha256 checked (writers/download.py)
+                remote += _direct(settings, go, work, verbose)
     args = ["wheel", "--no-deps", "--wheel-dir", work.path, *common]
+    what = f"fetch {_names(remote)}"
     try:
         if remote:
             pip.run_pip(interpreter.executable, [*args, *(p.requirement() for p in remote)],

@@ -1,0 +1,261 @@
+"""The wheels pip planned, downloaded by pip-omni itself: the file pip chose, its sha256 checked.
+
+pip resolves and chooses every file (``pip install --dry-run --report`` reads the index
+with pip's own configuration and auth); what is left is to fetch those exact files. A
+``pip wheel`` run for that costs a second pip start (~0.4 s of imports and setup, then
+each URL through pip's session). So a planned wheel whose URL is https (or http on
+loopback, which pip too treats as a secure origin) and whose sha256 pip reported is
+downloaded here: ``urllib.request`` in threads, streamed to a temporary file in the
+download dir, its sha256 computed while streaming and compared with the plan's before
+anything uses the file. Other bytes than pip planned are refused in one line naming
+both sha256 and the URL, and nothing is stored.
+
+The fetch is the one pip would make, or pip makes it: :func:`pip_settings` reads
+pip's settings the way pip finds them (environment, the global/user/site config files
+and ``PIP_CONFIG_FILE`` with configparser, pip-omni's command line; pip is not run), and
+any that could make pip fetch differently sends every file through ``pip wheel`` as
+before: a proxy, a client certificate, a trusted host, a keyring provider, an index or
+``--find-links`` URL that carries credentials, a config file that cannot be read.
+``cert`` is honoured rather than a reason to fall back: pip trusts exactly that CA
+bundle, and so does the download. ``https_proxy``/``no_proxy`` are honoured as urllib
+(and pip's requests) read them. Any failure of a direct download (an HTTP error such as
+401/403/404, TLS, a timeout, a short body) sends that file to pip too, silently except
+at ``-v``. ``OMNIPKG_DIRECT_FETCH=0`` turns direct downloads off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["Settings", "pip_settings", "why_not", "download_all", "Mismatch"]
+
+ENV_OFF = "OMNIPKG_DIRECT_FETCH"
+TIMEOUT = 15.0  # seconds per socket operation; pip's default --timeout
+_PARALLEL = 4
+_CHUNK = 1 << 16
+
+# pip settings (config key, without "--") that change how pip fetches a URL: any of them -> pip fetches
+_FALLBACK_KEYS = ("proxy", "client-cert", "trusted-host", "keyring-provider")
+# settings whose URLs pip may hold credentials in, for the files' hosts too
+_URL_KEYS = ("index-url", "extra-index-url", "find-links")
+
+
+class Settings:
+    """What pip's settings say for a direct download: ``blocked`` (the reason pip must fetch), ``cert``."""
+
+    __slots__ = ("blocked", "cert")
+
+    def __init__(self, blocked: str | None = None, cert: str | None = None) -> None:
+        self.blocked, self.cert = blocked, cert
+
+
+class Mismatch(Exception):
+    """The bytes served are not the file pip planned (``got`` sha256)."""
+
+    def __init__(self, got: str) -> None:
+        super().__init__(got)
+        self.got = got
+
+
+def _has_credentials(value: str) -> bool:
+    from urllib.parse import urlsplit
+
+    for url in value.split():
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return True  # pip may read it some way we do not: pip fetches
+        if parts.username is not None or parts.password is not None:
+            return True
+    return False
+
+
+def _config_files(prefixes: list[str]) -> list[str]:
+    """The config files pip reads (``pip config debug`` lists the same), in pip's order."""
+    env_file = os.environ.get("PIP_CONFIG_FILE")
+    if env_file == os.devnull:
+        return []  # pip loads no config file at all
+    xdg_dirs = os.environ.get("XDG_CONFIG_DIRS") or "/etc/xdg"
+    files = [os.path.join(d, "pip", "pip.conf") for d in xdg_dirs.split(os.pathsep) if d]
+    files.append("/etc/pip.conf")
+    home = os.path.expanduser("~")
+    files.append(os.path.join(home, ".pip", "pip.conf"))
+    files.append(os.path.join(os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config"), "pip", "pip.conf"))
+    if sys.platform == "darwin":
+        files.append(os.path.join(home, "Library", "Application Support", "pip", "pip.conf"))
+    files += [os.path.join(p, "pip.conf") for p in prefixes if p]
+    if env_file:
+        files.append(env_file)
+    return files
+
+
+def pip_settings(common: list[str], prefixes: list[str]) -> Settings:
+    """Read pip's settings for this run: ``common`` (pip's options on pip-omni's command line),
+    the environment, and the config files of pip under the interpreters at ``prefixes``."""
+    if os.environ.get(ENV_OFF, "").strip().lower() in ("0", "no", "false", "off"):
+        return Settings(f"{ENV_OFF}={os.environ[ENV_OFF]}")
+    certs: list[str] = []
+    found: list[tuple[str, str, str]] = []  # (where, key, value)
+    i = 0
+    while i < len(common):
+        tok = common[i]
+        i += 1
+        if not tok.startswith("--") and tok[:2] not in ("-i", "-f"):
+            continue
+        name, eq, value = tok.partition("=")
+        if tok[:2] in ("-i", "-f") and not tok.startswith("--"):
+            name, value, eq = tok[:2], tok[2:], tok[2:]
+        if not eq and i < len(common) and not common[i].startswith("-"):
+            value = common[i]
+        found.append(("the command line", {"-i": "index-url", "-f": "find-links"}.get(name, name[2:]), value))
+    for key, value in os.environ.items():
+        if key.startswith("PIP_"):
+            found.append((key, key[4:].lower().replace("_", "-"), value))
+    import configparser
+
+    for path in _config_files(prefixes):
+        if not os.path.isfile(path):
+            continue
+        parser = configparser.RawConfigParser()
+        try:
+            with open(path, encoding="utf-8") as f:
+                parser.read_file(f)
+        except (OSError, UnicodeDecodeError, configparser.Error) as e:
+            return Settings(f"pip's config file {path!r} cannot be read here ({type(e).__name__})")
+        for section in parser.sections():
+            for key, value in parser.items(section):
+                found.append((path, key, value))
+    for where, key, value in found:
+        key = key.lower().replace("_", "-").lstrip("-")  # as pip reads a config key
+        if key in _FALLBACK_KEYS and not (key == "keyring-provider" and value.strip() == "disabled"):
+            return Settings(f"pip's {key} is set ({where})")
+        if key in _URL_KEYS and _has_credentials(value):
+            return Settings(f"pip's {key} carries credentials ({where})")
+        if key == "cert" and value.strip():
+            certs.append(os.path.expanduser(value.strip()))
+    if len(set(certs)) > 1:
+        return Settings("pip's cert is set to several bundles")
+    return Settings(None, certs[0] if certs else None)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def wheel_name(url: str) -> str | None:
+    """The wheel's file name in ``url`` (``%2B`` read as ``+``), None when it is not a plain one."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        name = unquote(urlsplit(url).path).rsplit("/", 1)[-1]
+    except ValueError:
+        return None
+    ok = name.endswith(".whl") and name.count("-") >= 4 and "\\" not in name and not name.startswith(".")
+    return name if ok and os.sep not in name and "\0" not in name else None
+
+
+def why_not(url: str | None, sha256: str | None, is_wheel: bool) -> str | None:
+    """Why this planned file is not downloaded directly, or None."""
+    from urllib.parse import urlsplit
+
+    if url is None:
+        return "main's copy: pip finds it by name and version"
+    if not is_wheel or wheel_name(url) is None:
+        return "not a wheel: pip builds it"
+    if not sha256:
+        return "pip's plan gives no sha256"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "a URL urllib cannot read"
+    if parts.username is not None or parts.password is not None:
+        return "the URL carries credentials"
+    if parts.scheme == "https" or (parts.scheme == "http" and _loopback(host)):
+        return None
+    return f"a {parts.scheme}:// URL"
+
+
+def _context(cert: str | None):
+    import ssl
+
+    if cert is None:
+        return ssl.create_default_context()
+    if os.path.isdir(cert):
+        return ssl.create_default_context(capath=cert)
+    return ssl.create_default_context(cafile=cert)
+
+
+def _user_agent() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"pip-omni/{version('pip-omni')}"
+    except Exception:  # a checkout without metadata
+        return "pip-omni"
+
+
+def _download(url: str, sha256: str, dest: str, context, agent: str) -> None:
+    """Stream ``url`` to ``dest``; :class:`Mismatch` when its sha256 is not ``sha256``, else any
+    ``OSError``/``ValueError`` of the transfer (``dest`` is then removed)."""
+    import hashlib
+    import urllib.request
+
+    partial = dest + ".part"
+    digest = hashlib.sha256()
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": agent})
+        with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as resp, open(partial, "wb") as out:
+            length = resp.headers.get("Content-Length")
+            total = 0
+            while True:
+                chunk = resp.read(_CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                out.write(chunk)
+                total += len(chunk)
+            if length is not None and length.strip().isdigit() and int(length) != total:
+                raise OSError(f"short read: {total} of {length} bytes")
+        got = digest.hexdigest()
+        if got != sha256:
+            raise Mismatch(got)
+        os.replace(partial, dest)
+    except BaseException:
+        try:
+            os.unlink(partial)
+        except OSError:
+            pass
+        raise
+
+
+def download_all(items: list[tuple[str, str, str]], cert: str | None) -> dict[str, BaseException | None]:
+    """Download each ``(url, sha256, dest)`` at once (a few threads); ``{dest: None or the error}``.
+
+    The error is a :class:`Mismatch` (other bytes than planned) or the transfer's failure.
+    """
+    import http.client
+    from concurrent.futures import ThreadPoolExecutor
+
+    context, agent = _context(cert), _user_agent()
+
+    def one(item):
+        url, sha256, dest = item
+        try:
+            _download(url, sha256, dest, context, agent)
+        except (Mismatch, OSError, ValueError, http.client.HTTPException) as e:
+            return dest, e
+        return dest, None
+
+    if len(items) == 1:
+        return dict([one(items[0])])
+    with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(items)), thread_name_prefix="pip-omni-fetch") as pool:
+        return dict(pool.map(one, items))
