@@ -212,8 +212,11 @@ def _download(url: str, sha256: str, dest: str, context, agent: str) -> None:
     partial = dest + ".part"
     digest = hashlib.sha256()
     try:
-        request = urllib.request.Request(url, headers={"User-Agent": agent})
+        # identity, as pip asks: the sha256 is of the file, not of a compressed transfer of it
+        request = urllib.request.Request(url, headers={"User-Agent": agent, "Accept-Encoding": "identity"})
         with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as resp, open(partial, "wb") as out:
+            if resp.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+                raise OSError(f"served with Content-Encoding {resp.headers['Content-Encoding']!r}")
             length = resp.headers.get("Content-Length")
             total = 0
             while True:

@@ -26,7 +26,8 @@ from omnipkg_pip.writers import download
 class Index:
     """A loopback simple index. ``mode``: filename -> how pip-omni's own requests are served:
     ``"401"``/``"404"`` (an HTTP error), ``"cut"`` (half the body, then the connection closed),
-    ``"swap"`` (other bytes than the first request got), ``"gone"`` (404 for everyone after the first)."""
+    ``"swap"`` (other bytes than the first request got), ``"gzip"`` (compressed, though pip-omni
+    asks for identity), ``"gone"`` (404 for everyone after the first)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -65,6 +66,16 @@ class Index:
                         return self._send(int(mode), b"no")
                     if mode == "swap" and count > 1:
                         body = index.swapped[name]
+                    if mode == "gzip" and ours:  # not asked for (identity), sent anyway
+                        import gzip
+
+                        self.send_response(200)
+                        self.send_header("Content-Encoding", "gzip")
+                        data = gzip.compress(body)
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                        return None
                     if mode == "cut" and ours:
                         self.send_response(200)
                         self.send_header("Content-Length", str(len(body)))
@@ -199,7 +210,7 @@ def test_other_bytes_than_pip_planned_are_refused_in_one_line_and_the_store_is_u
     assert outside_tmp(after) == outside_tmp(before) and not [k for k in after if k.startswith("tmp/")]
 
 
-@pytest.mark.parametrize("mode", ["401", "404", "cut"])
+@pytest.mark.parametrize("mode", ["401", "404", "cut", "gzip"])
 def test_a_failed_direct_download_falls_back_to_pip_and_still_works(venv, index, mode):
     a = index.add("omt-de", "1.0", {"omt_de/__init__.py": "X = 1\n"}, requires=["omt-df"])
     b = index.add("omt-df", "1.0", {"omt_df/__init__.py": "Y = 1\n"})
@@ -207,7 +218,7 @@ def test_a_failed_direct_download_falls_back_to_pip_and_still_works(venv, index,
 
     proc = venv.run("install", "-v", "--bubble", "-i", f"{index.url}/simple", "omt-de==1.0")
 
-    why = {"401": "HTTP Error 401", "404": "HTTP Error 404", "cut": "short read"}[mode]
+    why = {"401": "HTTP Error 401", "404": "HTTP Error 404", "cut": "short read", "gzip": "Content-Encoding 'gzip'"}[mode]
     line = next(ln for ln in proc.stderr.splitlines() if ln.startswith(f"pip-omni: {a.name} through pip"))
     assert "the direct download failed" in line and why in line
     assert f"{b.name} downloaded directly" in proc.stderr
