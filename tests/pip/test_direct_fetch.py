@@ -359,3 +359,40 @@ def test_a_real_cold_bubble_of_rich_pip_planned_is_downloaded_directly(network_v
     out = venv.run("python", "-c", "import rich, importlib.metadata as m; print(m.version('rich'))",
                    env={"OMNIPKG_PINS": "rich==13.4.2"}).stdout
     assert out == "13.4.2\n"
+
+
+@pytest.fixture
+def tls_index(index, tmp_path):
+    """``index`` served over https with a self-signed certificate for 127.0.0.1 (``openssl``)."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: the https case needs it to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    index.server.socket = context.wrap_socket(index.server.socket, server_side=True)
+    index.url = index.url.replace("http://", "https://")
+    index.cert = cert
+    return index
+
+
+def test_pips_cert_is_the_bundle_the_direct_download_trusts(tls_index, tmp_path):
+    a = tls_index.add("omt-di", "1.0", {"omt_di/__init__.py": "X = 1\n"})
+    url, sha = f"{tls_index.url}/files/{a.name}", _sha(a.read_bytes())
+    trusted, untrusted = tmp_path / "t" / a.name, tmp_path / "u" / a.name
+    trusted.parent.mkdir()
+    untrusted.parent.mkdir()
+
+    # the system's CAs do not know this certificate; pip's cert (PIP_CERT...) names it
+    results = {**download.download_all([(url, sha, str(trusted))], str(tls_index.cert)),
+               **download.download_all([(url, sha, str(untrusted))], None)}
+
+    assert results[str(trusted)] is None and trusted.read_bytes() == a.read_bytes()
+    assert "CERTIFICATE_VERIFY_FAILED" in str(results[str(untrusted)]) and not untrusted.exists()
+    assert not list(untrusted.parent.iterdir())  # no partial file left
