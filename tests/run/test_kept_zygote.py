@@ -269,3 +269,81 @@ def test_a_second_matrix_run_reuses_the_zygote(omni_venv, libs, wheelhouse, tmp_
                           capture_output=True, text=True, timeout=60)
     assert json.loads(stop.stdout)["cell_zygotes"] == [seen[0]], stop.stderr
     assert _wait_gone(seen[0])
+
+
+SLEEPY_TEST = """\
+import os, time, lib
+
+def test_sleeps():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    open(os.path.join(here, "pid-" + lib.V), "w").write(f"{os.getpid()} {os.getppid()}")
+    try:
+        time.sleep(120)
+    except KeyboardInterrupt:
+        open(os.path.join(here, "ki-" + lib.V), "w").write("KeyboardInterrupt")
+        raise
+"""
+
+
+def test_ctrl_c_reaches_the_plugins_cells_of_a_kept_zygote(venv_with_pytest, libs, wheelhouse, tmp_path):
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "test_sleepy.py").write_text(SLEEPY_TEST)
+    env = {**venv_with_pytest.env, "OMNIPKG_RUNTIME_DIR": os.environ["OMNIPKG_RUNTIME_DIR"],
+           "PIP_FIND_LINKS": str(wheelhouse)}
+    proc = subprocess.Popen([str(venv_with_pytest.python), "-m", "pytest", "--omnipkg-matrix", "lib=1.0,2.0",
+                             "--omnipkg-jobs", "2", "-q", "suite"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    pids = {}
+    deadline = time.monotonic() + 240
+    while len(pids) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        for v in ("1.0", "2.0"):
+            p = tmp_path / f"pid-{v}"
+            if v not in pids and p.exists() and p.read_text():
+                pids[v] = [int(x) for x in p.read_text().split()]
+        time.sleep(0.05)
+    zygote = next(iter(pids.values()))[1]
+    assert {ppid for _, ppid in pids.values()} == {zygote} and os.getpgid(zygote) != os.getpgid(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out + err  # pytest's "interrupted"
+    for v, (pid, _) in pids.items():
+        assert (tmp_path / f"ki-{v}").read_text() == "KeyboardInterrupt"
+        assert _wait_gone(pid, 30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to connect as another uid")
+def test_the_zygote_refuses_a_peer_of_another_uid(setup, runtime_dir):
+    tmp, lib, env = setup
+    out, _, z = _cell(env, tmp)
+    kept = z.kept
+    os.chmod(runtime_dir, 0o711)  # let uid 65534 reach the socket: only the zygote's check is left
+    os.chmod(kept.dir, 0o711)
+    os.chmod(kept.socket, 0o666)
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            os.close(r)
+            os.setgid(65534)
+            os.setuid(65534)
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(kept.socket)
+            s.settimeout(30)
+            os.write(w, s.recv(100) or b"EOF")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        got = f.read()
+    assert os.waitpid(child, 0)[1] == 0
+    assert got == b"EOF"  # closed, no READY
+    log = open(os.path.join(kept.dir, "log")).read()
+    assert f"pip-omni zygote {_ppid(out)}: refused a client of uid 65534" in log
+    os.chmod(kept.socket, 0o600)
+    os.chmod(kept.dir, 0o700)
+    os.chmod(runtime_dir, 0o700)
+    assert _ppid(_cell(env, tmp)[0]) == _ppid(out)  # and it still serves its user
