@@ -19,7 +19,7 @@ pyproject.toml, or the default store).
 from ``/proc`` and ``null`` where that does not exist)::
 
     {
-      "running": true,                  # false: only "store", "socket" follow
+      "running": true,                  # false: only "store", "socket", "cell_zygotes" follow
       "pid": 1234, "store": str, "socket": str, "log": str,
       "python": str,                    # the daemon's interpreter
       "uptime_seconds": float, "clients": int, "rss_bytes": int | null,
@@ -38,7 +38,10 @@ from ``/proc`` and ``null`` where that does not exist)::
         {"pid": int, "pins": [str], "python": str, "forks": int, "preloaded": [str],
          "age_seconds": float, "rss_bytes": int | null}
       ],
-      "no_zygote": {"<pins>": "why workers of this pin set are spawned, not forked"}
+      "no_zygote": {"<pins>": "why workers of this pin set are spawned, not forked"},
+      "cell_zygotes": [                 # kept by `run --matrix` (any store), daemon or not
+        {"pid": int, "socket": str, "rss_bytes": int | null}
+      ]
     }
 
 Worker counters (``clients``, ``calls``, ``idle_seconds``) come from the daemon's last
@@ -154,18 +157,36 @@ def _stop(paths: Paths, as_json: bool) -> int:
     return 0
 
 
+def _cell_zygotes(base: str) -> list[dict]:
+    """The cell zygotes ``run --matrix`` keeps under the runtime directory ``base`` (any store)."""
+    from omnipkg_hook.workers.runtime import read_rss
+
+    from ..run import cellfork
+
+    return [{"pid": pid, "socket": sock, "rss_bytes": read_rss(pid)} for pid, sock in cellfork.kept_zygotes(base)]
+
+
+def _print_cells(cells: list[dict]) -> None:
+    for c in cells:
+        print(f"kept cell zygote pid {c['pid']} ({_size(c['rss_bytes'])}), socket {c['socket']}; "
+              "`pip-omni daemon stop` stops it")
+
+
 def _status(paths: Paths, as_json: bool) -> int:
+    cells = _cell_zygotes(paths.base)
     if daemon_pid(paths) is None:
         if as_json:
-            print(json.dumps({"running": False, "store": paths.store, "socket": paths.socket}))
+            print(json.dumps({"running": False, "store": paths.store, "socket": paths.socket, "cell_zygotes": cells}))
         else:
             print(f"no daemon is running for store {paths.store}")
+            _print_cells(cells)
         return NOT_RUNNING
     client = DaemonClient(paths.store, runtime_dir=paths.base, start=False)
     try:
         status = client.status()
     finally:
         client.close()
+    status["cell_zygotes"] = cells
     if as_json:
         print(json.dumps(status, indent=2))
         return 0
@@ -192,6 +213,7 @@ def _status(paths: Paths, as_json: bool) -> int:
         )
     for pins, reason in status["no_zygote"].items():
         print(f"no zygote for {pins}: {reason}")
+    _print_cells(cells)
     return 0
 
 

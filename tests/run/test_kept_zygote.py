@@ -265,6 +265,13 @@ def test_a_second_matrix_run_reuses_the_zygote(omni_venv, libs, wheelhouse, tmp_
         assert found.keys() == {"1.0", "2.0"} and len(set(found.values())) == 1, proc.stdout
         seen.append(next(iter(found.values())))
     assert seen[0] == seen[1] and not _gone(seen[0])
+    cli = str(omni_venv.path / "bin" / "pip-omni")
+    status = subprocess.run([cli, "daemon", "status", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert status.returncode == 3, status.stderr  # no daemon runs: the cell zygote is listed all the same
+    (listed,) = json.loads(status.stdout)["cell_zygotes"]
+    assert listed["pid"] == seen[0] and listed["socket"].startswith(os.environ["OMNIPKG_RUNTIME_DIR"])
+    text = subprocess.run([cli, "daemon", "status"], env=env, capture_output=True, text=True, timeout=60)
+    assert f"kept cell zygote pid {seen[0]} " in text.stdout, text.stdout
     stop = subprocess.run([str(omni_venv.path / "bin" / "pip-omni"), "daemon", "stop", "--json"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert json.loads(stop.stdout)["cell_zygotes"] == [seen[0]], stop.stderr

@@ -24,7 +24,7 @@ def test_status_when_nothing_runs(daemons, capsys):
     assert "no daemon is running for store" in capsys.readouterr().out
     assert _cli("status", "--json") == 3
     assert json.loads(capsys.readouterr().out) == {
-        "running": False, "store": daemons.store, "socket": daemons.paths.socket,
+        "running": False, "store": daemons.store, "socket": daemons.paths.socket, "cell_zygotes": [],
     }
     assert _cli("stop") == 0
     assert "no daemon is running" in capsys.readouterr().out
@@ -54,7 +54,7 @@ def test_start_status_stop(daemons, capsys):
     (z,) = status["zygotes"]
     assert set(z) == {"pid", "pins", "python", "forks", "preloaded", "age_seconds", "rss_bytes"}
     assert {"running", "pid", "store", "socket", "log", "python", "uptime_seconds", "clients", "rss_bytes",
-            "config", "workers", "zygotes", "no_zygote"} == set(status)
+            "config", "workers", "zygotes", "no_zygote", "cell_zygotes"} == set(status)
 
     assert _cli("status") == 0
     text = capsys.readouterr().out
