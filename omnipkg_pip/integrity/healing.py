@@ -96,6 +96,7 @@ class _Healer:
         self.fetched: dict[str, object] = {}  # wheel file name -> scratch Store, or the reason it failed
         self.key = interpreter_key()
         self.tag = sys.implementation.cache_tag
+        self.recompiled: set[str] = set()  # dist rels whose .pyc manifest for self.tag was compiled here
 
     # -- small tools -------------------------------------------------------------------------
 
@@ -460,6 +461,8 @@ class _Healer:
                          "its .pyc objects are gone and no interpreter for it is at hand; it compiles again on install")
                 continue
             bytecode.ensure_compiled(self.store, manifest, new, interpreter)
+            if tag == self.tag:
+                self.recompiled.add(rel)
             if tag in dropped:
                 self.act("compiled", rel, f"again for {tag} (its .pyc manifest was damaged, or its objects gone)")
 
@@ -500,9 +503,42 @@ class _Healer:
                     try:
                         manifest = self.scanner.load_dist(entry["path"]).manifest
                         if manifest is not None and bytecode.ensure_compiled(self.store, manifest, dist_path, interp.current()):
+                            self.recompiled.add(entry["path"])
                             self.act("compiled", entry["path"], f"for {self.tag}")
                     except (OmnipkgError, OSError) as e:
                         self.act("could not repair", entry["path"], f"compiling failed ({getattr(e, 'message', e)})")
+        self._record_recompiled()
+
+    def _record_recompiled(self) -> None:
+        """The bubbles of this interpreter record the ``.pyc`` manifests compiled here.
+
+        Such a manifest is made from the recorded sources, so it is trusted; but its bytes need
+        not be the ones recorded: ``marshal`` writes a reference only for an object something
+        else also holds, so a ``.pyc`` depends on what the compiling process holds (CPython 3.9,
+        3.10, 3.13 here). Without this, the next check would call the dist tampered with."""
+        if not self.recompiled:
+            return
+        from omnipkg_hook.store import write_json_atomic
+
+        name = PYC_PREFIX + self.tag + PYC_SUFFIX
+        for rel, m in self.report.bubbles:
+            if m is None or rel.rsplit("/", 1)[-1][: -len(".json")] != self.key:
+                continue  # rebuilt bubbles record what is there; other interpreters' have their own
+            changed = []
+            for dname, entry in m["dists"].items():
+                if entry.get("path") not in self.recompiled or "pyc_manifest" not in entry:
+                    continue
+                try:
+                    with open(os.path.join(self.store.abspath(entry["path"]), name), "rb") as f:
+                        sha = put_object(self.store, f.read())  # it is an object already: nothing written
+                except OSError:
+                    continue
+                if sha != entry["pyc_manifest"]:
+                    entry["pyc_manifest"] = sha
+                    changed.append(dname)
+            if changed:
+                write_json_atomic(self.store, self.store.abspath(rel), m, fsync=False)
+                self.act("recorded", rel, f"the .pyc manifest compiled again here for {', '.join(sorted(changed))}")
 
 
 def _object(store: Store, entry: dict) -> str:

@@ -448,3 +448,23 @@ def test_repair_fetches_an_http_origin_through_pip_when_no_index_is_configured(s
     assert result["clean"], result
     (restored,) = [a for a in result["actions"] if a["action"] == "restored"]
     assert "fetched again from its recorded origin (checked against its recorded sha256)" in restored["detail"]
+
+
+def test_a_pyc_manifest_compiled_again_to_other_bytes_is_recorded_not_called_tampered(stored, monkeypatch):
+    """marshal's bytes depend on what the compiling process holds (CPython 3.9, 3.10, 3.13): a
+    .pyc compiled again by repair may differ from the one recorded when the bubble was made.
+    Here the recompile is made to differ on purpose (marshal format 3, which Python loads)."""
+    import marshal
+
+    from omnipkg_pip.writers import bytecode
+
+    damage_pyc_manifest(stored)
+    bytecode._pyc_bytes("/dev/null", "x.py")  # makes the function once, then it is replaced
+    made = bytecode._namespace["pyc_bytes"]
+    monkeypatch.setitem(bytecode._namespace, "pyc_bytes", lambda src, dfile: made(src, dfile)[:16] + marshal.dumps(
+        compile(open(src, "rb").read(), dfile, "exec", dont_inherit=True), 3))
+    healed = checkup.run(stored, full=True, repair=True)
+    assert healed["clean"], healed
+    assert any(a["action"] == "recorded" for a in healed["actions"]), healed["actions"]
+    assert _kinds(checkup.run(stored, full=True)) == set()
+    imports_ok(stored, *BOTH)
