@@ -234,31 +234,44 @@ class _Healer:
         self.downloads.append(download)
         dest = download.path
         name = manifest.get("project_name") or manifest["name"]
-        args = ["download", "--no-deps", "--only-binary", ":all:", "--dest", dest,
-                *_tag_args(manifest["tag"]), f"{name}=={manifest['version']}"]  # fmt: skip
+        sha = manifest.get("wheel_sha256")
+        url = _origin_url(manifest)
+
+        def by_pip(sub: str, spec: list[str]) -> tuple[str | None, str]:
+            out = os.path.join(dest, sub)  # one directory each: a file one source gave is not taken for another's
+            result = pip.run_pip(sys.executable, ["download", "--no-deps", "--only-binary", ":all:", "--dest", out, *spec],
+                                 what=f"fetch {wheel} again", check=False, hold=download)
+            found = _find_wheel(out, manifest)
+            lines = [x for x in result.output.splitlines() if x.startswith("ERROR")]
+            return found, f"pip could not fetch it ({lines[-1] if lines else 'exit ' + str(result.returncode)})"
+
+        # From where the store got it first, then by name from the index pip is configured
+        # with now; the first copy with the recorded sha256 is taken.
+        sources = [("its recorded origin", lambda: (_from_origin(manifest, dest), None))]
+        if url:  # the very file, through pip (its config and auth)
+            sources.append(("its recorded origin", lambda: by_pip("origin", [url])))
+        sources.append((None, lambda: by_pip("index", [*_tag_args(manifest["tag"]), f"{name}=={manifest['version']}"])))
+        reasons: list[str] = []
+        answer = None
         try:
-            path, where = _from_origin(manifest, dest), "its recorded origin"
-            url = _origin_url(manifest)
-            if path is None and url:  # the very file, through pip (its config and auth)
-                urlargs = ["download", "--no-deps", "--only-binary", ":all:", "--dest", dest, url]
-                pip.run_pip(sys.executable, urlargs, what=f"fetch {wheel} again", check=False, hold=download)
-                path = _find_wheel(dest, manifest)
-            if path is None:  # the index pip is configured with now, by name and version
-                result = pip.run_pip(sys.executable, args, what=f"fetch {wheel} again", check=False, hold=download)
-                path, where = _find_wheel(dest, manifest), None
+            for where, get in sources:
+                path, why = get()
                 if path is None:
-                    lines = [x for x in result.output.splitlines() if x.startswith("ERROR")]
-                    raise _NotFetched(f"pip could not fetch it ({lines[-1] if lines else 'exit ' + str(result.returncode)})")
-            if manifest.get("wheel_sha256") and file_sha256(path) != manifest["wheel_sha256"]:
-                answer = "the wheel fetched again is not the one installed (sha256 differs); not used"
-            else:
+                    if why:
+                        reasons.append(why)
+                    continue
+                if sha and file_sha256(path) != sha:
+                    reasons.append(f"the wheel from {where or 'the index'} is not the one installed (sha256 differs); "
+                                   "not used")
+                    continue
                 scratch = Store(os.path.join(work, "scratch"))
                 ingest_wheel(scratch, path, interp.current())
                 scratch.wheel = path
                 scratch.where = where
                 answer = scratch
-        except _NotFetched as e:
-            answer = str(e)
+                break
+            if answer is None:
+                answer = "; ".join(reasons)
         except (OmnipkgError, OSError) as e:
             answer = f"fetching it failed ({getattr(e, 'message', e)})"
         self.fetched[wheel] = answer
@@ -561,10 +574,6 @@ def _find_wheel(directory: str, manifest: dict) -> str | None:
         if (normalize(name), str(version), tag) == (manifest["name"], manifest["version"], manifest["tag"]):
             return os.path.join(directory, fname)
     return None
-
-
-class _NotFetched(Exception):
-    pass
 
 
 def _from_origin(manifest: dict, dest: str) -> str | None:

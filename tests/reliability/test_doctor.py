@@ -396,6 +396,21 @@ def test_an_origin_file_that_changed_since_is_not_used(from_folder):
     assert path.read_bytes() == data + b"\0"  # the origin is read, never written
 
 
+
+def test_an_origin_file_that_changed_gives_way_to_the_index_when_it_has_the_right_wheel(from_folder, tmp_path,
+                                                                                        monkeypatch):
+    (path,) = from_folder.folder.glob("omt_app-*.whl")
+    links = tmp_path / "links"
+    links.mkdir()
+    shutil.copy(path, links)  # the very wheel, where pip looks now
+    path.write_bytes(path.read_bytes() + b"\0")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
+    delete_object_and_file(from_folder)
+    result = checkup.run(from_folder, repair=True)
+    assert result["clean"], result
+    (restored,) = [a for a in result["actions"] if a["action"] == "restored"]
+    assert "recorded origin" not in restored["detail"] and "checked against its recorded sha256" in restored["detail"]
+
 def test_without_its_origin_file_repair_asks_pip_by_name_and_says_why_it_failed(from_folder):
     for w in from_folder.folder.iterdir():
         w.unlink()
