@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tarfile
 import zlib
 
@@ -390,6 +391,10 @@ def _verify(store: Store, staged: dict, manifests: dict, reject):
                     problems.append(f"{name!r}: names the dist path {p!r}, outside dists/")
                 elif p not in archived and not os.path.exists(os.path.join(store.abspath(p), DIST_MANIFEST)):
                     problems.append(f"{name!r}: its dist {p} is neither in the archive nor in the store")
+                elif p not in archived:
+                    other = _other_build(store, staged, p, e.get("manifest"))
+                    if other:
+                        problems.append(f"{name!r}: its dist {p} is another build than the store's ({other})")
                 for k in ("manifest", "pyc_manifest"):  # the dist's manifests kept as objects
                     sha = e.get(k) if isinstance(e, dict) else None
                     if sha is None:
@@ -431,6 +436,103 @@ _ENTRY = re.compile(r"[A-Za-z_][\w.]*(?: *: *[A-Za-z_][\w.]*)?(?: *\[[\w ,.-]*\]
 def _scripts_ok(scripts) -> bool:
     return scripts is None or isinstance(scripts, dict) and all(
         isinstance(k, str) and _WORD.fullmatch(k) and isinstance(v, str) and _ENTRY.fullmatch(v) for k, v in scripts.items())
+
+
+def _read_object(store: Store, staged: dict, sha) -> bytes | None:
+    """The bytes of the object ``sha`` (a manifest), staged or in the store; None if neither."""
+    if not isinstance(sha, str) or re.fullmatch(r"[0-9a-f]{64}", sha) is None:
+        return None
+    obj = store.object_path(sha)
+    path = staged.get(os.path.relpath(obj, store.root).replace(os.sep, "/"), obj)
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _files_of(data: bytes | None) -> list | None:
+    try:
+        files = json.loads(data)["files"]
+        return sorted((f["path"], f["sha256"], f.get("mode", 0o644) & 0o111) for f in files)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
+
+
+def _other_build(store: Store, staged: dict, rel: str, sha) -> str | None:
+    """Why the dist manifest ``sha`` an incoming bubble records for ``rel`` (a dist this store
+    has) describes other files than the store's, or None when the files are the same (the
+    manifests' bytes may still differ: another origin URL). The bubble runs on the store's
+    files, so other files would make it something its source never tested."""
+    if sha is None:
+        return None
+    try:
+        with open(os.path.join(store.abspath(rel), DIST_MANIFEST), "rb") as f:
+            local = f.read()
+    except OSError as e:
+        return f"the store's manifest cannot be read: {e.strerror}"
+    if hashlib.sha256(local).hexdigest() == sha:
+        return None
+    theirs, ours = _files_of(_read_object(store, staged, sha)), _files_of(local)
+    if theirs is None:
+        return "its manifest is not readable"
+    if theirs != ours:
+        diff = sorted({f[0] for f in set(theirs) ^ set(ours)}, key=lambda p: (".dist-info/" in p, p))
+        return f"{diff[0]!r} differs" if diff else "another file list"
+    return None
+
+
+def _record_local(store: Store, m: dict, compiled: set, records: dict, pyc: bool) -> None:
+    """Make the incoming bubble ``m`` record the manifests its dists have in this store (the
+    ``.pyc`` manifests only with ``pyc``: a bubble of this interpreter).
+
+    A dist the store had before is used as it is, and its manifests' bytes need not be the
+    ones the bubble's source recorded, though the files are the same (:func:`_other_build`):
+    another origin URL in the dist manifest, or ``.pyc`` files compiled by another process
+    (``marshal`` writes a reference only for an object something else also holds, so a
+    ``.pyc``'s bytes depend on the compiling process: CPython 3.9, 3.10, 3.13 here). Such a
+    manifest is recorded when a bubble of this store records it or it was compiled here just
+    now (``compiled``); anything else stays as the source recorded it, for doctor to report.
+    ``records`` caches :func:`_local_records`."""
+    from omnipkg_hook.store import put_object
+
+    names = [("manifest", DIST_MANIFEST)]
+    if pyc:
+        names.append(("pyc_manifest", PYC_PREFIX + sys.implementation.cache_tag + PYC_SUFFIX))
+    for e in m["dists"].values():
+        rel = e["path"]
+        for field, fname in names:
+            try:
+                with open(os.path.join(store.abspath(rel), fname), "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            if e.get(field) == sha:
+                continue
+            if not (field == "pyc_manifest" and rel in compiled):
+                if not records:
+                    records.update(_local_records(store))
+                if sha not in records.get((rel, fname), ()):
+                    continue
+            put_object(store, data)  # kept as an object, as a bubble made here keeps it
+            e[field] = sha
+
+
+def _local_records(store: Store) -> dict:
+    """``{(dist path, manifest file name): {sha256}}`` that this store's bubbles of this
+    interpreter record (a ``.pyc`` manifest only for its own interpreter, as doctor checks)."""
+    key, tag = interpreter_key(), sys.implementation.cache_tag
+    out: dict = {(None, None): set()}  # never empty: built once per import or pull
+    for _n, _v, k, path in store.iter_bubbles():
+        try:
+            for e in read_manifest(path)["dists"].values():
+                out.setdefault((e["path"], DIST_MANIFEST), set()).add(e.get("manifest"))
+                if k == key:
+                    out.setdefault((e["path"], PYC_PREFIX + tag + PYC_SUFFIX), set()).add(e.get("pyc_manifest"))
+        except (OSError, OmnipkgError, KeyError, TypeError, AttributeError):
+            continue  # doctor names a damaged bubble; it vouches for nothing
+    return out
 
 
 def _layout_problem(files: list) -> str | None:
@@ -480,11 +582,13 @@ def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, 
         os.rename(new, path)
         result["dists"].append(rel)
     key = interpreter_key()
+    records: dict = {}
     for name, m in sorted(bubbles.items()):
         path = store.abspath(name)
         if os.path.exists(path):
             result["present"].append(name)
             continue
+        compiled = set()
         if name.rsplit("/", 1)[1] == key + ".json":
             from ..pythons import interp
 
@@ -492,12 +596,15 @@ def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, 
                 if dep != m["root"] and served_by_main(dep, e["version"], main):
                     continue
                 dist_path = store.abspath(e["path"])
-                ensure_compiled(store, read_manifest(os.path.join(dist_path, DIST_MANIFEST)), dist_path, interp.current())
+                if ensure_compiled(store, read_manifest(os.path.join(dist_path, DIST_MANIFEST)), dist_path,
+                                   interp.current()):
+                    compiled.add(e["path"])
             from omnipkg_hook.scripts import write_bubble_scripts  # entry points and data scripts
 
             write_bubble_scripts(store, m, interp.current().executable)
         # for the next install of its interpreter (bytecode.compile_pending): what it must compile
         note_pending(store, [store.abspath(e["path"]) for e in m["dists"].values()], name.rsplit("/", 1)[1][:-5])
+        _record_local(store, m, compiled, records, pyc=name.rsplit("/", 1)[1] == key + ".json")
         write_json_atomic(store, path, m)
         result["bubbles"].append(name)
     return result
