@@ -285,8 +285,11 @@ def run(args) -> int:
 
     # Bubbles first: if one fails, main has not been touched.
     shared = remote.for_install(args) if jobs else None
-    for job in jobs:
-        rows.append(_make_bubble(store, interpreter, job, common, args.verbose, exact, shared, main_now))
+    try:
+        for job in jobs:
+            rows.append(_make_bubble(store, interpreter, job, common, args.verbose, exact, shared, main_now))
+    finally:
+        _release_leased()
     remote.push_made(shared, store, interpreter, rows)
     if the_plan is not None and the_plan.to_main:
         _install_main(interpreter, the_plan, main_now, editables, common, main_only, args)
@@ -402,7 +405,8 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
 
                 return main_versions(environment.sys_path(interpreter), exclude=store.root)
 
-            the_plan = fetch.plan_bubble(store, req, planned, interpreter, main_dirs if job.report is not None else None)
+            the_plan = _leased(store, lambda: fetch.plan_bubble(
+                store, req, planned, interpreter, main_dirs if job.report is not None else None))
         if the_plan is not None and not the_plan.fetch and present is not None and _dist_paths(
                 store, name, present.version, interpreter) == the_plan.paths(store):
             return present
@@ -434,6 +438,37 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
     if the_plan is not None and the_plan.stored:
         reason += f", {len(the_plan.stored)} already stored"
     return Row(name, manifest["version"], "bubble", "created", reason)
+
+
+_LEASED: list[str] = []  # stored dists a plan of this command uses: leased until its bubbles are written
+
+
+def _leased(store: Store, make_plan):
+    """``make_plan()``'s plan, with a lease (:mod:`omnipkg_hook.leases`) held on every stored
+    dist it uses, so a ``gc`` running meanwhile keeps them (no bubble names them yet; the
+    leases this takes are dropped when :func:`run`'s bubbles are written). A dist that went
+    away before its lease is not stored any more: the plan is made again, and fetches it."""
+    from omnipkg_hook import leases
+
+    for _ in range(3):
+        the_plan = make_plan()
+        if the_plan is None or not the_plan.stored:
+            return the_plan
+        held = set(leases.held())  # a pin of this process may hold some: those stay held
+        paths = [store.abspath(p) for p in the_plan.paths(store).values()]
+        missing = leases.hold(store, paths)
+        _LEASED.extend(p for p in paths if p not in held and p not in missing)
+        if not missing:
+            return the_plan
+    return the_plan  # gone again each time: ingest fails on it and says so
+
+
+def _release_leased() -> None:
+    if _LEASED:
+        from omnipkg_hook import leases
+
+        leases.release(_LEASED)
+        _LEASED.clear()
 
 
 def _preload_ingest() -> None:

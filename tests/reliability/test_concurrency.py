@@ -239,3 +239,58 @@ def test_readers_never_wait_for_the_writer_lock(stored):
         proc = subprocess.run([sys.executable, "-c", "import omt_app.sub; print(omt_app.sub.WHO)"],
                               env=child_env(stored, "omt-app==1.0"), capture_output=True, text=True, timeout=120)
         assert proc.stdout.strip() == "omt-app 1.0 sub", proc.stderr
+
+
+
+@pytest.mark.parametrize("when", ["before its lease", "after its lease"])
+def test_a_gc_between_the_plan_and_the_publish_of_an_install_takes_no_stored_dist_it_uses(
+        store, wheel, wheelhouse, monkeypatch, when):
+    """What the loop above hit now and then: ``install`` planned to use a stored dist no bubble
+    names yet (``omt-lib``, after its bubble was uninstalled), a ``gc`` at that moment removed
+    it, and the install failed on the missing directory. Now the plan holds a lease on the
+    stored dists it uses: a gc after that keeps them; a gc before it (run right after the
+    plan) makes the plan be made again, and the dist is fetched."""
+    from omnipkg_hook.store import interpreter_key
+    from omnipkg_pip.cli import main
+    from omnipkg_pip.commands.uninstall import remove_bubble
+    from omnipkg_pip.writers import fetch
+    from omnipkg_pip.writers.bubbles import bubble_from_wheels
+
+    from .conftest import imports_ok
+
+    lib = wheel("omt-lib", "1.0", lib_files("1.0"))
+    bubble_from_wheels(store, [wheel("omt-app", "1.0", app_files("omt-app", "1.0"), requires=["omt-lib"]), lib],
+                       "omt-app==1.0")
+    assert remove_bubble(store, "omt-app", "1.0", interpreter_key())  # omt-lib 1.0: stored, no bubble names it
+    wheel("omt-tool", "1.0", app_files("omt-tool", "1.0"), requires=["omt-lib"])
+    lib_dir = store.dist_path("omt-lib", "1.0", "py3-none-any")
+    plans, gone = [], []
+    real_plan, real_fetch = fetch.plan_bubble, fetch.fetch
+
+    def plan(*args, **kwargs):
+        made = real_plan(*args, **kwargs)
+        plans.append(sorted(made.stored))
+        if when == "before its lease" and len(plans) == 1:
+            gone.extend(collect(store)["dists"])
+        return made
+
+    def fetch_after_gc(*args, **kwargs):
+        if when == "after its lease":
+            gone.extend(collect(store)["dists"])
+        return real_fetch(*args, **kwargs)
+
+    from omnipkg_hook import leases
+
+    held = leases.held()  # other tests of this process may hold some
+    monkeypatch.setattr(fetch, "plan_bubble", plan)
+    monkeypatch.setattr(fetch, "fetch", fetch_after_gc)
+    assert main(["install", "-q", "--bubble", "--no-index", "-f", str(wheelhouse), "omt-tool==1.0"]) == 0
+    if when == "before its lease":
+        assert lib_dir in gone and plans == [["omt-lib"], []]  # collected, so planned again and fetched
+    else:
+        assert lib_dir not in gone and plans == [["omt-lib"]]  # leased: gc kept it, the bubble uses it
+    assert leases.held() == held  # dropped once the bubble names the dist: a long-lived caller pins nothing
+    assert store.load_bubble("omt-tool", "1.0", interpreter_key())["dists"]["omt-lib"]["path"] == (
+        "dists/omt-lib/1.0/py3-none-any")
+    assert checkup.run(store)["problems"] == []
+    imports_ok(store, "omt-tool==1.0")
