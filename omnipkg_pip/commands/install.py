@@ -398,6 +398,10 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
                     raise
                 return _from_store_row(name, manifest, job)
         planned = fetch.planned_from_report(report) if report is not None else None
+        if report is None and req.url is None:  # no plan from pip: the index's, where it is pip's own
+            from ..writers import indexplan
+
+            planned = indexplan.plan(store, req, interpreter, common, work, verbose)
         the_plan = None
         if planned is not None:
             def main_dirs():

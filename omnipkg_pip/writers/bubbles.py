@@ -94,13 +94,22 @@ def _version_key(text: str) -> Version:
         return Version("0")
 
 
-def resolve_closure(root: Requirement, available, interpreter, *, prereleases: bool | None = None) -> dict[str, _Picked]:
+def _pinned(spec: SpecifierSet) -> bool:
+    """pip's test for a specifier that may pick a yanked file (PEP 592): ``===``, or ``==`` without ``.*``."""
+    return any(s.operator == "===" or (s.operator == "==" and not s.version.endswith(".*")) for s in spec)
+
+
+def resolve_closure(root: Requirement, available, interpreter, *, prereleases: bool | None = None,
+                    requires=None) -> dict[str, _Picked]:
     """Walk ``root``'s requirements through ``available(name) -> [dist manifest]``.
 
     Picks, per name, the best dist that satisfies every requirement met so far
     (highest version; among equal versions the best wheel tag). Pre-releases count only
     where a specifier names one, as in pip, unless ``prereleases=True`` (dists pip
-    itself chose, e.g. under ``--pre``). Raises
+    itself chose, e.g. under ``--pre``). A dist marked ``"yanked"`` (an index's file,
+    :mod:`.indexplan`) is used only as pip uses one: the specifier pins it and every
+    candidate is yanked. ``requires(manifest)``: its ``Requires-Dist`` lines, read only for
+    the dist picked (default: ``manifest["requires_dist"]``). Raises
     :class:`ClosureError` naming what is missing or inconsistent.
     """
     env = interpreter.markers
@@ -130,11 +139,14 @@ def resolve_closure(root: Requirement, available, interpreter, *, prereleases: b
             # filter(), not contains(): like pip, a pre-release only when no final release fits
             allowed = set(combined.filter({m["version"] for m in usable}, prereleases=prereleases))
             candidates = [m for m in usable if m["version"] in allowed]
+            if any(m.get("yanked") for m in candidates) and not (
+                    _pinned(combined) and all(m.get("yanked") for m in candidates)):
+                candidates = [m for m in candidates if not m.get("yanked")]
             if not candidates:
                 raise ClosureError(f"no {name} matching {why!r} is available for Python {interpreter.version}")
             manifest = max(candidates, key=lambda m: (_version(m), -(interpreter.rank(m["tag"]) or 0)))
             current = picked[name] = _Picked(manifest, set(extras), {})
-        for line in manifest.get("requires_dist", []):
+        for line in (requires(manifest) if requires is not None else manifest.get("requires_dist", [])):
             req = Requirement(line)
             if not _applies(req, env, current.extras):
                 continue

@@ -41,13 +41,21 @@ _FALLBACK_KEYS = ("proxy", "client-cert", "trusted-host", "keyring-provider")
 _URL_KEYS = ("index-url", "extra-index-url", "find-links")
 
 
+DEFAULT_INDEX = "https://pypi.org/simple/"
+
+
 class Settings:
-    """What pip's settings say for a direct download: ``blocked`` (the reason pip must fetch), ``cert``."""
+    """What pip's settings say for a direct download: ``blocked`` (the reason pip must fetch), ``cert``;
+    and, for :mod:`.indexplan`, every setting found (``found``: ``(where, key, value, section)``, the
+    command line first, then the environment, then the config files in pip's order) and the index URL
+    pip would use (``index_url``)."""
 
-    __slots__ = ("blocked", "cert")
+    __slots__ = ("blocked", "cert", "found", "index_url")
 
-    def __init__(self, blocked: str | None = None, cert: str | None = None) -> None:
+    def __init__(self, blocked: str | None = None, cert: str | None = None, found=(),
+                 index_url: str = DEFAULT_INDEX) -> None:
         self.blocked, self.cert = blocked, cert
+        self.found, self.index_url = list(found), index_url
 
 
 class Mismatch(Exception):
@@ -96,7 +104,7 @@ def pip_settings(common: list[str], prefixes: list[str]) -> Settings:
     if os.environ.get(ENV_OFF, "").strip().lower() in ("0", "no", "false", "off"):
         return Settings(f"{ENV_OFF}={os.environ[ENV_OFF]}")
     certs: list[str] = []
-    found: list[tuple[str, str, str]] = []  # (where, key, value)
+    found: list[tuple[str, str, str, str]] = []  # (where, key, value, config section or "")
     i = 0
     while i < len(common):
         tok = common[i]
@@ -108,10 +116,10 @@ def pip_settings(common: list[str], prefixes: list[str]) -> Settings:
             name, value, eq = tok[:2], tok[2:], tok[2:]
         if not eq and i < len(common) and not common[i].startswith("-"):
             value = common[i]
-        found.append(("the command line", {"-i": "index-url", "-f": "find-links"}.get(name, name[2:]), value))
+        found.append(("the command line", {"-i": "index-url", "-f": "find-links"}.get(name, name[2:]), value, ""))
     for key, value in os.environ.items():
         if key.startswith("PIP_"):
-            found.append((key, key[4:].lower().replace("_", "-"), value))
+            found.append((key, key[4:].lower().replace("_", "-"), value, ""))
     import configparser
 
     for path in _config_files(prefixes):
@@ -125,9 +133,10 @@ def pip_settings(common: list[str], prefixes: list[str]) -> Settings:
             return Settings(f"pip's config file {path!r} cannot be read here ({type(e).__name__})")
         for section in parser.sections():
             for key, value in parser.items(section):
-                found.append((path, key, value))
-    for where, key, value in found:
-        key = key.lower().replace("_", "-").lstrip("-")  # as pip reads a config key
+                found.append((path, key, value, section))
+    found = [(where, key.lower().replace("_", "-").lstrip("-"), value, section)  # as pip reads a config key
+             for where, key, value, section in found]
+    for where, key, value, _section in found:
         if key in _FALLBACK_KEYS and not (key == "keyring-provider" and value.strip() == "disabled"):
             return Settings(f"pip's {key} is set ({where})")
         if key in _URL_KEYS and _has_credentials(value):
@@ -136,7 +145,24 @@ def pip_settings(common: list[str], prefixes: list[str]) -> Settings:
             certs.append(os.path.expanduser(value.strip()))
     if len(set(certs)) > 1:
         return Settings("pip's cert is set to several bundles")
-    return Settings(None, certs[0] if certs else None)
+    return Settings(None, certs[0] if certs else None, found, _index_url(found))
+
+
+def _index_url(found: list[tuple[str, str, str, str]]) -> str:
+    """The index URL ``pip wheel`` uses: the command line's, else ``PIP_INDEX_URL``, else the
+    last config file's (its ``[wheel]`` section over ``[global]``), else PyPI's."""
+    for where, key, value, _section in found:
+        if key == "index-url" and where == "the command line":
+            return value
+    for where, key, value, _section in found:
+        if key == "index-url" and where.startswith("PIP_"):
+            return value
+    url = None
+    files = [w for w, _k, _v, s in found if s]
+    for path in dict.fromkeys(files):
+        per = {s: v for w, k, v, s in found if w == path and k == "index-url"}
+        url = per.get("wheel", per.get("global", url))
+    return url or DEFAULT_INDEX
 
 
 def _loopback(host: str) -> bool:

@@ -192,6 +192,13 @@ def _local_wheel(p: Planned) -> str | None:
     return path if parts.netloc in ("", "localhost") and os.path.isfile(path) else None
 
 
+def _downloaded(p: Planned, work) -> bool:
+    from .download import wheel_name
+
+    name = wheel_name(p.url) if p.url and p.tag is not None and p.sha256 else None
+    return name is not None and os.path.isfile(os.path.join(work.path, name))
+
+
 def _settings(interpreter, common: list[str]):
     """pip's settings for a direct download (:func:`.download.pip_settings`), read once per command."""
     import sys
@@ -294,9 +301,11 @@ def fetch(interpreter, plan: BubblePlan, work, common: list[str], verbose: int) 
 
     from .. import progress
 
-    what = f"fetch {_names(plan.fetch)}"
-    local = [p for p in plan.fetch if _local_wheel(p) is not None]
-    remote = [p for p in plan.fetch if p not in local]
+    # Already in the download dir (:mod:`.indexplan` read its requirements from it): its sha256 is checked below
+    want = [p for p in plan.fetch if not _downloaded(p, work)]
+    what = f"fetch {_names(want)}"
+    local = [p for p in want if _local_wheel(p) is not None]
+    remote = [p for p in want if p not in local]
     settings, go, remote = _split(interpreter, remote, common, verbose) if remote else (None, [], [])
     if local or go:
         with progress.step(what if not remote else f"fetch {_names(local + go)}", verbose=verbose):

@@ -10,129 +10,16 @@ test tells pip's requests from pip-omni's.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
-import threading
 from pathlib import Path
 
 import pytest
 from conftest import store_state
+from simple_index import index, venv  # noqa: F401 (fixtures)
 from wheelmaker import make_wheel
 
 from omnipkg_pip.writers import download
-
-
-class Index:
-    """A loopback simple index. ``mode``: filename -> how pip-omni's own requests are served:
-    ``"401"``/``"404"`` (an HTTP error), ``"cut"`` (half the body, then the connection closed),
-    ``"swap"`` (other bytes than the first request got), ``"gzip"`` (compressed, though pip-omni
-    asks for identity), ``"gone"`` (404 for everyone after the first)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.files: dict[str, bytes] = {}
-        self.swapped: dict[str, bytes] = {}
-        self.mode: dict[str, str] = {}
-        self.log: list[tuple[str, str]] = []  # (path as sent, User-Agent)
-        self.served: dict[str, int] = {}
-        index = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):  # quiet
-                pass
-
-            def do_GET(self):
-                agent = self.headers.get("User-Agent", "")
-                index.log.append((self.path, agent))
-                path = self.path.split("://", 1)[-1].split("/", 1)[-1] if "://" in self.path else self.path[1:]
-                parts = path.split("?")[0].strip("/").split("/")
-                if parts[0] == "simple" and len(parts) == 2:
-                    links = "".join(
-                        f'<a href="../../files/{f}#sha256={hashlib.sha256(b).hexdigest()}">{f}</a>\n'
-                        for f, b in index.files.items() if f.split("-")[0].replace("_", "-") == parts[1])
-                    return self._send(200, f"<html><body>\n{links}</body></html>".encode(), "text/html")
-                if parts[0] == "files" and len(parts) == 2 and parts[1] in index.files:
-                    name = parts[1]
-                    body = index.files[name]
-                    count = index.served[name] = index.served.get(name, 0) + 1
-                    mode = index.mode.get(name)
-                    ours = agent.startswith("pip-omni")
-                    if mode == "gone" and count > 1:
-                        return self._send(404, b"gone")
-                    if mode in ("401", "404") and ours:
-                        return self._send(int(mode), b"no")
-                    if mode == "swap" and count > 1:
-                        body = index.swapped[name]
-                    if mode == "gzip" and ours:  # not asked for (identity), sent anyway
-                        import gzip
-
-                        self.send_response(200)
-                        self.send_header("Content-Encoding", "gzip")
-                        data = gzip.compress(body)
-                        self.send_header("Content-Length", str(len(data)))
-                        self.end_headers()
-                        self.wfile.write(data)
-                        return None
-                    if mode == "cut" and ours:
-                        self.send_response(200)
-                        self.send_header("Content-Length", str(len(body)))
-                        self.send_header("Connection", "close")
-                        self.end_headers()
-                        self.wfile.write(body[: len(body) // 2])
-                        self.wfile.flush()
-                        self.close_connection = True
-                        return None
-                    return self._send(200, body, "application/octet-stream")
-                return self._send(404, b"not found")
-
-            def _send(self, code, body, ctype="text/plain"):
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return None
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def add(self, name, version, files=None, **kw) -> Path:
-        path = make_wheel(self.root, name, version, files, **kw)
-        self.files[path.name] = path.read_bytes()
-        return path
-
-    def ours(self, fname: str) -> list[str]:
-        """The User-Agents of the requests pip-omni itself made for ``fname``."""
-        return [a for p, a in self.log if p.endswith("/files/" + fname) and a.startswith("pip-omni")]
-
-
-@pytest.fixture
-def index(tmp_path):
-    root = tmp_path / "served"
-    root.mkdir()
-    idx = Index(root)
-    idx.thread.start()
-    yield idx
-    idx.server.shutdown()
-    idx.server.server_close()
-    idx.thread.join()
-
-
-@pytest.fixture
-def venv(omni_venv, tmp_path):
-    """``omni_venv`` whose pip may use an index (no ``PIP_NO_INDEX``), no proxy, no pip cache."""
-    omni_venv.env.pop("PIP_NO_INDEX", None)
-    omni_venv.env.pop(download.ENV_OFF, None)
-    for key in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
-        omni_venv.env.pop(key, None)
-    omni_venv.env.update({"PIP_NO_CACHE_DIR": "1",
-                          "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path / "home")})
-    return omni_venv
 
 
 def _pip_commands(venv) -> list[str]:

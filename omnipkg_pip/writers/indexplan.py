@@ -1,0 +1,548 @@
+"""A cold bubble resolved from the index without pip, where the answer is pip's own.
+
+A bubble with no plan from pip (``pip-omni install --bubble rich==13.4.2`` on an empty
+store, every bubble ``pip-omni run`` makes on demand) used to start ``pip wheel`` just to
+resolve: ~0.4 s of pip's start-up, then pip's resolver, which downloads whole wheels to
+read their requirements from an index without PEP 658 metadata. :func:`plan` reads the
+same simple index pages pip would (PEP 691 JSON, or PEP 503 HTML), picks per name what
+pip's resolver picks, and returns the plan as :func:`.fetch.planned_from_report` would
+from pip's report; :mod:`.fetch` then downloads those files, each sha256 checked.
+
+It answers only when it can be sure the answer is pip's, and otherwise returns None
+(pip resolves as before; ``-v`` says why):
+
+- the settings (:func:`.download.pip_settings`: command line, environment, config
+  files) name one index and nothing else that changes what pip resolves: a whitelist
+  (``_HARMLESS``). A local ``--find-links`` folder or ``file://`` extra index that has
+  no file of a project adds nothing to pip's choice for it, so it is allowed, and
+  looked at for each project; one that has a file of it sends the bubble to pip.
+- files: wheels this interpreter supports (``interpreter.supports``/``rank``, pip's
+  tag order), ``requires-python`` (PEP 503 ``data-requires-python``), yanked files
+  (PEP 592: only when the specifier pins them with ``==``/``===`` and every candidate is
+  yanked). pip takes the newest allowed *version* first and then its best file; when
+  that is an sdist (no wheel for this interpreter), pip would build it: None.
+- resolution: :func:`.bubbles.resolve_closure` (greedy; pip backtracks, it does not: a
+  conflict is None). Then every dist is checked against each requirement on it alone:
+  the newest file each allows must be the one picked, so whatever order pip's resolver
+  takes the names in, it pins the same files and never backtracks.
+- requirements are read from PEP 658 metadata when the index offers it (its hash
+  checked), else from a stored dist made from that very wheel (``wheel_sha256``), else
+  from the wheel, downloaded into the download dir (sha256 checked while streaming),
+  where :func:`.fetch.fetch` finds it and does not download it again. METADATA naming
+  another project or version than its file name is refused in one line.
+
+``OMNIPKG_INDEX_PLAN=0`` (``no``/``false``/``off``) turns it off: pip resolves every cold bubble.
+Pages and wheels are fetched in a few threads, with the TLS and proxy handling of
+:mod:`.download`. Nothing here writes to the store but the download dir.
+"""
+
+from __future__ import annotations
+
+import os
+
+from omnipkg_hook._pep440 import InvalidSpecifier, InvalidVersion, SpecifierSet, Version
+from omnipkg_hook._requirements import Requirement
+from omnipkg_hook.errors import InvalidPinError, WheelRejectedError
+from omnipkg_hook.store import normalize
+
+from . import bubbles, download
+
+__all__ = ["plan", "ENV_OFF", "Unsure"]
+
+ENV_OFF = "OMNIPKG_INDEX_PLAN"
+MAX_PAGE = 16 << 20  # bytes of one project page; a bigger one goes to pip
+MAX_METADATA = 8 << 20
+ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
+_JSON = "application/vnd.pypi.simple.v1+json"
+_PARALLEL = 8
+
+# pip settings (config/environment keys) that do not change what pip resolves or from where
+_HARMLESS = {"cert", "timeout", "default-timeout", "retries", "disable-pip-version-check", "no-input", "no-cache-dir",
+             "cache-dir", "progress-bar", "no-color", "config-file", "index-url", "root-user-action",
+             "require-virtualenv", "break-system-packages", "no-warn-script-location", "yes", "exists-action",
+             "quiet", "verbose", "no-python-version-warning", "resume-retries", "find-links", "extra-index-url"}
+# pip options on pip-omni's command line (``common``): those with a value, and flags
+_CLI_VALUES = {"-i", "--index-url", "--cert", "--timeout", "--retries", "--progress-bar", "--exists-action",
+               "--cache-dir", "--resume-retries"}
+_CLI_FLAGS = {"--pre", "--no-cache-dir", "--disable-pip-version-check", "--no-input", "--no-color"}
+_SDIST = (".tar.gz", ".zip", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tlz", ".tar.lz", ".tar.lzma", ".tgz", ".tar")
+
+
+class Unsure(Exception):
+    """The index plan cannot be sure of pip's answer: pip resolves (the message says why)."""
+
+
+class _File:
+    __slots__ = ("filename", "url", "version", "key", "tag", "build", "sha256", "yanked", "python_ok", "meta_sha")
+
+    def __init__(self, **kw) -> None:
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+def _off() -> bool:
+    return os.environ.get(ENV_OFF, "").strip().lower() in ("0", "no", "false", "off")
+
+
+def _command_line(common: list[str]) -> tuple[str | None, bool]:
+    """``(why not, --pre given)`` for pip's options on the command line."""
+    pre = False
+    i = 0
+    while i < len(common):
+        tok = common[i]
+        i += 1
+        name, eq, _v = tok.partition("=")
+        if tok.startswith("-i") and not tok.startswith("--") and len(tok) > 2:
+            continue
+        if name in _CLI_VALUES:
+            i += 0 if eq else 1
+        elif tok in _CLI_FLAGS:
+            pre = pre or tok == "--pre"
+        else:
+            return f"pip's {tok} on the command line", pre
+    return None, pre
+
+
+def _local_path(url: str) -> str | None:
+    """The local path a find-links or index location names (a bare path or ``file://``), else None."""
+    from urllib.parse import unquote, urlsplit
+
+    if "://" not in url:
+        return os.path.abspath(os.path.expanduser(url))
+    parts = urlsplit(url)
+    return unquote(parts.path) if parts.scheme == "file" and parts.netloc in ("", "localhost") else None
+
+
+class _Sources:
+    """The index pip uses and the local sources beside it (which must have nothing of a project)."""
+
+    def __init__(self, index_url: str, links: list[str], extra: list[str]) -> None:
+        self.index_url = index_url.rstrip("/") + "/"
+        self.links, self.extra = links, extra
+        self._listed: dict[str, list[str]] = {}
+
+    def check(self, name: str) -> None:
+        for path in self.extra:
+            if os.path.exists(os.path.join(path, name)):
+                raise Unsure(f"the extra index {path!r} has a page for {name}: pip merges it with the index")
+        for path in self.links:
+            if path not in self._listed:
+                try:
+                    self._listed[path] = os.listdir(path) if os.path.isdir(path) else []
+                except OSError:
+                    self._listed[path] = []
+            for fname in self._listed[path]:
+                if normalize(fname.split("-", 1)[0]) == name or normalize(fname).startswith(name + "-"):
+                    raise Unsure(f"--find-links {path!r} has {fname!r}: pip chooses among it and the index")
+
+
+def sources(settings, common: list[str]) -> tuple[_Sources | None, str | None, bool]:
+    """``(sources, why not, prereleases)`` from pip's settings and command line."""
+    why, pre = _command_line(common)
+    if why:
+        return None, why, pre
+    links, extra = [], []
+    for where, key, value, _section in settings.found:
+        if where == "the command line":  # read above, as pip parses it
+            continue
+        if key not in _HARMLESS:
+            return None, f"pip's {key} is set ({where})", pre
+        if key in ("find-links", "extra-index-url"):
+            for url in value.split():
+                path = _local_path(url)
+                if path is None:
+                    return None, f"pip's {key} {url!r} is another source ({where})", pre
+                (links if key == "find-links" else extra).append(path)
+    url = settings.index_url
+    if _local_path(url) is not None or download.why_not(url + "x-1-py3-none-any.whl", "x", True) is not None:
+        return None, f"the index {url!r} is not an https (or loopback http) URL", pre
+    return _Sources(url, links, extra), None, pre
+
+
+# Pages
+
+class _Links:
+    """PEP 503: the ``<a>`` elements of a page and its ``<base href>``."""
+
+    def __init__(self) -> None:
+        from html.parser import HTMLParser
+
+        self.anchors: list[dict] = []
+        self.base: str | None = None
+        outer = self
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                if tag == "a":
+                    outer.anchors.append(dict(attrs))
+                elif tag == "base" and outer.base is None:
+                    outer.base = dict(attrs).get("href")
+
+        self.parser = Parser(convert_charrefs=True)
+
+
+def _hash_of(value) -> str | None:
+    """``sha256=HEX`` (PEP 503 fragment or attribute) or ``{"sha256": HEX}`` -> HEX."""
+    if isinstance(value, dict):
+        value = value.get("sha256")
+        return value.lower() if isinstance(value, str) and len(value) == 64 else None
+    if isinstance(value, str) and value.startswith("sha256="):
+        value = value[len("sha256="):]
+        return value.lower() if len(value) == 64 else None
+    return None
+
+
+def parse_page(body: bytes, content_type: str, page_url: str) -> list[dict]:
+    """The files of a project page as ``{"url", "sha256", "requires_python", "yanked", "meta_sha"}``;
+    :class:`Unsure` when it is neither PEP 691 JSON nor PEP 503 HTML."""
+    import json
+    from urllib.parse import urljoin, urlsplit
+
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    out = []
+    if ctype == _JSON:
+        try:
+            data = json.loads(body)
+            version = str(data["meta"]["api-version"])
+            files = data["files"]
+            if not version.startswith("1.") or not isinstance(files, list):
+                raise ValueError(version)
+            for f in files:
+                meta = f.get("core-metadata", f.get("dist-info-metadata", False))
+                yanked = f.get("yanked", False)
+                out.append({"url": urljoin(page_url, f["url"]), "sha256": _hash_of(f.get("hashes") or {}),
+                            "requires_python": f.get("requires-python"), "yanked": yanked is not False,
+                            "meta_sha": _hash_of(meta) if meta is not False else None, "meta": meta is not False})
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise Unsure(f"the page {page_url!r} is not PEP 691 JSON ({type(e).__name__})") from None
+        return out
+    if ctype != "text/html":
+        raise Unsure(f"the page {page_url!r} is {ctype!r}, neither PEP 691 JSON nor PEP 503 HTML")
+    links = _Links()
+    try:
+        links.parser.feed(body.decode("utf-8"))
+        links.parser.close()
+    except (UnicodeDecodeError, ValueError, AssertionError) as e:
+        raise Unsure(f"the page {page_url!r} does not parse as HTML ({type(e).__name__})") from None
+    base = urljoin(page_url, links.base) if links.base else page_url
+    for a in links.anchors:
+        href = a.get("href")
+        if not href:
+            continue
+        url = urljoin(base, href)
+        fragment = urlsplit(url).fragment
+        meta = a.get("data-core-metadata", a.get("data-dist-info-metadata"))
+        out.append({"url": url.split("#", 1)[0], "sha256": _hash_of(fragment), "requires_python": a.get("data-requires-python"),
+                    "yanked": "data-yanked" in a, "meta_sha": _hash_of(meta), "meta": meta not in (None, "false")})
+    return out
+
+
+def _filename(url: str) -> str:
+    """pip's ``Link.filename``: the URL path's last part, then unquoted; :class:`Unsure` when unsafe."""
+    from urllib.parse import unquote, urlsplit
+
+    name = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
+    if "/" in name or "\\" in name or "\0" in name or name.startswith("."):
+        raise Unsure(f"the file name {name!r} in {url!r} is not a plain file name")
+    return name
+
+
+def _file(project: str, raw: dict, interpreter) -> _File | None:
+    """One page entry as a candidate of ``project``, None where pip ignores it (another
+    project, a format pip does not install, a version that does not parse)."""
+    fname = _filename(raw["url"])
+    tag = build = None
+    if fname.endswith(".whl"):
+        parts = fname[:-4].split("-")
+        if len(parts) not in (5, 6) or normalize(parts[0]) != project:
+            return None
+        if len(parts) == 6:
+            digits = len(parts[2]) - len(parts[2].lstrip("0123456789"))
+            if not digits:
+                return None
+            build = (int(parts[2][:digits]), parts[2][digits:])
+        version, tag = parts[1], "-".join(parts[-3:])
+        if not interpreter.supports(tag):
+            return None
+    else:
+        ext = next((e for e in _SDIST if fname.lower().endswith(e)), None)
+        if ext is None:
+            return None
+        stem = fname[: -len(ext)]
+        version = next((stem[i + 1:] for i, c in enumerate(stem) if c == "-" and normalize(stem[:i]) == project), None)
+        if version is None:
+            return None
+    try:
+        key = Version(version)
+    except InvalidVersion:
+        return None
+    ok = True
+    rp = raw.get("requires_python")
+    if rp:
+        try:
+            ok = SpecifierSet(str(rp)).contains(interpreter.version, prereleases=True)
+        except InvalidSpecifier:
+            raise Unsure(f"{fname!r} has a requires-python pip-omni cannot read: {rp!r}") from None
+    return _File(filename=fname, url=raw["url"], version=version, key=key, tag=tag, build=build or (),
+                 sha256=raw.get("sha256"), yanked=bool(raw.get("yanked")), python_ok=ok,
+                 meta_sha=raw.get("meta_sha") if raw.get("meta") else None)
+
+
+def _read_limited(resp, limit: int, what: str) -> bytes:
+    length = resp.headers.get("Content-Length")
+    if length is not None and length.strip().isdigit() and int(length) > limit:
+        raise Unsure(f"{what} is {int(length)} bytes, over pip-omni's {limit}")
+    body = resp.read(limit + 1)
+    if len(body) > limit:
+        raise Unsure(f"{what} is over pip-omni's {limit} bytes")
+    return body
+
+
+class _Session:
+    """The pages, metadata and wheels of one plan, fetched in a few threads."""
+
+    def __init__(self, store, srcs: _Sources, settings, interpreter, work) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.store, self.srcs, self.interpreter, self.work = store, srcs, interpreter, work
+        self.context, self.agent = download._context(settings.cert), download._user_agent()
+        self.cert = settings.cert
+        self.pool = ThreadPoolExecutor(max_workers=_PARALLEL, thread_name_prefix="pip-omni-index")
+        self.pages: dict = {}
+        self.requires: dict[str, list[str]] = {}
+        self.downloaded: list[str] = []
+        self.stored = bubbles.StoreIndex(store)
+        self.files_seen = 0
+
+    def _get(self, url: str, accept: str, limit: int, what: str) -> tuple[bytes, str, str]:
+        import http.client
+        import urllib.request
+
+        request = urllib.request.Request(url, headers={"User-Agent": self.agent, "Accept": accept,
+                                                       "Accept-Encoding": "identity"})
+        try:
+            with urllib.request.urlopen(request, timeout=download.TIMEOUT, context=self.context) as resp:
+                if resp.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+                    raise Unsure(f"{what} is served with Content-Encoding {resp.headers['Content-Encoding']!r}")
+                return _read_limited(resp, limit, what), resp.headers.get("Content-Type", ""), resp.geturl()
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            raise Unsure(f"{what} could not be fetched: {e}") from None
+
+    def _page(self, name: str) -> list[_File]:
+        from urllib.parse import quote
+
+        self.srcs.check(name)
+        url = self.srcs.index_url + quote(name) + "/"
+        body, ctype, final = self._get(url, ACCEPT, MAX_PAGE, f"the page {url!r}")
+        files = [f for f in (_file(name, raw, self.interpreter) for raw in parse_page(body, ctype, final)) if f]
+        self.files_seen += len(files)
+        return files
+
+    def page(self, name: str) -> list[_File]:
+        if name not in self.pages:
+            self.pages[name] = self.pool.submit(self._page, name)
+        return self.pages[name].result()
+
+    def prefetch(self, name: str) -> None:
+        if name not in self.pages:
+            self.pages[name] = self.pool.submit(self._page, name)
+
+    def requires_of(self, project: str, f: _File) -> list[str]:
+        """``Requires-Dist`` of ``f``: from PEP 658 metadata, a stored dist of that wheel, or the wheel."""
+        if f.url in self.requires:
+            return self.requires[f.url]
+        if not f.sha256:
+            raise Unsure(f"{f.filename!r} has no sha256 on the index page")
+        stored = [m for m in self.stored(project) if m.get("wheel_sha256") == f.sha256]
+        if stored:
+            lines = list(stored[0].get("requires_dist", []))
+            meta = {"requires-python": stored[0].get("requires_python")}
+        else:
+            text = self._metadata(f) if f.meta_sha else self._from_wheel(f)
+            meta, lines = _parse_metadata(text, project, f)
+        rp = meta.get("requires-python")
+        if rp:
+            try:
+                ok = SpecifierSet(rp).contains(self.interpreter.version, prereleases=True)
+            except InvalidSpecifier:
+                raise Unsure(f"{f.filename!r} has a Requires-Python pip-omni cannot read: {rp!r}") from None
+            if not ok:
+                raise Unsure(f"{f.filename!r} requires Python {rp} in its METADATA: pip would look further")
+        self.requires[f.url] = lines
+        for line in lines:  # the next level's pages, while this level is read
+            req = Requirement(line)
+            if bubbles._applies(req, self.interpreter.markers, set()):
+                self.prefetch(normalize(req.name))
+        return lines
+
+    def _metadata(self, f: _File) -> str:
+        import hashlib
+
+        body, _ctype, _url = self._get(f.url + ".metadata", "*/*", MAX_METADATA, f"the metadata of {f.filename!r}")
+        got = hashlib.sha256(body).hexdigest()
+        if got != f.meta_sha:
+            raise WheelRejectedError(f"the metadata of {f.filename!r} from {f.url + '.metadata'!r} has sha256 {got}, "
+                                     f"not the {f.meta_sha} its index page gives",
+                                     "the index served other bytes than it lists; nothing was stored")
+        return body.decode("utf-8", errors="replace")
+
+    def _from_wheel(self, f: _File) -> str:
+        import zipfile
+
+        dest = os.path.join(self.work.path, download.wheel_name(f.url) or f.filename)
+        if download.why_not(f.url, f.sha256, True) is not None or download.wheel_name(f.url) != f.filename:
+            raise Unsure(f"{f.filename!r} cannot be downloaded directly: {download.why_not(f.url, f.sha256, True)}")
+        err = download.download_all([(f.url, f.sha256, dest)], self.cert)[dest]
+        if isinstance(err, download.Mismatch):
+            raise WheelRejectedError(
+                f"{f.filename!r} from {f.url!r} has sha256 {err.got}, not the {f.sha256} its index page gives",
+                "the index served other bytes than it lists; nothing was stored; run the command again")
+        if err is not None:
+            raise Unsure(f"{f.filename!r} could not be downloaded: {err}")
+        self.downloaded.append(dest)
+        try:
+            with zipfile.ZipFile(dest) as z:
+                found = [i for i in z.infolist() if i.filename.count("/") == 1
+                         and i.filename.endswith(".dist-info/METADATA")]
+                if len(found) != 1 or found[0].file_size > MAX_METADATA:
+                    raise Unsure(f"{f.filename!r} has {len(found)} .dist-info/METADATA: pip says what is wrong")
+                return z.read(found[0]).decode("utf-8", errors="replace")
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise Unsure(f"{f.filename!r} is not a readable zip ({e}): pip says what is wrong") from None
+
+    def discard(self) -> None:
+        """Remove what was downloaded: pip's run starts from an empty download dir."""
+        for path in self.downloaded:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self.downloaded = []
+
+    def close(self) -> None:
+        for fut in self.pages.values():
+            fut.cancel()
+        self.pool.shutdown(wait=False)  # a page still coming is not waited for (pages write nothing)
+
+
+def _parse_metadata(text: str, project: str, f: _File) -> tuple[dict, list[str]]:
+    from email.parser import HeaderParser
+
+    msg = HeaderParser().parsestr(text)
+    name, version = msg.get("Name"), msg.get("Version")
+    try:
+        same = normalize(name or "") == project and Version(version or "") == f.key
+    except InvalidVersion:
+        same = False
+    if not same:
+        raise WheelRejectedError(
+            f"{f.filename!r} from {f.url!r} says it is {name!r} {version!r} in its METADATA, "
+            f"not {project} {f.version} as its file name says",
+            "the index serves a file that is not what it claims to be; nothing was stored")
+    return {"requires-python": msg.get("Requires-Python")}, list(msg.get_all("Requires-Dist") or [])
+
+
+# Resolution
+
+def _rank(interpreter, f: _File) -> tuple:
+    """pip's preference among the files of one version (higher is better): best tag, then build tag."""
+    if f.tag is None:
+        return (float("-inf"), ())
+    return (-(interpreter.rank(f.tag) or 0), f.build)
+
+
+def pip_choice(files: list[_File], spec: SpecifierSet, interpreter, prereleases) -> _File:
+    """The file pip takes for ``spec``: newest allowed version, then its best file (as
+    pip's ``find_best_candidate`` and the resolver's reversed walk of it)."""
+    usable = [f for f in files if f.python_ok]
+    allowed = set(spec.filter({f.version for f in usable}, prereleases=prereleases))
+    usable = [f for f in usable if f.version in allowed]
+    if not (bubbles._pinned(spec) and usable and all(f.yanked for f in usable)):
+        usable = [f for f in usable if not f.yanked]
+    if not usable:
+        raise Unsure(f"no file matches {str(spec) or 'any version'}: pip says what it says")
+    top = max(f.key for f in usable)
+    best = [f for f in usable if f.key == top]
+    rank = max(_rank(interpreter, f) for f in best)
+    best = [f for f in best if _rank(interpreter, f) == rank]
+    if best[0].tag is None:
+        raise Unsure(f"the newest match, {best[0].filename!r}, is an sdist (no wheel for this Python): pip builds it")
+    if len({f.url for f in best}) > 1:
+        raise Unsure(f"{len(best)} equally good files of {best[0].version}: pip's choice depends on their order")
+    return best[0]
+
+
+def _resolve(session: _Session, root: Requirement, interpreter, prereleases) -> dict:
+    from .fetch import Planned
+
+    def available(name: str) -> list[dict]:
+        return [{"name": name, "version": f.version, "tag": f.tag, "yanked": f.yanked, "file": f}
+                for f in session.page(name) if f.tag is not None and f.python_ok]
+
+    def requires(m: dict) -> list[str]:
+        return session.requires_of(m["name"], m["file"])
+
+    try:
+        picked = bubbles.resolve_closure(root, available, interpreter, prereleases=prereleases, requires=requires)
+    except bubbles.ClosureError as e:
+        raise Unsure(f"{e}: pip backtracks, pip-omni does not") from None
+    # Each requirement on a dist, alone, must allow no better file than the one picked
+    on: dict[str, list[SpecifierSet]] = {normalize(root.name): [root.specifier]}
+    for p in picked.values():
+        for line in requires(p.manifest):
+            req = Requirement(line)
+            if bubbles._applies(req, interpreter.markers, p.extras):
+                on.setdefault(normalize(req.name), []).append(req.specifier)
+    out = {}
+    for name, p in picked.items():
+        combined = SpecifierSet()
+        for s in on[name]:
+            combined &= s
+        for spec in [combined, *on[name]]:
+            best = pip_choice(session.page(name), spec, interpreter, prereleases)
+            if best is not p.manifest["file"]:
+                raise Unsure(f"{name}: {str(spec) or 'any version'} alone allows {best.filename!r}, "
+                             f"not the {p.manifest['file'].filename!r} picked: pip's order decides")
+        f = p.manifest["file"]
+        if not f.sha256:
+            raise Unsure(f"{f.filename!r} has no sha256 on the index page")
+        out[name] = Planned(name, f.version, f.url, f.sha256, requires(p.manifest))
+    return out
+
+
+def plan(store, root, interpreter, common: list[str], work, verbose: int = 0):
+    """``{name: fetch.Planned}`` for ``root`` (a named Requirement), as ``pip wheel`` would
+    resolve it, or None (and why, at ``-v``) when pip must resolve."""
+    from .. import progress
+    from .fetch import _settings
+
+    def why_pip(why: str) -> None:
+        if verbose:
+            progress.say(f"pip-omni: resolving {root} through pip: {why}")
+
+    if _off():
+        return why_pip(f"{ENV_OFF}={os.environ[ENV_OFF]}")
+    if root.url is not None:
+        return why_pip("a URL requirement")
+    settings = _settings(interpreter, common)
+    if settings.blocked:
+        return why_pip(settings.blocked)
+    srcs, why, pre = sources(settings, common)
+    if srcs is None:
+        return why_pip(why)
+    session = _Session(store, srcs, settings, interpreter, work)
+    try:
+        with progress.step(f"resolve {root} from {srcs.index_url}", verbose=verbose):
+            planned = _resolve(session, root, interpreter, True if pre else None)
+    except (Unsure, InvalidPinError) as e:  # InvalidPinError: a Requires-Dist line pip may read otherwise
+        session.discard()
+        return why_pip(str(e))
+    except BaseException:
+        session.discard()
+        raise
+    finally:
+        session.close()
+    if verbose:
+        progress.say(f"pip-omni: resolved {root} from the index without pip "
+                     f"({len(session.pages)} pages, {session.files_seen} files)")
+    return planned
