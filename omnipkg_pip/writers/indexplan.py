@@ -211,7 +211,8 @@ def parse_page(body: bytes, content_type: str, page_url: str) -> list[dict]:
                 meta = f.get("core-metadata", f.get("dist-info-metadata", False))
                 yanked = f.get("yanked", False)
                 out.append({"url": urljoin(page_url, f["url"]), "sha256": _hash_of(f.get("hashes") or {}),
-                            "requires_python": f.get("requires-python"), "yanked": yanked is not False,
+                            "requires_python": f.get("requires-python"),
+                            "yanked": yanked is True or isinstance(yanked, str),
                             "meta_sha": _hash_of(meta) if meta is not False else None, "meta": meta is not False})
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise Unsure(f"the page {page_url!r} is not PEP 691 JSON ({type(e).__name__})") from None
@@ -308,11 +309,18 @@ class _Session:
         self.context, self.agent = download._context(settings.cert), download._user_agent()
         self.cert = settings.cert
         self.pool = ThreadPoolExecutor(max_workers=_PARALLEL, thread_name_prefix="pip-omni-index")
+        # a pool of its own: its tasks wait for pages, which never wait (no deadlock)
+        self.ahead = ThreadPoolExecutor(max_workers=_PARALLEL // 2, thread_name_prefix="pip-omni-ahead")
         self.pages: dict = {}
+        self.texts: dict = {}  # file URL -> Future of its METADATA text, read ahead
         self.requires: dict[str, list[str]] = {}
         self.downloaded: list[str] = []
         self.stored = bubbles.StoreIndex(store)
         self.files_seen = 0
+        self.prereleases = None
+        import threading
+
+        self.lock = threading.Lock()
 
     def _get(self, url: str, accept: str, limit: int, what: str) -> tuple[bytes, str, str]:
         import http.client
@@ -343,9 +351,35 @@ class _Session:
             self.pages[name] = self.pool.submit(self._page, name)
         return self.pages[name].result()
 
-    def prefetch(self, name: str) -> None:
+    def prefetch(self, name: str, spec: SpecifierSet, prereleases) -> None:
+        """Fetch ``name``'s page and read ahead the METADATA of the file ``spec`` alone picks
+        (usually the one the resolution picks: it checks that each requirement alone picks it)."""
         if name not in self.pages:
             self.pages[name] = self.pool.submit(self._page, name)
+        page = self.pages[name]
+
+        def ahead() -> None:
+            try:
+                f = pip_choice(page.result(), spec, self.interpreter, prereleases)
+            except BaseException:  # the resolution meets it again and says so
+                return
+            if f.sha256 and not self._stored(name, f):
+                self._text_future(f)
+
+        self.ahead.submit(ahead)
+
+    def _text_future(self, f: _File):
+        """The Future of ``f``'s METADATA text: one read of each file, whoever asks first."""
+        with self.lock:
+            if f.url not in self.texts:
+                self.texts[f.url] = self.ahead.submit(self._text, f)
+            return self.texts[f.url]
+
+    def _stored(self, project: str, f: _File) -> list[dict]:
+        return [m for m in self.stored(project) if m.get("wheel_sha256") == f.sha256]
+
+    def _text(self, f: _File) -> str:
+        return self._metadata(f) if f.meta_sha else self._from_wheel(f)
 
     def requires_of(self, project: str, f: _File) -> list[str]:
         """``Requires-Dist`` of ``f``: from PEP 658 metadata, a stored dist of that wheel, or the wheel."""
@@ -353,12 +387,12 @@ class _Session:
             return self.requires[f.url]
         if not f.sha256:
             raise Unsure(f"{f.filename!r} has no sha256 on the index page")
-        stored = [m for m in self.stored(project) if m.get("wheel_sha256") == f.sha256]
+        stored = self._stored(project, f)
         if stored:
             lines = list(stored[0].get("requires_dist", []))
             meta = {"requires-python": stored[0].get("requires_python")}
         else:
-            text = self._metadata(f) if f.meta_sha else self._from_wheel(f)
+            text = self._text_future(f).result()
             meta, lines = _parse_metadata(text, project, f)
         rp = meta.get("requires-python")
         if rp:
@@ -369,10 +403,10 @@ class _Session:
             if not ok:
                 raise Unsure(f"{f.filename!r} requires Python {rp} in its METADATA: pip would look further")
         self.requires[f.url] = lines
-        for line in lines:  # the next level's pages, while this level is read
+        for line in lines:  # the next level's pages and metadata, while this level is read
             req = Requirement(line)
             if bubbles._applies(req, self.interpreter.markers, set()):
-                self.prefetch(normalize(req.name))
+                self.prefetch(normalize(req.name), req.specifier, self.prereleases)
         return lines
 
     def _metadata(self, f: _File) -> str:
@@ -410,19 +444,22 @@ class _Session:
         except (zipfile.BadZipFile, OSError, EOFError) as e:
             raise Unsure(f"{f.filename!r} is not a readable zip ({e}): pip says what is wrong") from None
 
-    def discard(self) -> None:
-        """Remove what was downloaded: pip's run starts from an empty download dir."""
+    def discard(self, keep=()) -> None:
+        """Remove what was downloaded but ``keep``: pip's run starts from an empty download dir,
+        and :func:`.fetch.fetch` finds only the planned wheels there."""
         for path in self.downloaded:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-        self.downloaded = []
+            if path not in keep:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
     def close(self) -> None:
-        for fut in self.pages.values():
+        """Stop: the downloads read ahead are waited for (they write to the download dir), pages are not."""
+        for fut in [*self.pages.values(), *self.texts.values()]:
             fut.cancel()
-        self.pool.shutdown(wait=False)  # a page still coming is not waited for (pages write nothing)
+        self.ahead.shutdown(wait=True)
+        self.pool.shutdown(wait=False)
 
 
 def _parse_metadata(text: str, project: str, f: _File) -> tuple[dict, list[str]]:
@@ -531,17 +568,19 @@ def plan(store, root, interpreter, common: list[str], work, verbose: int = 0):
     if srcs is None:
         return why_pip(why)
     session = _Session(store, srcs, settings, interpreter, work)
+    session.prereleases = True if pre else None
+    planned = None
     try:
         with progress.step(f"resolve {root} from {srcs.index_url}", verbose=verbose):
-            planned = _resolve(session, root, interpreter, True if pre else None)
+            session.prefetch(normalize(root.name), root.specifier, session.prereleases)
+            planned = _resolve(session, root, interpreter, session.prereleases)
     except (Unsure, InvalidPinError) as e:  # InvalidPinError: a Requires-Dist line pip may read otherwise
-        session.discard()
         return why_pip(str(e))
-    except BaseException:
-        session.discard()
-        raise
     finally:
         session.close()
+        from .download import wheel_name
+
+        session.discard([os.path.join(work.path, wheel_name(p.url) or "") for p in (planned or {}).values()])
     if verbose:
         progress.say(f"pip-omni: resolved {root} from the index without pip "
                      f"({len(session.pages)} pages, {session.files_seen} files)")

@@ -238,32 +238,24 @@ def _assert_through_pip(venv, index, req, root, proc, why, *pip_extra, extra_env
     return got
 
 
-def test_a_conflict_that_needs_backtracking_goes_to_pip(venv, index):
+@pytest.mark.parametrize("first, then, why", [
+    # the greedy walk meets omt-cd's bare requirement first, takes 2.0, then "<2": a conflict
+    ("omt-cd", "omt-cd<2", "pip backtracks"),
+    # the greedy walk gets 1.0 with no conflict, but pip's resolver may pin omt-cd for the bare
+    # requirement first (2.0) and backtrack: which it ends with is its order's business
+    ("omt-cd<2", "omt-cd", "alone allows 'omt_cd-2.0-py3-none-any.whl'"),
+])
+def test_a_dependency_another_requirement_holds_back_goes_to_pip(venv, index, first, then, why):
     index.add("omt-ca", "1.0", requires=["omt-cb", "omt-cc"])
-    index.add("omt-cb", "1.0", requires=["omt-cd"])
-    index.add("omt-cc", "1.0", requires=["omt-cd<2"])
+    index.add("omt-cb", "1.0", requires=[first])
+    index.add("omt-cc", "1.0", requires=[then])
     index.add("omt-cd", "1.0")
     index.add("omt-cd", "2.0")
 
     proc = _install(venv, index, "omt-ca")
 
-    got = _assert_through_pip(venv, index, "omt-ca", "omt-ca", proc, "pip backtracks")
+    got = _assert_through_pip(venv, index, "omt-ca", "omt-ca", proc, why)
     assert ("omt-cd", "1.0") in got
-
-
-def test_a_dependency_another_requirement_holds_back_goes_to_pip(venv, index):
-    # greedy gets omt-gd 1.0 with no conflict, but pip's resolver may pin omt-gd for omt-gc's bare
-    # requirement first (2.0) and backtrack: which it ends with is its order's business
-    index.add("omt-ga", "1.0", requires=["omt-gb", "omt-gc"])
-    index.add("omt-gb", "1.0", requires=["omt-gd<2"])
-    index.add("omt-gc", "1.0", requires=["omt-gd"])
-    index.add("omt-gd", "1.0")
-    index.add("omt-gd", "2.0")
-
-    proc = _install(venv, index, "omt-ga")
-
-    got = _assert_through_pip(venv, index, "omt-ga", "omt-ga", proc, "alone allows 'omt_gd-2.0-py3-none-any.whl'")
-    assert ("omt-gd", "1.0") in got
 
 
 def test_an_sdist_only_newest_version_goes_to_pip_which_builds_it(venv, index):
