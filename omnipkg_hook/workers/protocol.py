@@ -72,7 +72,6 @@ instead of READY; its owner turns that into the error of the client that asked.
 from __future__ import annotations
 
 import array
-import hmac
 import os
 import pickle
 import socket
@@ -114,7 +113,7 @@ _HEADER = struct.Struct(">I")
 _pack_header = _HEADER.pack
 _unpack_header = _HEADER.unpack_from
 _BUFSIZE = 64 * 1024
-_MAX_FDS = 4
+_MAX_FDS = 8  # a cell: stdout, stderr, notice, done, and the pytest plugin's report pipe
 
 
 class ProtocolError(ConnectionError):
@@ -293,6 +292,8 @@ def _close_fd(fd: int) -> None:
 
 
 def _mac(key: bytes, *parts: bytes) -> bytes:
+    import hmac  # here: only daemon connections need it (a matrix client does not)
+
     return hmac.new(key, b"".join(parts), "sha256").digest()
 
 
@@ -305,7 +306,9 @@ def server_handshake(conn: Connection, key: bytes) -> None:
     if kind != ANSWER or len(body) != MAC_SIZE + NONCE_SIZE:
         raise ProtocolError(f"expected ANSWER of {MAC_SIZE + NONCE_SIZE} bytes, got {kind!r}")
     mac, nonce_c = body[:MAC_SIZE], body[MAC_SIZE:]
-    if not hmac.compare_digest(mac, _mac(key, b"client", nonce_d)):
+    from hmac import compare_digest
+
+    if not compare_digest(mac, _mac(key, b"client", nonce_d)):
         try:
             conn.send(FAILURE, b"authentication failed: wrong key")
         except OSError:
@@ -330,6 +333,8 @@ def client_handshake(conn: Connection, key: bytes) -> None:
     kind, body = conn.recv()
     if kind == FAILURE:
         raise AuthenticationError(bytes(body).decode("utf-8", "replace"))
-    if kind != WELCOME or not hmac.compare_digest(bytes(body), _mac(key, b"daemon", nonce_c, nonce_d)):
+    from hmac import compare_digest
+
+    if kind != WELCOME or not compare_digest(bytes(body), _mac(key, b"daemon", nonce_c, nonce_d)):
         raise AuthenticationError("the daemon failed to prove that it knows the key")
     conn.max_frame = limit

@@ -29,12 +29,15 @@ from one zygote of this interpreter instead of starting it once per cell::
 It applies no pins, imports the ``--preload`` modules (``pytest``: and pytest's own
 plugins), and serves FORKs (:func:`omnipkg_hook.workers.zygote.serve_cells`). A FORK's body
 is the cell: ``{"pins": P, "target": [...], "source": bytes | None, "env": {...},
-"fd_env": {NAME: i}}`` with the descriptors ``[stdout, stderr, notice, *extra]``; the child
+"fd_env": {NAME: i}, "done": True}`` with the descriptors ``[stdout, stderr, notice, done, *extra]``
+(``done`` only when the body says so); the child
 puts them on fds 1 and 2 (stdin is ``/dev/null``), makes ``env`` its whole environment (and ``NAME`` the number
 of ``extra[i]``), applies the pins, and runs the target as :func:`main` would. A pin that
 routes a module the zygote had already imported cannot be honoured in a fork: the child
 writes ``b"refused <names>"`` on ``notice`` and exits without running anything, and the
-owner runs that cell the slow way. Otherwise ``notice`` is closed just before the target runs.
+owner runs that cell the slow way. Otherwise ``notice`` is closed just before the target runs,
+and ``done`` as soon as it has returned or raised, before the interpreter's shutdown (the
+owner frees the cell's job slot then; it still reads the output to EOF and waits for the exit).
 """
 
 from __future__ import annotations
@@ -249,6 +252,7 @@ def _cell(body, fds: list[int]) -> int:
 
     spec = P.loads(body)
     out, err, notice, *extra = fds
+    done = extra.pop(0) if spec.get("done") else None  # closed when the program has returned
     null = os.open(os.devnull, os.O_RDONLY)
     for fd, target in ((null, 0), (out, 1), (err, 2)):
         os.dup2(fd, target)
@@ -260,7 +264,7 @@ def _cell(body, fds: list[int]) -> int:
     os.environ.update(spec["env"])
     for name, i in spec["fd_env"].items():
         os.environ[name] = str(extra[i])
-    for fd in extra:
+    for fd in extra if done is None else [*extra, done]:
         os.set_inheritable(fd, False)
     pins = spec["pins"]
     if pins:
@@ -281,7 +285,11 @@ def _cell(body, fds: list[int]) -> int:
             os.write(notice, ("refused " + " ".join(clash)).encode())
             os._exit(0)
     os.close(notice)
-    return execute(spec["target"], spec["source"])
+    try:
+        return execute(spec["target"], spec["source"])
+    finally:
+        if done is not None:  # before the interpreter's shutdown: the owner may start its next cell
+            os.close(done)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,6 @@ import socket
 import stat
 import struct
 import sys
-import tempfile
 import time
 
 from ..errors import DaemonError
@@ -58,6 +57,8 @@ def runtime_base() -> str:
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isabs(xdg) and os.path.isdir(xdg):
         return os.path.join(xdg, "pip-omni")
+    import tempfile  # here: it imports random, shutil... (~4 ms) and most callers have an answer above
+
     return os.path.join(tempfile.gettempdir(), f"pip-omni-{os.getuid()}")
 
 

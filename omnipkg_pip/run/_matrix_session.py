@@ -63,11 +63,6 @@ def _tuples(report) -> None:
     report.sections = [tuple(s) for s in report.sections]
 
 
-def _read_all(fd: int) -> bytes:
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
-
-
 class MatrixSession:
     def __init__(self, config) -> None:
         from itertools import product
@@ -146,7 +141,15 @@ class MatrixSession:
         from omnipkg_hook.errors import OmnipkgError
         from omnipkg_hook.workers import spawn
 
-        with gate:
+        gate.acquire()  # released once the cell's program has returned (its shutdown overlaps the next cell)
+        held = [True]
+
+        def release() -> None:
+            if held[0]:
+                held[0] = False
+                gate.release()
+
+        try:
             if self.stopping:
                 events.put((cell, "eof", None))
                 return
@@ -171,15 +174,20 @@ class MatrixSession:
                 os.close(write)
                 os.close(out_w)
             out: list[bytes] = []
-            drain = threading.Thread(target=lambda: out.append(_read_all(out_r)), daemon=True)
+            drain = threading.Thread(target=lambda: out.append(matrix._read_all(out_r)), daemon=True)
             drain.start()
             with os.fdopen(read, encoding="utf-8") as reports:
                 for line in reports:
                     kind, data = json.loads(line)
                     events.put((cell, kind, data))
+            if pid is not None:
+                zygote.program_ended(pid)
+                release()
             cell.exit = zygote.wait(pid) if pid is not None else proc.wait()
             drain.join()
             cell.output = b"".join(out)
+        finally:
+            release()
         events.put((cell, "eof", None))
 
     def _replay(self, session, cell: _Cell, kind: str, data) -> None:

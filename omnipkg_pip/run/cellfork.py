@@ -253,6 +253,7 @@ class CellZygote:
         self._lock = threading.Lock()
         self._replies: queue.Queue = queue.Queue()
         self._ended: dict[int, int | None] = {}
+        self._done: dict[int, int] = {}  # pid -> read end of its "program ended" pipe
         self._live: set[int] = set()
         self._cond = threading.Condition()
         self._dead = False
@@ -410,29 +411,55 @@ class CellZygote:
         None when the cell must be started the slow way. ``extra``: an environment variable
         naming each descriptor passed along (the pytest plugin's report pipe)."""
         notice_r, notice_w = os.pipe()
+        done_r, done_w = os.pipe()
         names = list(extra or {})
         spec = {"pins": ",".join(pins), "target": list(target), "source": source, "env": {**self.env, **(env or {})},
-                "fd_env": {name: i for i, name in enumerate(names)}}
+                "fd_env": {name: i for i, name in enumerate(names)}, "done": True}
         try:
             with self._lock:
-                self.proc.conn.send_fds(P.FORK, P.dumps(spec), [out, err, notice_w, *(extra[n] for n in names)])
+                self.proc.conn.send_fds(P.FORK, P.dumps(spec),
+                                        [out, err, notice_w, done_w, *(extra[n] for n in names)])
                 reply = self._replies.get()
                 if isinstance(reply, int):
                     self._track(reply)
         except OSError as e:
             os.close(notice_r)
+            os.close(done_r)
             raise WorkerCrashedError(f"the {self.proc.what} is gone: {e}") from None
         finally:
             os.close(notice_w)
+            os.close(done_w)
         if isinstance(reply, BaseException):
             os.close(notice_r)
+            os.close(done_r)
             raise reply
         with os.fdopen(notice_r, "rb") as f:  # closed by the child when the program starts
             refused = f.read()
         if refused:
+            os.close(done_r)
             self.wait(reply)
             return None
+        with self._cond:
+            self._done[reply] = done_r
         return reply
+
+    def program_ended(self, pid: int) -> None:
+        """Wait until the program of cell ``pid`` has returned (or raised), before its
+        interpreter's shutdown (``atexit``, module teardown: tens of ms in a forked cell,
+        whose writes to the zygote's pages are copied), or until the cell has exited.
+        The cell may still write output and its exit status is not known yet: :meth:`wait`
+        for that. Callers that run cells N at a time start the next one now."""
+        with self._cond:
+            fd = self._done.pop(pid, None)
+        if fd is None:
+            return
+        try:
+            while os.read(fd, 512):  # EOF: closed by the child, or by its exit
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     def _track(self, pid: int) -> None:
         with self._cond:
@@ -445,6 +472,9 @@ class CellZygote:
             while pid not in self._ended and not self._dead:
                 self._cond.wait()
             status = self._ended.pop(pid, None)
+            done = self._done.pop(pid, None)
+        if done is not None:
+            os.close(done)
         if status is None:
             print(f"pip-omni: the cell process {pid} lost its zygote; its exit status is unknown", file=sys.stderr)
             return 1

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from omnipkg_hook.errors import OmnipkgError
 from omnipkg_hook.store import normalize
@@ -177,38 +176,67 @@ def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs
     if zygotes is None:
         zygotes = Zygotes(env, None, target, [c.python.executable for c in cell_list])
 
+    # ``jobs`` cells run at a time: a cell holds its slot until its program has returned
+    # (a forked cell's interpreter shutdown overlaps the next cell), or its process ended
+    gate = threading.Semaphore(max(1, jobs))
+    stopping = threading.Event()
+
     def one(cell: Cell) -> None:
-        t0 = time.perf_counter()
-        if not _forked(cell, zygotes.get(cell.python.executable), target, source, stream, out, lock):
-            _spawned(cell, env, target, source, stream, out, lock)
-        cell.seconds = time.perf_counter() - t0
+        gate.acquire()
+        held = [True]
+
+        def release() -> None:
+            if held[0]:
+                held[0] = False
+                gate.release()
+
+        try:
+            if stopping.is_set():
+                return
+            t0 = time.perf_counter()
+            if not _forked(cell, zygotes.get(cell.python.executable), target, source, stream, out, lock, release):
+                _spawned(cell, env, target, source, stream, out, lock)
+            cell.seconds = time.perf_counter() - t0
+        finally:
+            release()
         if is_pytest and not stream:
             cell.counts = pytest_counts(cell.output)
 
+    errors: list[BaseException] = []
+
+    def guarded(cell: Cell) -> None:
+        try:
+            one(cell)
+        except BaseException as e:  # raised in the caller's thread, after the others have ended
+            errors.append(e)
+
+    # a thread per cell (not concurrent.futures: its import, with logging's, is ~6 ms of a warm run)
+    threads = [threading.Thread(target=guarded, args=(c,), name=f"cell-{i}", daemon=True)
+               for i, c in enumerate(cell_list)]
     try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(one, c) for c in cell_list]
-            try:
-                for f in futures:
-                    f.result()
-            except KeyboardInterrupt:
-                _interrupted(futures, zygotes)
-                raise
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                t.join()
+        except KeyboardInterrupt:
+            stopping.set()
+            _interrupted(threads, zygotes)
+            raise
     finally:
         zygotes.close()
+    if errors:
+        raise errors[0]
 
 
-def _interrupted(futures, zygotes: Zygotes) -> None:
+def _interrupted(threads, zygotes: Zygotes) -> None:
     """^C: no new cell starts; the running ones get it (forwarded to those of kept zygotes,
     which are not in the terminal's process group) and are waited for, as ``python`` ends."""
-    from concurrent.futures import wait
-
-    for f in futures:
-        f.cancel()
     while True:
         zygotes.interrupt()
         try:
-            wait(futures)
+            for t in threads:
+                t.join()
             return
         except KeyboardInterrupt:  # again: forward it again
             continue
@@ -262,8 +290,9 @@ class Zygotes:
             zygote.close()
 
 
-def _forked(cell: Cell, zygote, target, source, stream: bool, out, lock) -> bool:
-    """Run ``cell`` forked from ``zygote``; False if it has to be started the slow way."""
+def _forked(cell: Cell, zygote, target, source, stream: bool, out, lock, release=lambda: None) -> bool:
+    """Run ``cell`` forked from ``zygote``; False if it has to be started the slow way.
+    ``release()`` is called once its program has returned (see :meth:`CellZygote.program_ended`)."""
     if zygote is None:
         return False
     out_r, out_w = os.pipe()
@@ -284,15 +313,24 @@ def _forked(cell: Cell, zygote, target, source, stream: bool, out, lock) -> bool
         prefix = f"[{cell.label}]"
         pumps = [threading.Thread(target=_pump, args=(os.fdopen(out_r, "rb"), prefix, out, lock)),
                  threading.Thread(target=_pump, args=(os.fdopen(err_r, "rb"), prefix, sys.stderr, lock))]
-        for t in pumps:
-            t.start()
-        for t in pumps:
-            t.join()
     else:
-        with os.fdopen(out_r, "rb") as f:
-            cell.output = f.read().decode("utf-8", "replace")
+        data: list[bytes] = []
+        pumps = [threading.Thread(target=lambda: data.append(_read_all(out_r)))]
+    for t in pumps:
+        t.start()
+    zygote.program_ended(pid)
+    release()
+    for t in pumps:
+        t.join()
+    if not stream:
+        cell.output = b"".join(data).decode("utf-8", "replace")
     cell.exit = zygote.wait(pid)
     return True
+
+
+def _read_all(fd: int) -> bytes:
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 def _spawned(cell: Cell, env: dict, target, source, stream: bool, out, lock) -> None:

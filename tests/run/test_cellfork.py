@@ -126,3 +126,84 @@ def test_zygote_preloads_and_reports_the_status(tmp_path):
     finally:
         z.close()
     assert z.proc.popen.wait(10) == 0
+
+
+def test_a_cell_says_when_its_program_has_returned_before_its_shutdown(tmp_path):
+    """``program_ended`` returns once the program has returned, while the cell's
+    ``atexit`` still runs (here: blocked until the test lets it go); what the cell writes
+    then still arrives, and its exit status is the one its shutdown gives."""
+    import threading
+
+    from omnipkg_pip.run import matrix
+    from omnipkg_pip.run.cellfork import CellZygote
+
+    env = matrix.cell_env(str(tmp_path / "store"))
+    z = CellZygote(sys.executable, env, str(tmp_path), [], keep=0).ready()
+    gate_r, gate_w = os.pipe()
+    try:
+        r, w = os.pipe()
+        code = ("import atexit, os, sys\n"
+                "def bye():\n"
+                "    os.read(int(os.environ['GATE']), 1)\n"
+                "    print('bye', flush=True)\n"
+                "atexit.register(bye)\n"
+                "print('ran', flush=True)\n"
+                "sys.exit(4)\n")
+        pid = z.start([], ["-c", code], None, out=w, err=w, extra={"GATE": gate_r})
+        os.close(w)
+        os.close(gate_r)
+        gate_r = -1
+        ended = threading.Thread(target=z.program_ended, args=(pid,), daemon=True)
+        ended.start()
+        ended.join(60)  # a hang guard: without the signal it waits for the exit, which waits for us
+        assert not ended.is_alive(), "program_ended() waited for the cell's exit"
+        os.kill(pid, 0)  # still alive: in its atexit
+        os.write(gate_w, b"x")
+        with os.fdopen(r, "rb") as f:
+            assert f.read() == b"ran\nbye\n"
+        assert z.wait(pid) == 4
+        z.program_ended(pid)  # after the end: returns at once
+    finally:
+        os.close(gate_w)
+        if gate_r >= 0:
+            os.close(gate_r)
+        z.close()
+
+
+def test_the_next_cell_starts_when_a_program_returns_not_when_it_exits(tmp_path):
+    """``--jobs 1``: cell 2 starts while cell 1 is still in its shutdown (its ``atexit``
+    waits for a file cell 2 writes; before, the slot was held until the exit: status 3)."""
+    from omnipkg_pip.run import matrix
+    from omnipkg_pip.run.cellfork import CellZygote
+
+    class Py:
+        executable = sys.executable
+        version = ".".join(map(str, sys.version_info[:3]))
+
+    code = ("import atexit, os, sys, time\n"
+            "mark = os.path.join(os.environ['MARKS'], 'second')\n"
+            "def wait():\n"
+            "    for _ in range(600):\n"
+            "        if os.path.exists(mark): return\n"
+            "        time.sleep(0.05)\n"
+            "    os._exit(3)\n"
+            "if os.path.exists(os.path.join(os.environ['MARKS'], 'first')):\n"
+            "    open(mark, 'w').close()\n"
+            "else:\n"
+            "    open(os.path.join(os.environ['MARKS'], 'first'), 'w').close()\n"
+            "    atexit.register(wait)\n")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    os.environ["MARKS"] = str(marks)
+    try:
+        env = matrix.cell_env(str(tmp_path / "store"))
+        cell_list = [matrix.Cell([("x", "a")], Py, []), matrix.Cell([("x", "b")], Py, [])]
+        zygotes = matrix.Zygotes(env, None, ["-c", code], [sys.executable] * 2)
+        assert zygotes.zygotes[sys.executable]
+        for z in zygotes.zygotes.values():
+            z.keep = 0
+        matrix.run_cells(cell_list, ["-c", code], store_root=str(tmp_path / "store"), jobs=1, stream=False,
+                         zygotes=zygotes)
+    finally:
+        del os.environ["MARKS"]
+    assert [c.exit for c in cell_list] == [0, 0], [c.output for c in cell_list]
