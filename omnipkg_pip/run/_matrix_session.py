@@ -141,14 +141,7 @@ class MatrixSession:
         from omnipkg_hook.errors import OmnipkgError
         from omnipkg_hook.workers import spawn
 
-        gate.acquire()  # released once the cell's program has returned (its shutdown overlaps the next cell)
-        held = [True]
-
-        def release() -> None:
-            if held[0]:
-                held[0] = False
-                gate.release()
-
+        slot = matrix.Slot(gate)  # given back once the cell's program has returned (its shutdown overlaps the next)
         try:
             if self.stopping:
                 events.put((cell, "eof", None))
@@ -182,12 +175,12 @@ class MatrixSession:
                     events.put((cell, kind, data))
             if pid is not None:
                 zygote.program_ended(pid)
-                release()
+                slot.release()
             cell.exit = zygote.wait(pid) if pid is not None else proc.wait()
             drain.join()
             cell.output = b"".join(out)
         finally:
-            release()
+            slot.release()
         events.put((cell, "eof", None))
 
     def _replay(self, session, cell: _Cell, kind: str, data) -> None:

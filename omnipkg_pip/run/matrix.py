@@ -162,6 +162,19 @@ def cell_env(store_root: str) -> dict:
     return spawn.worker_env(dict(os.environ), store_root)
 
 
+class Slot:
+    """One of the ``jobs`` places of ``gate`` (a semaphore), taken now, given back at most once."""
+
+    def __init__(self, gate: threading.Semaphore) -> None:
+        gate.acquire()
+        self.gate: threading.Semaphore | None = gate
+
+    def release(self) -> None:
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            gate.release()
+
+
 def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs: int, stream: bool,
               source: bytes | None = None, out=None, zygotes: Zygotes | None = None) -> None:
     """Run every cell (``jobs`` at a time); fills in ``exit``, ``seconds``, ``output``, ``counts``.
@@ -182,23 +195,17 @@ def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs
     stopping = threading.Event()
 
     def one(cell: Cell) -> None:
-        gate.acquire()
-        held = [True]
-
-        def release() -> None:
-            if held[0]:
-                held[0] = False
-                gate.release()
-
+        slot = Slot(gate)
         try:
             if stopping.is_set():
                 return
             t0 = time.perf_counter()
-            if not _forked(cell, zygotes.get(cell.python.executable), target, source, stream, out, lock, release):
+            if not _forked(cell, zygotes.get(cell.python.executable), target, source, stream, out, lock,
+                           slot.release):
                 _spawned(cell, env, target, source, stream, out, lock)
             cell.seconds = time.perf_counter() - t0
         finally:
-            release()
+            slot.release()
         if is_pytest and not stream:
             cell.counts = pytest_counts(cell.output)
 
