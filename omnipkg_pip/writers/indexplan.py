@@ -114,26 +114,64 @@ def _local_path(url: str) -> str | None:
 
 
 class _Sources:
-    """The index pip uses and the local sources beside it (which must have nothing of a project)."""
+    """The index pip uses, the local sources beside it (``file://`` extra indexes and
+    ``--find-links`` folders, read from disk), and pip's constraints.
 
-    def __init__(self, index_url: str, links: list[str], extra: list[str]) -> None:
+    pip takes the best file of all its sources; so does the plan. Where two sources offer
+    equally good files of other bytes, pip's order among them decides, and the plan is
+    unsure (:func:`pip_choice`)."""
+
+    def __init__(self, index_url: str, links: list[str], extra: list[str], constraints=None) -> None:
         self.index_url = index_url.rstrip("/") + "/"
         self.links, self.extra = links, extra
+        self.constraints: dict = constraints or {}
         self._listed: dict[str, list[str]] = {}
 
-    def check(self, name: str) -> None:
-        for path in self.extra:
-            if os.path.exists(os.path.join(path, name)):
-                raise Unsure(f"the extra index {path!r} has a page for {name}: pip merges it with the index")
+    def local(self, name: str) -> list[dict]:
+        """Page entries (as :func:`parse_page` gives them) of ``name`` in the local sources."""
+        from urllib.request import pathname2url
+
+        out = []
+        for path in self.extra:  # a PEP 503 tree on disk: <path>/<name>/index.html (pip reads it so)
+            page = os.path.join(path, name)
+            html = os.path.join(page, "index.html") if os.path.isdir(page) else page
+            if not os.path.isfile(html):
+                continue  # pip: "ignored: it is neither a file nor a directory"
+            try:
+                with open(html, "rb") as f:
+                    body = f.read(MAX_PAGE + 1)
+            except OSError as e:
+                raise Unsure(f"the extra index page {html!r} cannot be read: {e.strerror}") from None
+            if len(body) > MAX_PAGE:
+                raise Unsure(f"the extra index page {html!r} is over pip-omni's {MAX_PAGE} bytes")
+            base = "file://" + pathname2url(page) + ("/" if os.path.isdir(page) else "")
+            out += [raw for raw in parse_page(body, "text/html", base) if raw["url"].startswith("file:")]
         for path in self.links:
             if path not in self._listed:
                 try:
-                    self._listed[path] = os.listdir(path) if os.path.isdir(path) else []
+                    self._listed[path] = sorted(os.listdir(path)) if os.path.isdir(path) else []
                 except OSError:
                     self._listed[path] = []
             for fname in self._listed[path]:
                 if normalize(fname.split("-", 1)[0]) == name or normalize(fname).startswith(name + "-"):
-                    raise Unsure(f"--find-links {path!r} has {fname!r}: pip chooses among it and the index")
+                    full = os.path.join(path, fname)
+                    out.append({"url": "file://" + pathname2url(full), "sha256": _file_sha256(full),
+                                "requires_python": None, "yanked": False, "meta_sha": None, "meta": False})
+        return out
+
+
+def _file_sha256(path: str) -> str | None:
+    from omnipkg_hook.store import file_sha256
+
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
+
+
+def _local_file(url: str) -> str | None:
+    """The path of a ``file://`` URL on this machine, else None."""
+    return _local_path(url) if url.startswith("file:") else None
 
 
 def sources(settings, common: list[str]) -> tuple[_Sources | None, str | None, bool]:
@@ -142,8 +180,14 @@ def sources(settings, common: list[str]) -> tuple[_Sources | None, str | None, b
     if why:
         return None, why, pre
     links, extra = [], []
+    constraints: dict[str, SpecifierSet] = {}
     for where, key, value, _section in settings.found:
         if where == "the command line":  # read above, as pip parses it
+            continue
+        if key == "constraint":
+            why = _read_constraints(value, constraints, where)
+            if why:
+                return None, why, pre
             continue
         if key not in _HARMLESS:
             return None, f"pip's {key} is set ({where})", pre
@@ -156,7 +200,32 @@ def sources(settings, common: list[str]) -> tuple[_Sources | None, str | None, b
     url = settings.index_url
     if _local_path(url) is not None or download.why_not(url + "x-1-py3-none-any.whl", "x", True) is not None:
         return None, f"the index {url!r} is not an https (or loopback http) URL", pre
-    return _Sources(url, links, extra), None, pre
+    return _Sources(url, links, extra, constraints), None, pre
+
+
+def _read_constraints(value: str, into: dict, where: str) -> str | None:
+    """Add the constraint files ``value`` names (pip's ``constraint`` setting, whitespace
+    separated) to ``into`` (``{name: SpecifierSet}``); why not, when a file has anything but
+    plain ``name specifier`` lines (a marker, an extra, a URL, an option: pip reads it)."""
+    from .. import reqfiles
+
+    for path in value.split():
+        try:
+            parsed = reqfiles.read([], [path])
+        except (OSError, InvalidPinError) as e:
+            return f"pip's constraint file {path!r} cannot be read here ({where}): {e}"
+        if parsed.opaque or parsed.options or parsed.requirements or parsed.editables:
+            return f"pip's constraint file {path!r} has more than name and version lines ({where})"
+        for line in parsed.constraints:
+            try:
+                req = Requirement(line)
+            except InvalidPinError:
+                return f"pip's constraint {line!r} in {path!r} is not one pip-omni reads ({where})"
+            if req.url or req.extras or req.marker is not None:
+                return f"pip's constraint {line!r} in {path!r} has a URL, extra or marker ({where})"
+            key = normalize(req.name)
+            into[key] = into[key] & req.specifier if key in into else req.specifier
+    return None
 
 
 # Pages
@@ -289,6 +358,18 @@ def _file(project: str, raw: dict, interpreter) -> _File | None:
                  meta_sha=raw.get("meta_sha") if raw.get("meta") else None)
 
 
+def _one_copy(files: list[_File]) -> list[_File]:
+    """``files`` with each file that several sources offer with the same bytes (a local
+    mirror beside the index: same name, same sha256) once, the local copy first (it reads
+    fastest). Which copy pip takes changes nothing but where the bytes are read from; copies
+    of other bytes all stay, and :func:`pip_choice` leaves that choice to pip."""
+    out: dict = {}
+    for f in sorted(files, key=lambda f: _local_file(f.url) is None):
+        key = (f.filename, f.sha256) if f.sha256 else (f.url,)
+        out.setdefault(key, f)
+    return list(out.values())
+
+
 def _read_limited(resp, limit: int, what: str) -> bytes:
     length = resp.headers.get("Content-Length")
     if length is not None and length.strip().isdigit() and int(length) > limit:
@@ -339,10 +420,14 @@ class _Session:
     def _page(self, name: str) -> list[_File]:
         from urllib.parse import quote
 
-        self.srcs.check(name)
         url = self.srcs.index_url + quote(name) + "/"
         body, ctype, final = self._get(url, ACCEPT, MAX_PAGE, f"the page {url!r}")
-        files = [f for f in (_file(name, raw, self.interpreter) for raw in parse_page(body, ctype, final)) if f]
+        raws = [*parse_page(body, ctype, final), *self.srcs.local(name)]
+        files = [f for f in (_file(name, raw, self.interpreter) for raw in raws) if f]
+        files = _one_copy(files)
+        limit = self.srcs.constraints.get(name)
+        if limit is not None:  # pip's -c: only versions the constraint allows are candidates
+            files = [f for f in files if limit.contains(f.version, prereleases=True)]
         self.files_seen += len(files)
         return files
 
@@ -421,8 +506,12 @@ class _Session:
         return body.decode("utf-8", errors="replace")
 
     def _from_wheel(self, f: _File) -> str:
-        import zipfile
-
+        local = _local_file(f.url)
+        if local is not None:  # read where it lies; fetch copies it, its sha256 checked
+            if _file_sha256(local) != f.sha256:
+                raise WheelRejectedError(f"{f.filename!r} at {local!r} has other bytes than the sha256 {f.sha256} "
+                                         "its index page gives", "the local index is out of date; nothing was stored")
+            return _wheel_metadata(local, f)
         dest = os.path.join(self.work.path, download.wheel_name(f.url) or f.filename)
         if download.why_not(f.url, f.sha256, True) is not None or download.wheel_name(f.url) != f.filename:
             raise Unsure(f"{f.filename!r} cannot be downloaded directly: {download.why_not(f.url, f.sha256, True)}")
@@ -434,15 +523,7 @@ class _Session:
         if err is not None:
             raise Unsure(f"{f.filename!r} could not be downloaded: {err}")
         self.downloaded.append(dest)
-        try:
-            with zipfile.ZipFile(dest) as z:
-                found = [i for i in z.infolist() if i.filename.count("/") == 1
-                         and i.filename.endswith(".dist-info/METADATA")]
-                if len(found) != 1 or found[0].file_size > MAX_METADATA:
-                    raise Unsure(f"{f.filename!r} has {len(found)} .dist-info/METADATA: pip says what is wrong")
-                return z.read(found[0]).decode("utf-8", errors="replace")
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise Unsure(f"{f.filename!r} is not a readable zip ({e}): pip says what is wrong") from None
+        return _wheel_metadata(dest, f)
 
     def discard(self, keep=()) -> None:
         """Remove what was downloaded but ``keep``: pip's run starts from an empty download dir,
@@ -460,6 +541,20 @@ class _Session:
             fut.cancel()
         self.ahead.shutdown(wait=True)
         self.pool.shutdown(wait=False)
+
+
+def _wheel_metadata(path: str, f: _File) -> str:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            found = [i for i in z.infolist() if i.filename.count("/") == 1
+                     and i.filename.endswith(".dist-info/METADATA")]
+            if len(found) != 1 or found[0].file_size > MAX_METADATA:
+                raise Unsure(f"{f.filename!r} has {len(found)} .dist-info/METADATA: pip says what is wrong")
+            return z.read(found[0]).decode("utf-8", errors="replace")
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise Unsure(f"{f.filename!r} is not a readable zip ({e}): pip says what is wrong") from None
 
 
 def _parse_metadata(text: str, project: str, f: _File) -> tuple[dict, list[str]]:

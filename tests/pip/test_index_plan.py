@@ -268,18 +268,11 @@ def test_an_sdist_only_newest_version_goes_to_pip_which_builds_it(venv, index):
     assert got == {("omt-sa", "2.0")}
 
 
-def test_another_extra_index_or_find_links_goes_to_pip(venv, index, tmp_path):
+def test_another_remote_extra_index_goes_to_pip(venv, index, tmp_path):
+    """(Local extra indexes and --find-links folders are merged: test_index_plan_sources.py.)"""
     index.add("omt-ea", "1.0")
     proc = _install(venv, index, "omt-ea", env={"PIP_EXTRA_INDEX_URL": f"{index.url}/other"})
     _assert_through_pip(venv, index, "omt-ea", "omt-ea", proc, "pip's extra-index-url")
-
-    links = tmp_path / "links"
-    make_wheel(links, "omt-eb", "1.5")
-    index.add("omt-eb", "1.0")
-    proc = _install(venv, index, "omt-eb", env={"PIP_FIND_LINKS": str(links)})
-    got = _assert_through_pip(venv, index, "omt-eb", "omt-eb", proc, f"--find-links {str(links)!r} has",
-                              "-f", str(links))
-    assert got == {("omt-eb", "1.5")}
 
 
 def test_a_local_find_links_folder_without_the_project_adds_nothing(venv, index, tmp_path):
