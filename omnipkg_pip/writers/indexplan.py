@@ -12,10 +12,12 @@ It answers only when it can be sure the answer is pip's, and otherwise returns N
 (pip resolves as before; ``-v`` says why):
 
 - the settings (:func:`.download.pip_settings`: command line, environment, config
-  files) name one index and nothing else that changes what pip resolves: a whitelist
-  (``_HARMLESS``). A local ``--find-links`` folder or ``file://`` extra index that has
-  no file of a project adds nothing to pip's choice for it, so it is allowed, and
-  looked at for each project; one that has a file of it sends the bubble to pip.
+  files) name one remote index and nothing else that changes what pip resolves: a
+  whitelist (``_HARMLESS``). Local sources are merged as pip merges them: a ``file://``
+  extra index (a PEP 503 tree on disk) and a ``--find-links`` folder add their files to
+  each project's candidates; the same file with the same sha256 in two sources counts
+  once (the local copy is read); a constraint file of plain ``name specifier`` lines
+  bounds the candidates of those names, as pip's ``-c`` does (anything else in it: pip).
 - files: wheels this interpreter supports (``interpreter.supports``/``rank``, pip's
   tag order), ``requires-python`` (PEP 503 ``data-requires-python``), yanked files
   (PEP 592: only when the specifier pins them with ``==``/``===`` and every candidate is
