@@ -174,7 +174,6 @@ def test_the_next_cell_starts_when_a_program_returns_not_when_it_exits(tmp_path)
     """``--jobs 1``: cell 2 starts while cell 1 is still in its shutdown (its ``atexit``
     waits for a file cell 2 writes; before, the slot was held until the exit: status 3)."""
     from omnipkg_pip.run import matrix
-    from omnipkg_pip.run.cellfork import CellZygote
 
     class Py:
         executable = sys.executable
