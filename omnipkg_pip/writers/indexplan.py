@@ -74,6 +74,15 @@ class Unsure(Exception):
     """The index plan cannot be sure of pip's answer: pip resolves (the message says why)."""
 
 
+class _LookFurther(Unsure):
+    """A picked file's METADATA excludes this Python (its page did not say so: a local mirror
+    often gives no ``data-requires-python``): pip tries the next candidate; the plan is made
+    again without that file."""
+
+
+_LOOK_FURTHER = 20  # files dropped that way before the plan leaves it to pip
+
+
 class _File:
     __slots__ = ("filename", "url", "version", "key", "tag", "build", "sha256", "yanked", "python_ok", "meta_sha")
 
@@ -487,8 +496,9 @@ class _Session:
                 ok = SpecifierSet(rp).contains(self.interpreter.version, prereleases=True)
             except InvalidSpecifier:
                 raise Unsure(f"{f.filename!r} has a Requires-Python pip-omni cannot read: {rp!r}") from None
-            if not ok:
-                raise Unsure(f"{f.filename!r} requires Python {rp} in its METADATA: pip would look further")
+            if not ok:  # pip drops this candidate and takes the next one; so does the plan
+                f.python_ok = False
+                raise _LookFurther(f"{f.filename!r} requires Python {rp} in its METADATA")
         self.requires[f.url] = lines
         for line in lines:  # the next level's pages and metadata, while this level is read
             req = Requirement(line)
@@ -670,7 +680,13 @@ def plan(store, root, interpreter, common: list[str], work, verbose: int = 0):
     try:
         with progress.step(f"resolve {root} from {srcs.index_url}", verbose=verbose):
             session.prefetch(normalize(root.name), root.specifier, session.prereleases)
-            planned = _resolve(session, root, interpreter, session.prereleases)
+            for attempt in range(_LOOK_FURTHER + 1):
+                try:
+                    planned = _resolve(session, root, interpreter, session.prereleases)
+                    break
+                except _LookFurther as e:
+                    if attempt == _LOOK_FURTHER:
+                        raise Unsure(f"{e}, and {_LOOK_FURTHER} more like it") from None
     except (Unsure, InvalidPinError) as e:  # InvalidPinError: a Requires-Dist line pip may read otherwise
         return why_pip(str(e))
     finally:

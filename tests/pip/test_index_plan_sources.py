@@ -78,6 +78,25 @@ def test_a_local_mirror_with_the_same_files_and_a_newer_one_is_merged_as_pip_mer
     assert index.ours(lib1.name) == []  # not read from the index at all
 
 
+def test_a_mirror_file_whose_metadata_excludes_this_python_is_dropped_as_pip_drops_it(venv, index, tmp_path):
+    """A local mirror's page often gives no ``data-requires-python`` (this machine's does not):
+    its copy of a wheel for a newer Python is a candidate, its METADATA says no, and pip takes
+    the next one. So does the plan, without pip."""
+    index.add("omt-la", "1.0")
+    newer = index.add("omt-la", "2.0", requires_python=">=4")
+    index.attrs[newer.name] = {"data-requires-python": ">=4"}  # the index says so; the mirror does not
+    index.add("omt-lb", "1.0", requires=["omt-la"])
+    mirror = tmp_path / "mirror"
+    copy = mirror / "files" / newer.name
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(newer.read_bytes())
+
+    got = _without_pip(venv, index, "omt-lb", "omt-lb",
+                       {"PIP_EXTRA_INDEX_URL": f"file://{_tree(mirror, [copy])}"})
+
+    assert {(n, v) for n, v, _s in got} == {("omt-lb", "1.0"), ("omt-la", "1.0")}
+
+
 def test_a_find_links_folder_with_a_newer_version_is_merged(venv, index, tmp_path):
     index.add("omt-fb", "1.0")
     links = tmp_path / "links"
