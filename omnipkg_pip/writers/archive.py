@@ -482,7 +482,7 @@ def _other_build(store: Store, staged: dict, rel: str, sha) -> str | None:
     return None
 
 
-def _record_local(store: Store, m: dict, compiled: set, records: dict, pyc: bool) -> None:
+def _record_local(store: Store, m: dict, compiled: set, records: list, pyc: bool) -> None:
     """Make the incoming bubble ``m`` record the manifests its dists have in this store (the
     ``.pyc`` manifests only with ``pyc``: a bubble of this interpreter).
 
@@ -493,7 +493,7 @@ def _record_local(store: Store, m: dict, compiled: set, records: dict, pyc: bool
     ``.pyc``'s bytes depend on the compiling process: CPython 3.9, 3.10, 3.13 here). Such a
     manifest is recorded when a bubble of this store records it or it was compiled here just
     now (``compiled``); anything else stays as the source recorded it, for doctor to report.
-    ``records`` caches :func:`_local_records`."""
+    ``records``: ``[]``, or :func:`_local_records` once it was needed (read once per import or pull)."""
     from omnipkg_hook.store import put_object
 
     names = [("manifest", DIST_MANIFEST)]
@@ -512,8 +512,8 @@ def _record_local(store: Store, m: dict, compiled: set, records: dict, pyc: bool
                 continue
             if not (field == "pyc_manifest" and rel in compiled):
                 if not records:
-                    records.update(_local_records(store))
-                if sha not in records.get((rel, fname), ()):
+                    records.append(_local_records(store))
+                if sha not in records[0].get((rel, fname), ()):
                     continue
             put_object(store, data)  # kept as an object, as a bubble made here keeps it
             e[field] = sha
@@ -523,7 +523,7 @@ def _local_records(store: Store) -> dict:
     """``{(dist path, manifest file name): {sha256}}`` that this store's bubbles of this
     interpreter record (a ``.pyc`` manifest only for its own interpreter, as doctor checks)."""
     key, tag = interpreter_key(), sys.implementation.cache_tag
-    out: dict = {(None, None): set()}  # never empty: built once per import or pull
+    out: dict = {}
     for _n, _v, k, path in store.iter_bubbles():
         try:
             for e in read_manifest(path)["dists"].values():
@@ -582,7 +582,7 @@ def _publish(store: Store, work: str, staged: dict, bubbles: dict, dists: dict, 
         os.rename(new, path)
         result["dists"].append(rel)
     key = interpreter_key()
-    records: dict = {}
+    records: list = []
     for name, m in sorted(bubbles.items()):
         path = store.abspath(name)
         if os.path.exists(path):
