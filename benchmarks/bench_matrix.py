@@ -174,9 +174,10 @@ def main() -> int:
                 env, d = state(n.split()[0].strip("-,"), cold=True)
                 cold[n].append(_run(commands(d, warm=False)[n], env, proj))
 
-        res: dict = {"warm": {n: _stats(v) for n, v in warm.items()}, "cold": {n: _stats(v) for n, v in cold.items()}}
+        res: dict = {"warm": {n: _stats(v) for n, v in warm.items()}, "cold": {n: _stats(v) for n, v in cold.items() if v}}  # --cold-reps 0: warm only
         ours = ("pip-omni --matrix", "--matrix, no fork", "--matrix, not kept", "pytest plugin")
-        for kind in ("warm", "cold"):
+        kinds = [kind for kind in ("warm", "cold") if res[kind]]
+        for kind in kinds:
             others = {n: s["median"] for n, s in res[kind].items() if n not in ours}
             fastest = min(others, key=others.get)
             res[f"{kind}_fastest_other"] = fastest
@@ -189,7 +190,7 @@ def main() -> int:
             return 0
         print(f"50 tests x rich {', '.join(VERSIONS)}; reps: warm {args.reps}, cold {args.cold_reps} "
               "(shared machine: read ratios)")
-        for kind in ("warm", "cold"):
+        for kind in kinds:
             print(f"{kind}:")
             for n, s in res[kind].items():
                 print(f"  {n:<19} {_fmt(s)}")

@@ -131,7 +131,7 @@ def main() -> int:
             for name, cmd in commands.items():
                 cold[name].append(_run(cmd, envs(name.split()[0], cold=True)))
 
-        res = {"warm": {k: _stats(v) for k, v in warm.items()}, "cold": {k: _stats(v) for k, v in cold.items()}}
+        res = {"warm": {k: _stats(v) for k, v in warm.items()}, "cold": {k: _stats(v) for k, v in cold.items() if v}}  # --cold-reps 0: warm only
         p = res["warm"]["plain python"]["median"]
         res["overhead_ms"] = {k: (v["median"] - p) * 1e3 for k, v in res["warm"].items() if k != "plain python"}
         uv = res["overhead_ms"]["uv run"]

@@ -35,6 +35,8 @@ __all__ = [
     "StoreCorruptError",
 ]
 
+_fix_umask = False  # set by the pip side (omnipkg_pip/__init__.py): see store.WriteLock
+
 _LAZY = frozenset(("pin", "unpin", "pins", "using", "explain", "omnipkgLoader"))
 _ERRORS = frozenset(__all__[6:])
 

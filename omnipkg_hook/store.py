@@ -468,7 +468,6 @@ class WriteLock:
 
     _depth: dict[str, int] = {}
     _fds: dict[str, int] = {}
-    fix_umask = False  # the pip side sets it: files and directories made under the lock ignore a tight umask
 
     def __init__(self, store: Store, on_wait=None, optional: bool = False) -> None:
         self.store = store
@@ -498,7 +497,7 @@ class WriteLock:
                 os.close(fd)
                 raise
             WriteLock._fds[path] = fd
-            if WriteLock.fix_umask:
+            if sys.modules[__package__]._fix_umask:  # the pip side: what it makes ignores a tight umask
                 self._umask = os.umask(0o022)
         WriteLock._depth[path] = depth + 1
         self.held = True

@@ -50,6 +50,7 @@ import sys
 def test_plugin_loaded_and_inert(request):
     assert request.config.pluginmanager.has_plugin("omnipkg")
     assert "omnipkg_hook.pins" not in sys.modules
+    assert "omnipkg_hook.store" not in sys.modules  # nor the store module (and its json)
     assert "omnipkg_pip.run._matrix_session" not in sys.modules
     assert not [f for f in sys.meta_path if type(f).__module__.startswith("omnipkg")]
 """

@@ -64,6 +64,8 @@ def test_stored_made_on_demand_and_main_satisfied(scripted, wheelhouse, tmp_path
     imported = {line.split("|")[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
     assert "fresh" in imported and "stored" in imported  # importtime did see the script's imports
     assert not {m for m in imported if m.split(".")[0] in ("packaging", "pip", "tomllib", "tomli", "argparse")}
+    # the start-up cache decided: no resolver, no store module (nor the json it imports)
+    assert not imported & {"omnipkg_hook.pins", "omnipkg_hook.resolve", "omnipkg_hook.store"}
 
 
 def test_with_overrides_the_block_stdin_and_shebang(scripted, wheelhouse, tmp_path):
