@@ -160,6 +160,8 @@ def _fast_install(requirements: list[str]) -> int:
 def _command_first(argv: list[str]) -> list[str]:
     """``--python X -v install y`` -> ``install --python X -v y``: pip's general options may come
     before the command; moved after it, the command's parser (or pip, through it) reads them."""
+    if not argv or not argv[0].startswith("-"):
+        return argv  # the command comes first (every warm path): pip's option table is not needed
     from .pipopts import GENERAL_VALUES
 
     i = 0

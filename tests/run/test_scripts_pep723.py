@@ -65,7 +65,7 @@ def test_stored_made_on_demand_and_main_satisfied(scripted, wheelhouse, tmp_path
     assert "fresh" in imported and "stored" in imported  # importtime did see the script's imports
     assert not {m for m in imported if m.split(".")[0] in ("packaging", "pip", "tomllib", "tomli", "argparse")}
     # the start-up cache decided: no resolver, no store module (nor the json it imports)
-    assert not imported & {"omnipkg_hook.pins", "omnipkg_hook.resolve", "omnipkg_hook.store"}
+    assert not imported & {"omnipkg_hook.pins", "omnipkg_hook.resolve", "omnipkg_hook.store", "omnipkg_pip.pipopts"}
 
 
 def test_with_overrides_the_block_stdin_and_shebang(scripted, wheelhouse, tmp_path):
