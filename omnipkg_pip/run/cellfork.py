@@ -66,10 +66,26 @@ def enabled() -> bool:
         os.environ.get("OMNIPKG_MATRIX_FORK", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+# Standard-library modules every pytest session imports after pytest's own plugins (its
+# ``debugging`` plugin: pdb with cmd, code, codeop; ``faulthandler``): a cell would import
+# the very same files, and a standard-library module already imported is nothing a program
+# can tell from one it imported itself, but for ``sys.modules``. Not ``readline``: pytest
+# imports it early on purpose, so that it attaches to the session's own stdio.
+PYTEST_STDLIB = ("pdb", "faulthandler")
+# What applying a cell's pins and pytest's metadata scans import of the hook (standard
+# library only); ``python`` with ``OMNIPKG_PINS`` imports them at start-up too.
+HOOK = ("omnipkg_hook.finder", "omnipkg_hook.distributions")
+
+
 def preload_for(target: list[str]) -> list[str]:
-    """What a zygote for ``target`` imports ahead: pytest for a pytest run, else nothing."""
+    """What a zygote for ``target`` imports ahead: for a pytest run pytest (and its plugins),
+    the standard-library modules every session imports and the hook's modules a pinned
+    cell imports; for any other ``-m`` target ``runpy`` (which ``python -m`` imports
+    before the module); else nothing."""
     if target[:2] in (["-m", "pytest"], ["-m", "py.test"]):
-        return ["pytest"]
+        return ["pytest", "runpy", *PYTEST_STDLIB, *HOOK]
+    if target[:1] == ["-m"]:
+        return ["runpy"]
     return []
 
 
