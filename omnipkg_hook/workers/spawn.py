@@ -30,7 +30,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 
 from ..errors import InterpreterError, RemoteError, WorkerCrashedError, WorkerError
@@ -223,6 +222,8 @@ class Process:
     def wait_dead(self, timeout: float) -> bool:
         """Wait until the process has exited (its sockets are closed then); False on timeout."""
         if self.popen is not None:
+            import subprocess
+
             try:
                 self.popen.wait(timeout)
                 return True
@@ -256,6 +257,8 @@ class Process:
         """`` (killed by signal 9)`` / `` (exit status 1)`` when known, else ``""``."""
         if self.popen is None:
             return ""
+        import subprocess
+
         try:
             code = self.popen.wait(wait)
         except subprocess.TimeoutExpired:
@@ -285,6 +288,8 @@ def _stdout_target():
         os.fstat(2)
         return 2
     except OSError:
+        import subprocess
+
         return subprocess.DEVNULL
 
 
@@ -301,6 +306,8 @@ def spawn(
     stderr=None,
 ) -> Process:
     """Start a worker (or a zygote) process; call :meth:`Process.wait_ready` next."""
+    import subprocess  # not at import: a kept cell zygote's client starts no process
+
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     args = ["--fd", str(child.fileno()), "--pins", ",".join(pins), "--max-frame", str(max_frame)]
     if zygote:

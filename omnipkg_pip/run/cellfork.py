@@ -48,11 +48,10 @@ start an identical one connects to it instead:
 from __future__ import annotations
 
 import os
-import queue
 import socket
-import subprocess
 import sys
 import threading
+from collections import deque
 
 from omnipkg_hook.errors import WorkerCrashedError
 from omnipkg_hook.workers import protocol as P
@@ -130,10 +129,10 @@ def zygote_key(python: str, env: dict, cwd: str | None, preload: list[str]) -> s
     """What makes two zygotes' states differ, hashed: the interpreter (as named, its real
     path and that file's stat), the directory, the preloads, the umask, the environment
     but :data:`KEY_IGNORES`, and this package's version and location."""
-    import hashlib
     import json
 
     import omnipkg_hook
+    from omnipkg_hook.workers.runtime import sha256
 
     real = os.path.realpath(python)
     st = os.stat(real)
@@ -145,7 +144,7 @@ def zygote_key(python: str, env: dict, cwd: str | None, preload: list[str]) -> s
         "env": sorted((k, v) for k, v in env.items() if k not in KEY_IGNORES),
         "ours": [omnipkg_hook.__version__, spawn.PACKAGE_DIR],
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8", "surrogateescape")).hexdigest()
+    return sha256(json.dumps(parts, sort_keys=True).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class _Kept:
@@ -267,7 +266,7 @@ class CellZygote:
         self._started = threading.Lock()
         self._error: BaseException | None = None
         self._lock = threading.Lock()
-        self._replies: queue.Queue = queue.Queue()
+        self._replies: deque = deque()  # FORK replies, in order, under _cond
         self._ended: dict[int, int | None] = {}
         self._done: dict[int, int] = {}  # pid -> read end of its "program ended" pipe
         self._live: set[int] = set()
@@ -278,6 +277,8 @@ class CellZygote:
     def _private(self) -> spawn.Process:
         self.kept = None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        import subprocess
+
         args = ["--zygote", "--fd", str(theirs.fileno())]
         for name in self.preload:
             args += ["--preload", name]
@@ -338,6 +339,8 @@ class CellZygote:
     def _start_kept(self, kept: _Kept) -> spawn.Process:
         """Start the zygote of this key detached (its own session, stderr to the log);
         the listening socket is made here, so the connection waits in its backlog."""
+        import subprocess  # here, not at import: a run that finds its zygote kept starts nothing
+
         try:
             os.unlink(kept.socket)  # a dead zygote's; we hold the lock
         except FileNotFoundError:
@@ -411,15 +414,26 @@ class CellZygote:
                         self._live.discard(pid)
                         self._cond.notify_all()
                 elif kind == P.RESULT:
-                    self._replies.put(P.loads(body)[0])
+                    self._reply(P.loads(body)[0])
                 else:
-                    self._replies.put(spawn.remote_error("the cell zygote could not fork", body))
+                    self._reply(spawn.remote_error("the cell zygote could not fork", body))
         except (EOFError, OSError):
             pass
         with self._cond:
             self._dead = True
             self._cond.notify_all()
-        self._replies.put(WorkerCrashedError(f"the {self.proc.what} exited{self.proc.exit_status(0.1)}"))
+        self._reply(WorkerCrashedError(f"the {self.proc.what} exited{self.proc.exit_status(0.1)}"))
+
+    def _reply(self, value) -> None:
+        with self._cond:
+            self._replies.append(value)
+            self._cond.notify_all()
+
+    def _next_reply(self):
+        with self._cond:
+            while not self._replies:
+                self._cond.wait()
+            return self._replies.popleft()
 
     def start(self, pins: list[str], target: list[str], source: bytes | None, *, out: int, err: int,
               env: dict | None = None, extra: dict[str, int] | None = None) -> int | None:
@@ -435,7 +449,7 @@ class CellZygote:
             with self._lock:
                 self.proc.conn.send_fds(P.FORK, P.dumps(spec),
                                         [out, err, notice_w, done_w, *(extra[n] for n in names)])
-                reply = self._replies.get()
+                reply = self._next_reply()
                 if isinstance(reply, int):
                     self._track(reply)
         except OSError as e:

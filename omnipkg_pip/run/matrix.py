@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -341,6 +340,8 @@ def _read_all(fd: int) -> bytes:
 
 
 def _spawned(cell: Cell, env: dict, target, source, stream: bool, out, lock) -> None:
+    import subprocess  # not at import: forked cells of a kept zygote start no process
+
     from omnipkg_hook.workers import spawn
 
     args = ["--pins", ",".join(cell.pins)] if cell.pins else []
@@ -468,6 +469,7 @@ def run_attached(python: str, pins: list[str], target: list[str], source: bytes 
     """One run under ``python`` on the real terminal (stdin, stdout and stderr are ours; ^C
     reaches the child, which decides); its exit status, a signal as 128 + N."""
     import signal
+    import subprocess
 
     from omnipkg_hook.workers import spawn
 

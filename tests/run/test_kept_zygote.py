@@ -354,3 +354,40 @@ def test_the_zygote_refuses_a_peer_of_another_uid(setup, runtime_dir):
     os.chmod(kept.dir, 0o700)
     os.chmod(runtime_dir, 0o700)
     assert _ppid(_cell(env, tmp)[0]) == _ppid(out)  # and it still serves its user
+
+
+# A run's imports (sys.modules at exit), the command run as the console script runs it.
+_MODULES = ("import json, sys; from omnipkg_pip.cli import main; rc = main(sys.argv[1:]); "
+            "sys.stderr.write('\\nMODULES ' + json.dumps(sorted(sys.modules))); sys.exit(rc)")
+# What a run whose cells a kept zygote forks has no use for: it starts no process and
+# hashes its key without OpenSSL (hashlib's first import loads it).
+_NOT_WHEN_KEPT = {"subprocess", "_posixsubprocess", "hashlib", "_hashlib", "queue"}
+
+
+def test_a_run_whose_zygote_is_kept_imports_no_process_machinery(omni_venv, libs, wheelhouse, tmp_path):
+    env = {**omni_venv.env, "OMNIPKG_RUNTIME_DIR": os.environ["OMNIPKG_RUNTIME_DIR"]}
+    args = [str(omni_venv.python), "-c", _MODULES, "run", "--matrix", "lib=1.0,2.0", "--no-index", "-f",
+            str(wheelhouse), "--", "-c", "import lib; print(lib.V)"]
+    imported = []
+    for _ in range(2):
+        proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert [line.split()[:3] for line in proc.stdout.splitlines() if line.startswith("lib=")] == \
+            [["lib=1.0", HERE_VERSION, "0"], ["lib=2.0", HERE_VERSION, "0"]], proc.stdout
+        imported.append(set(json.loads(proc.stderr.rsplit("MODULES ", 1)[1])))
+    assert "subprocess" in imported[0]  # the first run started the zygote
+    assert not imported[1] & _NOT_WHEN_KEPT, sorted(imported[1] & _NOT_WHEN_KEPT)
+
+
+HERE_VERSION = ".".join(map(str, sys.version_info[:3]))
+
+
+def test_the_key_hashes_as_hashlib_does(tmp_path):
+    import hashlib
+
+    from omnipkg_hook.workers import runtime
+
+    for data in (b"", b"abc", os.urandom(1000)):
+        assert runtime.sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
+    paths = runtime.Paths(str(tmp_path), str(tmp_path / "rt"))
+    assert paths.dir.endswith("d-" + hashlib.sha256(os.fsencode(str(tmp_path))).hexdigest()[:12])
