@@ -206,3 +206,49 @@ def test_the_next_cell_starts_when_a_program_returns_not_when_it_exits(tmp_path)
     finally:
         del os.environ["MARKS"]
     assert [c.exit for c in cell_list] == [0, 0], [c.output for c in cell_list]
+
+
+SEEN = """\
+import os, sys, lib
+
+def test_seen():
+    names = os.environ["NAMES"].split(",")
+    print("SEEN", lib.V, ",".join(n for n in names if n in sys.modules), "PPID", os.getppid())
+"""
+
+
+def test_what_a_pytest_zygote_preloads_a_pinned_session_imports_anyway(venv_with_pytest, libs, wheelhouse, tmp_path):
+    """The zygote of a pytest matrix imports ahead the standard-library and hook modules of
+    ``preload_for``; a test of a forked cell finds exactly those of them that it finds
+    under ``OMNIPKG_PINS=... python -m pytest`` (all of them): nothing it could tell apart."""
+    from omnipkg_pip.run import matrix
+    from omnipkg_pip.run.cellfork import CellZygote, preload_for
+
+    preload = preload_for(["-m", "pytest"])
+    names = [n for n in preload if n != "pytest"]
+    assert {"runpy", "pdb", "faulthandler", "omnipkg_hook.finder"} <= set(names)
+    if hasattr(sys, "stdlib_module_names"):  # the rest is the hook's (standard library only)
+        assert {n for n in names if n.split(".")[0] not in sys.stdlib_module_names} <= \
+            {"omnipkg_hook.finder", "omnipkg_hook.distributions"}
+    z = CellZygote(sys.executable, matrix.cell_env(str(tmp_path / "store")), str(tmp_path), preload, keep=0).ready()
+    try:
+        assert z.proc.info["preloaded"] == preload and not z.proc.info["preload_errors"]
+    finally:
+        z.close()
+
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "test_seen.py").write_text(SEEN)
+    args = ["-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "suite"]
+    pid, code, out, err = _matrix(venv_with_pytest, "--matrix", "lib=1.0,2.0", "--no-index", "-f", str(wheelhouse),
+                                  "--stream", "--", *args, cwd=tmp_path, env={"NAMES": ",".join(names)})
+    assert code == 0, out + err
+    found = re.findall(r"\] .*SEEN (\S+) (\S*) PPID (\d+)", out)
+    forked = {v: seen for v, seen, _ in found}
+    assert len(found) == 2 and all(int(ppid) != pid for _, _, ppid in found), out  # forked from the zygote
+    ref = {}
+    for v in ("1.0", "2.0"):
+        proc = subprocess.run([str(venv_with_pytest.python), *args], cwd=tmp_path, text=True, capture_output=True,
+                              env={**venv_with_pytest.env, "OMNIPKG_PINS": f"lib=={v}", "NAMES": ",".join(names)})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        ref.update(re.findall(r"SEEN (\S+) (\S*) PPID", proc.stdout))
+    assert forked == ref == {"1.0": ",".join(names), "2.0": ",".join(names)}, (forked, ref)
