@@ -75,12 +75,42 @@ class MatrixSession:
         self.grid: dict[str, dict[str, str]] = {}  # test id -> cell label -> outcome
         self.crashed: list[_Cell] = []
         self.stopping = False
+        self.spawned: set = set()  # cells started the slow way, while they run
         self.store = Store()
         self.env = matrix.cell_env(self.store.root)
         self.env["PYTEST_ADDOPTS"] = ""  # already in the arguments the parent saw
         # started now: the zygote's interpreter and imports overlap this session's own start
         self.zygotes = matrix.Zygotes(self.env, str(config.invocation_params.dir), ["-m", "pytest"],
                                       [sys.executable] * len(self.cells))
+        self.events: queue.Queue = queue.Queue()
+        self.threads: list[threading.Thread] = []
+        self.failed: BaseException | None = None  # _prepare's error, raised where the cells are awaited
+        self.started = self.replayed = False
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session) -> None:
+        """The cells start here, when the session starts: they run while it goes on (the
+        other plugins' ``pytest_sessionstart``: the fixture scan, the header; collection:
+        ~20 ms), their reports wait in ``events`` for :meth:`pytest_runtestloop`, which
+        replays them in the main thread. Not for ``--fixtures`` and
+        ``--fixtures-per-test``: those sessions run no tests (nor, before, any cell)."""
+        option = self.config.option
+        if not (getattr(option, "showfixtures", False) or getattr(option, "show_fixtures_per_test", False)):
+            self._start()
+
+    def _start(self) -> None:
+        self.started = True
+        try:
+            self._prepare()
+        except BaseException as e:  # raised in pytest_runtestloop, where it always was
+            self.failed = e
+            return
+        jobs = self.config.getoption("omnipkg_jobs") or os.cpu_count() or 1
+        gate = threading.Semaphore(max(1, jobs))
+        self.threads = [threading.Thread(target=self._run, args=(cell, self.events, gate), daemon=True)
+                        for cell in self.cells]
+        for t in self.threads:
+            t.start()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session) -> bool:
@@ -89,13 +119,12 @@ class MatrixSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session) -> bool:
-        self._prepare()
-        events: queue.Queue = queue.Queue()
-        jobs = self.config.getoption("omnipkg_jobs") or os.cpu_count() or 1
-        gate = threading.Semaphore(max(1, jobs))
-        threads = [threading.Thread(target=self._run, args=(cell, events, gate), daemon=True) for cell in self.cells]
-        for t in threads:
-            t.start()
+        if not self.started:
+            self._start()
+        if self.failed is not None:
+            raise self.failed
+        self.replayed = True
+        events, threads = self.events, self.threads
         done = 0
         try:
             while done < len(self.cells):
@@ -127,6 +156,13 @@ class MatrixSession:
                 continue
 
     def pytest_unconfigure(self, config) -> None:
+        if self.threads and not self.replayed:  # the session ended before its test loop (an error, ^C)
+            self.stopping = True
+            self.zygotes.kill()
+            for proc in list(self.spawned):
+                proc.kill()
+            for t in self.threads:
+                t.join()
         self.zygotes.close()
 
     def _prepare(self) -> None:
@@ -163,6 +199,7 @@ class MatrixSession:
                     proc = subprocess.Popen(spawn.command(sys.executable, "runner", [*args, "--", *target]), env=env,
                                             cwd=str(self.config.invocation_params.dir), pass_fds=[write],
                                             stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w)
+                    self.spawned.add(proc)
             finally:
                 os.close(write)
                 os.close(out_w)
@@ -177,6 +214,7 @@ class MatrixSession:
                 zygote.program_ended(pid)
                 slot.release()
             cell.exit = zygote.wait(pid) if pid is not None else proc.wait()
+            self.spawned.discard(proc)
             drain.join()
             cell.output = b"".join(out)
         finally:

@@ -525,6 +525,19 @@ class CellZygote:
             except OSError:
                 pass
 
+    def kill_cells(self) -> None:
+        """SIGKILL this run's live cells (the caller gives up on them: its session ended
+        before it waited for them)."""
+        import signal
+
+        with self._cond:
+            live = list(self._live)
+        for pid in live:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
     def close(self) -> None:
         """A private zygote: QUIT, it exits at once (its cells have ended, or go on as
         orphans). A kept one: hang up (it kills this run's cells still running and waits

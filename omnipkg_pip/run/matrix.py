@@ -291,6 +291,10 @@ class Zygotes:
         for zygote in self.zygotes.values():
             zygote.interrupt()
 
+    def kill(self) -> None:
+        for zygote in self.zygotes.values():
+            zygote.kill_cells()
+
     def close(self) -> None:
         for zygote in self.zygotes.values():
             zygote.close()

@@ -90,3 +90,80 @@ def test_child_sessions_get_the_users_arguments_without_ours(monkeypatch):
             "--omnipkg-jobs=2", "-k", "fast", "tests")
     assert _child_args(args) == ["-q", "-k", "fast", "tests", "-p", "no:cacheprovider"]
     assert _child_args(("--lf", "tests")) == ["--lf", "tests"]  # the user's cache options keep the cache
+
+
+EARLY_CONFTEST = """\
+import os, time
+
+def pytest_sessionstart(session):
+    if not session.config.pluginmanager.has_plugin("omnipkg-matrix"):
+        return  # a cell
+    marks = os.environ["MARKS"]
+    for _ in range(int(os.environ.get("WAIT", "200"))):
+        if os.listdir(marks):
+            break
+        time.sleep(0.05)
+    open(os.path.join(os.environ["OUT"], "seen-" + ",".join(sorted(os.listdir(marks)))), "w").close()
+    if os.environ.get("FAIL"):
+        raise RuntimeError("the session start failed")
+"""
+EARLY_TEST = """\
+import os, time, lib
+
+def test_marks():
+    open(os.path.join(os.environ["MARKS"], lib.V), "w").write(str(os.getpid()))
+    time.sleep(float(os.environ.get("SLEEP", "0")))
+    open(os.path.join(os.environ["OUT"], "finished-" + lib.V), "w").close()
+"""
+
+
+def _early(tmp_path):
+    (tmp_path / "conftest.py").write_text(EARLY_CONFTEST)
+    (tmp_path / "test_marks.py").write_text(EARLY_TEST)
+    for d in ("marks", "out"):
+        (tmp_path / d).mkdir()
+    return {"MARKS": str(tmp_path / "marks"), "OUT": str(tmp_path / "out")}
+
+
+def test_the_cells_run_while_the_session_starts(venv_with_pytest, libs, wheelhouse, tmp_path):
+    """The cells start with the session, not after the other plugins' session start and the
+    collection: the parent's ``pytest_sessionstart`` (here waiting up to 10 s) sees a cell's
+    test run; their reports are replayed as before."""
+    env = {**_early(tmp_path), "PIP_FIND_LINKS": str(wheelhouse)}
+    proc = _pytest(venv_with_pytest, "--omnipkg-matrix", "lib=1.0,2.0", "-q", "-p", "no:cacheprovider",
+                   "test_marks.py", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout
+    (seen,) = [p.name for p in (tmp_path / "out").glob("seen-*")]
+    assert seen != "seen-", "no cell ran before the test loop"
+    assert sorted(p.name for p in (tmp_path / "out").glob("finished-*")) == ["finished-1.0", "finished-2.0"]
+
+
+def test_a_session_that_ends_before_its_test_loop_ends_its_cells(venv_with_pytest, libs, wheelhouse, tmp_path):
+    """A session start that fails after the cells started: they are killed (a zygote not
+    kept would leave them running), the session ends at once with pytest's error."""
+    import time
+
+    env = {**_early(tmp_path), "PIP_FIND_LINKS": str(wheelhouse), "FAIL": "1", "SLEEP": "60",
+           "OMNIPKG_MATRIX_KEEP": "0"}
+    t0 = time.monotonic()
+    proc = _pytest(venv_with_pytest, "--omnipkg-matrix", "lib=1.0,2.0", "-q", "-p", "no:cacheprovider",
+                   "test_marks.py", cwd=tmp_path, env=env)
+    assert proc.returncode != 0 and "the session start failed" in proc.stdout + proc.stderr
+    assert time.monotonic() - t0 < 50, "the session waited for its cells"
+    pids = [int((tmp_path / "marks" / v).read_text()) for v in os.listdir(tmp_path / "marks")]
+    assert pids
+    for pid in pids:
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and _state(pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{pid}") or _state(pid) == "Z", f"cell {pid} still runs"
+    assert not list((tmp_path / "out").glob("finished-*"))
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
