@@ -515,26 +515,22 @@ class CellZygote:
         in the terminal's process group and got it already)."""
         import signal
 
-        if self.kept is None:
-            return
-        with self._cond:
-            live = list(self._live)
-        for pid in live:
-            try:
-                os.kill(pid, signal.SIGINT)
-            except OSError:
-                pass
+        if self.kept is not None:
+            self._signal_live(signal.SIGINT)
 
     def kill_cells(self) -> None:
         """SIGKILL this run's live cells (the caller gives up on them: its session ended
         before it waited for them)."""
         import signal
 
+        self._signal_live(signal.SIGKILL)
+
+    def _signal_live(self, signum: int) -> None:
         with self._cond:
             live = list(self._live)
         for pid in live:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signum)
             except OSError:
                 pass
 
