@@ -457,7 +457,9 @@ class WriteLock:
     """``with WriteLock(store):`` -- the store's single writer lock (``fcntl.flock``).
 
     Blocks until free; ``on_wait`` is called once if it has to wait. Re-entrant in
-    one process: nested use is counted, so library calls can take it freely.
+    one thread: nested use is counted, so library calls can take it freely; another
+    thread of the process waits for it as another process would (``install`` makes
+    several bubbles at once, each publishing under the lock).
 
     Before locking it checks the store is ours to write (:func:`check_writable`) and
     fails with one line if not. ``optional=True`` is for read-only work that likes a
@@ -468,6 +470,7 @@ class WriteLock:
 
     _depth: dict[str, int] = {}
     _fds: dict[str, int] = {}
+    _threads = None  # a ``_thread.RLock``, made on first use (``_thread``: builtin, no import cost)
 
     def __init__(self, store: Store, on_wait=None, optional: bool = False) -> None:
         self.store = store
@@ -477,6 +480,21 @@ class WriteLock:
         self._umask = None
 
     def __enter__(self) -> WriteLock:
+        if WriteLock._threads is None:
+            import _thread
+
+            WriteLock._threads = _thread.RLock()  # a race here makes two: harmless before any thread runs
+        WriteLock._threads.acquire()
+        try:
+            self._enter()
+        except BaseException:
+            WriteLock._threads.release()
+            raise
+        if not self.held:  # optional, and the store cannot be written: nothing is held
+            WriteLock._threads.release()
+        return self
+
+    def _enter(self) -> None:
         path = self.store.lock
         depth = WriteLock._depth.get(path, 0)
         if depth == 0:
@@ -487,7 +505,7 @@ class WriteLock:
                              | getattr(os, "O_CLOEXEC", 0), 0o644)
             except OSError as e:
                 if self.optional:
-                    return self
+                    return
                 if isinstance(e, StoreError):
                     raise
                 raise (store_oserror(self.store.root, e) or e) from None
@@ -501,20 +519,23 @@ class WriteLock:
                 self._umask = os.umask(0o022)
         WriteLock._depth[path] = depth + 1
         self.held = True
-        return self
 
     def __exit__(self, *exc) -> None:
         if not self.held:
             return
+        self.held = False
         path = self.store.lock
         depth = WriteLock._depth[path] - 1
         WriteLock._depth[path] = depth
-        if depth == 0:
-            fd = WriteLock._fds.pop(path)
-            del WriteLock._depth[path]
-            if self._umask is not None:
-                os.umask(self._umask)
-            os.close(fd)  # closing releases the flock
+        try:
+            if depth == 0:
+                fd = WriteLock._fds.pop(path)
+                del WriteLock._depth[path]
+                if self._umask is not None:
+                    os.umask(self._umask)
+                os.close(fd)  # closing releases the flock
+        finally:
+            WriteLock._threads.release()
 
 
 def _lock_fd(fd: int, on_wait) -> None:

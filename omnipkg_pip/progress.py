@@ -12,6 +12,7 @@ import sys
 __all__ = ["step", "say", "set_quiet"]
 
 _quiet = False
+_spinning = False  # a spinner runs (a step inside one, or in another thread, shows none)
 
 
 def set_quiet(quiet: bool) -> None:
@@ -22,7 +23,8 @@ def set_quiet(quiet: bool) -> None:
 def say(message: str) -> None:
     """A plain progress line on stderr (unless quiet)."""
     if not _quiet:
-        print(message, file=sys.stderr, flush=True)
+        sys.stderr.write(message + "\n")  # one write: lines of threads do not interleave
+        sys.stderr.flush()
 
 
 def _tty() -> bool:
@@ -37,11 +39,15 @@ class step:
         self.stop = self.thread = None
 
     def __enter__(self) -> None:
+        global _spinning
         if _quiet:
             return
         if self.verbose or not _tty():
             say(f"pip-omni: {self.what} ...")
             return
+        if _spinning:  # one spinner at a time: the steps of bubbles made at once are under one
+            return
+        _spinning = True
         import threading
         import time
 
@@ -61,8 +67,10 @@ class step:
         self.thread.start()
 
     def __exit__(self, *exc) -> None:
+        global _spinning
         if self.thread is None:
             return
+        _spinning = False
         self.stop.set()
         self.thread.join()
         self.thread = None

@@ -285,12 +285,19 @@ def run(args) -> int:
 
     # Bubbles first: if one fails, main has not been touched.
     shared = remote.for_install(args) if jobs else None
+    failed: list = []
     try:
-        for job in jobs:
-            rows.append(_make_bubble(store, interpreter, job, common, args.verbose, exact, shared, main_now))
+        if len(jobs) == 1:
+            rows.append(_make_bubble(store, interpreter, jobs[0], common, args.verbose, exact, shared, main_now))
+        elif jobs:
+            made, failed = _make_bubbles(store, interpreter, jobs, common, args.verbose, exact, shared, main_now)
+            rows += made
     finally:
         _release_leased()
     remote.push_made(shared, store, interpreter, rows)
+    if failed:
+        _print(rows, args)  # the bubbles made, and a row for each that failed
+        raise _failure(failed)
     if the_plan is not None and the_plan.to_main:
         _install_main(interpreter, the_plan, main_now, editables, common, main_only, args)
         for row in rows:
@@ -301,6 +308,92 @@ def run(args) -> int:
     bytecode.compile_pending(store, interpreter, main_now)
     _print(rows, args)
     return 0
+
+
+_AT_ONCE = 4  # bubbles planned and fetched at once (network waits, pip runs); each publishes under the lock
+
+
+def _make_bubbles(store: Store, interpreter, jobs: list[_Job], common: list[str], verbose: int, exact: bool,
+                  shared, main_now: dict | None) -> tuple[list[Row], list]:
+    """Several bubbles at once: each :func:`_make_bubble` in a thread. Their index plans
+    share pages, metadata, the TLS context and downloads (:func:`.indexplan.sharing`); each
+    publishes under the store's lock, one after another, and reuses what an earlier one
+    published (``ingest_wheel`` does not unpack a stored dist's wheel again). A bubble that
+    fails does not stop the others. Returns the rows in ``jobs``' order (a failed one's says
+    so) and ``[(job, error)]`` of those that failed."""
+    def one(job: _Job):
+        try:
+            return _make_bubble(store, interpreter, job, common, verbose, exact, shared, main_now), None
+        except OmnipkgError as e:
+            return None, e
+
+    # What the store alone makes (the warm case) is made here, with no thread and no index
+    quick = {id(job): _quick(store, interpreter, job, common, exact, main_now) for job in jobs}
+    rest = [job for job in jobs if quick[id(job)] is None]
+    done = {id(job): (quick[id(job)], None) for job in jobs if quick[id(job)] is not None}
+    if len(rest) == 1:
+        done[id(rest[0])] = one(rest[0])
+    elif rest:
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        from omnipkg_hook.store import DownloadDir
+
+        from ..writers import indexplan
+
+        global _REMOTE_LOCK
+        _REMOTE_LOCK = threading.Lock()
+        try:
+            # the files downloaded are kept in `keep` for the other plans until all are made
+            with DownloadDir(store, "shared-") as keep, indexplan.sharing(keep.path), \
+                    progress.step(f"make {plural(len(rest), 'bubble')}", verbose=verbose):
+                with ThreadPoolExecutor(max_workers=min(_AT_ONCE, len(rest)),
+                                        thread_name_prefix="pip-omni-bubble") as pool:
+                    done.update(zip(map(id, rest), pool.map(one, rest)))
+        finally:
+            _REMOTE_LOCK = None
+    results = [done[id(job)] for job in jobs]
+    rows, failed = [], []
+    for job, (row, error) in zip(jobs, results):
+        if error is None:
+            rows.append(row)
+            continue
+        failed.append((job, error))
+        rows.append(Row(normalize(bubbles.parse_requirement(job.text).name), "", "bubble", "failed",
+                        " ".join(error.message.split())))  # one line of the table
+    return rows, failed
+
+
+def _failure(failed: list) -> OmnipkgError:
+    """The error of the first bubble that failed, naming its requirement (and how many more failed)."""
+    job, error = failed[0]
+    more = f" (nor {plural(len(failed) - 1, 'other')}: see the table)" if len(failed) > 1 else ""
+    error.message = f"the bubble {job.text!r} was not made{more}: {error.message}"
+    error.args = (error.message,)
+    return error
+
+
+_REMOTE_LOCK = None  # while several bubbles are made at once: one remote pull at a time
+
+
+def _pull(shared, store: Store, req, interpreter, main_now):
+    if _REMOTE_LOCK is None:
+        return remote.pull_for_install(shared, store, req, interpreter, main_now)
+    with _REMOTE_LOCK:
+        return remote.pull_for_install(shared, store, req, interpreter, main_now)
+
+
+def _quick(store: Store, interpreter, job: _Job, common: list[str], exact: bool, main_now) -> Row | None:
+    """The row of ``job`` when it needs nothing fetched: its bubble is there, or stored dists make it
+    (what :func:`_make_bubble` tries first; None: it must plan and fetch)."""
+    req = bubbles.parse_requirement(job.text)
+    if _names_source(common) and req.url is None and "--require-hashes" not in common:
+        return None  # pip is asked what the source offers: _make_bubble compares
+    present = _present(store, interpreter, req, job, exact)
+    if present is not None or req.url is not None or not exact:
+        return present
+    manifest = bubbles.bubble_from_store(store, req, interpreter, main_now)
+    return _from_store_row(normalize(req.name), manifest, job) if manifest is not None else None
 
 
 def _present(store: Store, interpreter, req, job: _Job, exact: bool) -> Row | None:
@@ -364,7 +457,7 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
             manifest = bubbles.bubble_from_store(store, req, interpreter, main_now)
             if manifest is not None:
                 return _from_store_row(name, manifest, job)
-            pulled = remote.pull_for_install(shared, store, req, interpreter, main_now)  # commands/remote.py
+            pulled = _pull(shared, store, req, interpreter, main_now)  # commands/remote.py
             if pulled is not None:
                 return Row(name, pulled["version"], "bubble", "pulled", f"{job.reason}; from {shared.url}")
         else:

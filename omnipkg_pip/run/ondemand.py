@@ -2,8 +2,8 @@
 
 A requirement is satisfied from the main environment when main satisfies it, else from the
 best stored bubble; what neither has is made as ``pip-omni install --bubble`` makes it (the
-very command runs, in a subprocess, with its progress on stderr; one per requirement, several
-at once, when a run needs several). ``offline=True`` refuses
+very command runs, in a subprocess, with its progress on stderr; one per interpreter, with
+all of its requirements, which it makes at once; several interpreters at once). ``offline=True`` refuses
 and names that command. Nothing is ever installed into the main environment.
 """
 
@@ -61,7 +61,7 @@ def install_command(python: str, texts: list[str], index: list[str] = ()) -> str
     return shlex.join(["pip-omni", "install", "--bubble", "--python", python, *index, *texts])
 
 
-_PARALLEL = 4  # installs at once: pip's fetches overlap; the store's lock is only taken to publish
+_PARALLEL = 4  # interpreters whose bubbles are made at once
 
 
 def make_bubbles(python: str, version: str, texts: list[str], *, offline: bool, index: list[str]) -> None:
@@ -70,8 +70,9 @@ def make_bubbles(python: str, version: str, texts: list[str], *, offline: bool, 
 
 
 def make_all(jobs: list[tuple[str, str, list[str]]], *, offline: bool, index: list[str]) -> None:
-    """Make the bubbles of every ``(python, version, texts)``: one ``pip-omni install --bubble``
-    per requirement, up to four at once (one alone runs on our stderr, progress and all;
+    """Make the bubbles of every ``(python, version, texts)``: one ``pip-omni install --bubble
+    --python PY REQ...`` per interpreter (it makes its bubbles at once, sharing what their plans
+    read and fetch), the interpreters at once (one alone runs on our stderr, progress and all;
     several have their output kept and shown, each whole, as it ends). ``offline`` refuses
     and names the command."""
     jobs = [(python, version, texts) for python, version, texts in jobs if texts]
@@ -86,15 +87,13 @@ def make_all(jobs: list[tuple[str, str, list[str]]], *, offline: bool, index: li
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if k != "OMNIPKG_PINS"}
-    runs = []
-    for python, version, texts in jobs:
+    for _python, version, texts in jobs:
         print(f"pip-omni run: making bubbles for Python {version}: {', '.join(texts)}", file=sys.stderr, flush=True)
-        runs += [(python, version, text) for text in texts]
 
-    def install(python: str, text: str, keep: bool):
-        # The install command itself, so a bubble is made exactly as `pip-omni install --bubble`
-        # makes it; its table goes to stderr too, stdout stays the script's.
-        cmd = [sys.executable, "-m", "omnipkg_pip", "install", "--bubble", "--python", python, *index, text]
+    def install(python: str, texts: list[str], keep: bool):
+        # The install command itself, so bubbles are made exactly as `pip-omni install --bubble`
+        # makes them; its table goes to stderr too, stdout stays the script's.
+        cmd = [sys.executable, "-m", "omnipkg_pip", "install", "--bubble", "--python", python, *index, *texts]
         if not keep:
             return subprocess.run(cmd, stdout=sys.stderr.fileno(), stdin=subprocess.DEVNULL, env=env).returncode
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
@@ -102,19 +101,35 @@ def make_all(jobs: list[tuple[str, str, list[str]]], *, offline: bool, index: li
         sys.stderr.flush()
         return proc.returncode
 
-    if len(runs) == 1:
-        codes = [install(runs[0][0], runs[0][2], False)]
+    if len(jobs) == 1:
+        codes = [install(jobs[0][0], jobs[0][2], False)]
     else:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=_PARALLEL) as pool:
-            codes = list(pool.map(lambda run: install(run[0], run[2], True), runs))
-    failed = [run for run, code in zip(runs, codes) if code != 0]
+            codes = list(pool.map(lambda job: install(job[0], job[2], True), jobs))
+    failed = [job for job, code in zip(jobs, codes) if code != 0]
     if failed:
-        python, version, _ = failed[0]
-        texts = [text for p, _, text in failed if p == python]
+        python, version, texts = failed[0]
+        texts = _not_made(python, texts) or texts
         raise OmnipkgError(f"could not make the bubbles {', '.join(texts)} for Python {version}; nothing was run",
                            f"the lines above say why; to retry by hand: {install_command(python, texts, index)}")
+
+
+def _not_made(python: str, texts: list[str]) -> list[str]:
+    """Which of ``texts`` still have no bubble for ``python`` (the others were made: an install
+    that fails for one requirement makes the rest)."""
+    from omnipkg_hook.store import Store
+
+    from ..pythons import interpreters
+    from ..writers import bubbles
+
+    try:
+        store = Store()
+        interpreter = interpreters.resolve_python(store, python)
+        return [t for t in texts if bubbles.find_bubble(store, bubbles.parse_requirement(t), interpreter) is None]
+    except (OmnipkgError, OSError, ValueError):
+        return []
 
 
 def requirements(block: list[str], extra: list[str], markers: dict | None) -> list[str]:

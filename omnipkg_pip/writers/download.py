@@ -210,7 +210,66 @@ def why_not(url: str | None, sha256: str | None, is_wheel: bool) -> str | None:
     return f"a {parts.scheme}:// URL"
 
 
+class _Sharing:
+    """Within :func:`sharing`: one TLS context per CA bundle, and each file downloaded once."""
+
+    def __init__(self, keep: str | None) -> None:
+        self.keep = keep  # a directory where each file downloaded keeps a link for the others
+        self.contexts: dict = {}
+        self.files: dict = {}  # (url, sha256) -> Future of the path it is kept at (None: failed)
+
+
+_SHARED: _Sharing | None = None
+_LOCK = None
+
+
+def shared_lock():
+    """The lock of what :func:`sharing` shares (made once, on first use)."""
+    global _LOCK
+    if _LOCK is None:
+        import threading
+
+        _LOCK = threading.RLock()  # RLock: indexplan makes its context while holding it
+    return _LOCK
+
+
+def sharing(keep: str | None = None):
+    """``with download.sharing(keep):`` -- downloads inside (several bubbles of one command,
+    made at once) make their TLS context once per CA bundle (loading it is ~50 ms of CPU), and
+    a file asked for again (same URL, same sha256) is hard-linked from the first download, not
+    fetched again. ``keep`` (a held download dir of the store) keeps a link to each file for
+    the others, so one that asks after the first's download dir is gone still finds it; without
+    it (or if that link cannot be made) the first's own file is linked while it lasts, and a
+    file gone is downloaded again. The caller checks every sha256, as always."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def scope():
+        global _SHARED
+        shared_lock()
+        if _SHARED is not None:
+            yield
+            return
+        _SHARED = _Sharing(keep)
+        try:
+            yield
+        finally:
+            _SHARED = None
+
+    return scope()
+
+
 def _context(cert: str | None):
+    shared = _SHARED
+    if shared is None:
+        return _new_context(cert)
+    with shared_lock():  # the others wait for the first: loaded once
+        if cert not in shared.contexts:
+            shared.contexts[cert] = _new_context(cert)
+        return shared.contexts[cert]
+
+
+def _new_context(cert: str | None):
     import ssl
 
     if cert is None:
@@ -221,12 +280,18 @@ def _context(cert: str | None):
 
 
 def _user_agent() -> str:
-    try:
-        from importlib.metadata import version
+    global _AGENT
+    if _AGENT is None:
+        try:
+            from importlib.metadata import version
 
-        return f"pip-omni/{version('pip-omni')}"
-    except Exception:  # a checkout without metadata
-        return "pip-omni"
+            _AGENT = f"pip-omni/{version('pip-omni')}"
+        except Exception:  # a checkout without metadata
+            _AGENT = "pip-omni"
+    return _AGENT
+
+
+_AGENT = None
 
 
 def _download(url: str, sha256: str, dest: str, context, agent: str) -> None:
@@ -279,7 +344,7 @@ def download_all(items: list[tuple[str, str, str]], cert: str | None) -> dict[st
     def one(item):
         url, sha256, dest = item
         try:
-            _download(url, sha256, dest, context, agent)
+            _download_once(url, sha256, dest, context, agent)
         except (Mismatch, OSError, ValueError, http.client.HTTPException) as e:
             return dest, e
         return dest, None
@@ -288,3 +353,46 @@ def download_all(items: list[tuple[str, str, str]], cert: str | None) -> dict[st
         return dict([one(items[0])])
     with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(items)), thread_name_prefix="pip-omni-fetch") as pool:
         return dict(pool.map(one, items))
+
+
+def _download_once(url: str, sha256: str, dest: str, context, agent: str) -> None:
+    """:func:`_download`; within :func:`sharing`, a file another download of this process
+    fetched (or is fetching) is linked from there instead."""
+    shared = _SHARED
+    if shared is None:
+        return _download(url, sha256, dest, context, agent)
+    from concurrent.futures import Future
+
+    key = (url, sha256)
+    with shared_lock():
+        first = shared.files.get(key)
+        if first is None:
+            mine = shared.files[key] = Future()
+    if first is not None:
+        path = first.result()
+        if path is not None and _link(path, dest):
+            return None
+        return _download(url, sha256, dest, context, agent)
+    try:
+        _download(url, sha256, dest, context, agent)
+    except BaseException:
+        with shared_lock():
+            shared.files.pop(key, None)  # the next one tries again
+        mine.set_result(None)
+        raise
+    kept = os.path.join(shared.keep, f"{sha256}.whl") if shared.keep else None
+    mine.set_result(kept if kept is not None and _link(dest, kept) else dest)
+    return None
+
+
+def _link(path: str, dest: str) -> bool:
+    """Hard-link the downloaded ``path`` at ``dest`` (both in the store's ``tmp``); False if it is gone."""
+    if os.path.abspath(path) == os.path.abspath(dest):
+        return os.path.isfile(dest)
+    try:
+        if os.path.lexists(dest):
+            os.unlink(dest)
+        os.link(path, dest)
+        return True
+    except OSError:
+        return False

@@ -391,28 +391,92 @@ def _read_limited(resp, limit: int, what: str) -> bytes:
     return body
 
 
-class _Session:
-    """The pages, metadata and wheels of one plan, fetched in a few threads."""
+class _Shared:
+    """The pages, METADATA and requirements read for one interpreter from one set of sources,
+    with the threads and TLS context that read them: one plan's, or (in :func:`sharing`)
+    every plan's of the command."""
 
-    def __init__(self, store, srcs: _Sources, settings, interpreter, work) -> None:
+    def __init__(self, settings) -> None:
+        import threading
         from concurrent.futures import ThreadPoolExecutor
 
-        self.store, self.srcs, self.interpreter, self.work = store, srcs, interpreter, work
         self.context, self.agent = download._context(settings.cert), download._user_agent()
-        self.cert = settings.cert
         self.pool = ThreadPoolExecutor(max_workers=_PARALLEL, thread_name_prefix="pip-omni-index")
         # a pool of its own: its tasks wait for pages, which never wait (no deadlock)
         self.ahead = ThreadPoolExecutor(max_workers=_PARALLEL // 2, thread_name_prefix="pip-omni-ahead")
         self.pages: dict = {}
         self.texts: dict = {}  # file URL -> Future of its METADATA text, read ahead
         self.requires: dict[str, list[str]] = {}
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop: the downloads read ahead are waited for (they write to a download dir), pages are not."""
+        for fut in [*self.pages.values(), *self.texts.values()]:
+            fut.cancel()
+        self.ahead.shutdown(wait=True)
+        self.pool.shutdown(wait=False)
+
+
+_SHARING: dict | None = None  # within sharing(): {(sources, interpreter): _Shared}
+
+
+def sharing(keep: str | None = None):
+    """``with indexplan.sharing(keep):`` -- the plans made inside (several bubbles of one command,
+    planned at once in threads) share what they read: each project page and each file's
+    METADATA is fetched once, through one TLS context, and a file is downloaded once
+    (:func:`.download.sharing`, which keeps its links in ``keep``). Each plan is still the
+    one it would be alone."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def scope():
+        global _SHARING
+        if _SHARING is not None:
+            yield
+            return
+        _SHARING = {}
+        try:
+            with download.sharing(keep):
+                yield
+        finally:
+            caches, _SHARING = list(_SHARING.values()), None
+            for cache in caches:
+                cache.close()
+
+    return scope()
+
+
+def _shared(srcs: _Sources, settings, interpreter) -> _Shared | None:
+    """The :class:`_Shared` of these sources and interpreter within :func:`sharing`, else None."""
+    caches = _SHARING
+    if caches is None:
+        return None
+    key = (srcs.index_url, tuple(srcs.links), tuple(srcs.extra),
+           tuple(sorted((k, str(v)) for k, v in srcs.constraints.items())), interpreter.key, settings.cert)
+    with download.shared_lock():
+        if key not in caches:
+            caches[key] = _Shared(settings)
+        return caches[key]
+
+
+class _Session:
+    """The pages, metadata and wheels of one plan, fetched in a few threads (``shared``:
+    those of :func:`sharing`, which other plans read too)."""
+
+    def __init__(self, store, srcs: _Sources, settings, interpreter, work, shared: _Shared | None = None) -> None:
+        self.store, self.srcs, self.interpreter, self.work = store, srcs, interpreter, work
+        self.own = shared is None
+        self.shared = shared = shared or _Shared(settings)
+        self.context, self.agent = shared.context, shared.agent
+        self.cert = settings.cert
+        self.pool, self.ahead = shared.pool, shared.ahead
+        self.pages, self.texts, self.requires = shared.pages, shared.texts, shared.requires
+        self.lock = shared.lock
+        self.mine: list = []  # what this plan submitted ahead (it may download into self.work)
+        self.names: set[str] = set()  # the projects whose pages this plan read
         self.downloaded: list[str] = []
         self.stored = bubbles.StoreIndex(store)
-        self.files_seen = 0
         self.prereleases = None
-        import threading
-
-        self.lock = threading.Lock()
 
     def _get(self, url: str, accept: str, limit: int, what: str) -> tuple[bytes, str, str]:
         import http.client
@@ -439,20 +503,22 @@ class _Session:
         limit = self.srcs.constraints.get(name)
         if limit is not None:  # pip's -c: only versions the constraint allows are candidates
             files = [f for f in files if limit.contains(f.version, prereleases=True)]
-        self.files_seen += len(files)
         return files
 
+    def _page_future(self, name: str):
+        self.names.add(name)
+        with self.lock:
+            if name not in self.pages:
+                self.pages[name] = self.pool.submit(self._page, name)
+            return self.pages[name]
+
     def page(self, name: str) -> list[_File]:
-        if name not in self.pages:
-            self.pages[name] = self.pool.submit(self._page, name)
-        return self.pages[name].result()
+        return self._page_future(name).result()
 
     def prefetch(self, name: str, spec: SpecifierSet, prereleases) -> None:
         """Fetch ``name``'s page and read ahead the METADATA of the file ``spec`` alone picks
         (usually the one the resolution picks: it checks that each requirement alone picks it)."""
-        if name not in self.pages:
-            self.pages[name] = self.pool.submit(self._page, name)
-        page = self.pages[name]
+        page = self._page_future(name)
 
         def ahead() -> None:
             try:
@@ -462,13 +528,16 @@ class _Session:
             if f.sha256 and not self._stored(name, f):
                 self._text_future(f)
 
-        self.ahead.submit(ahead)
+        fut = self.ahead.submit(ahead)
+        with self.lock:
+            self.mine.append(fut)
 
     def _text_future(self, f: _File):
         """The Future of ``f``'s METADATA text: one read of each file, whoever asks first."""
         with self.lock:
             if f.url not in self.texts:
                 self.texts[f.url] = self.ahead.submit(self._text, f)
+                self.mine.append(self.texts[f.url])
             return self.texts[f.url]
 
     def _stored(self, project: str, f: _File) -> list[dict]:
@@ -548,11 +617,19 @@ class _Session:
                     pass
 
     def close(self) -> None:
-        """Stop: the downloads read ahead are waited for (they write to the download dir), pages are not."""
-        for fut in [*self.pages.values(), *self.texts.values()]:
-            fut.cancel()
-        self.ahead.shutdown(wait=True)
-        self.pool.shutdown(wait=False)
+        """Stop: the downloads read ahead are waited for (they write to the download dir), pages are
+        not. Shared, what this plan asked for is waited for, not cancelled (another plan may need it)."""
+        if self.own:
+            self.shared.close()
+            return
+        from concurrent.futures import wait
+
+        while True:  # what it waits for may read ahead more
+            with self.lock:
+                pending = [f for f in self.mine if not f.done()]
+            if not pending:
+                return
+            wait(pending)
 
 
 def _wheel_metadata(path: str, f: _File) -> str:
@@ -674,7 +751,7 @@ def plan(store, root, interpreter, common: list[str], work, verbose: int = 0):
     srcs, why, pre = sources(settings, common)
     if srcs is None:
         return why_pip(why)
-    session = _Session(store, srcs, settings, interpreter, work)
+    session = _Session(store, srcs, settings, interpreter, work, _shared(srcs, settings, interpreter))
     session.prereleases = True if pre else None
     planned = None
     try:
@@ -695,6 +772,7 @@ def plan(store, root, interpreter, common: list[str], work, verbose: int = 0):
 
         session.discard([os.path.join(work.path, wheel_name(p.url) or "") for p in (planned or {}).values()])
     if verbose:
-        progress.say(f"pip-omni: resolved {root} from the index without pip "
-                     f"({len(session.pages)} pages, {session.files_seen} files)")
+        pages = [session.pages[n] for n in session.names]
+        files = sum(len(p.result()) for p in pages if p.done() and not p.cancelled() and p.exception() is None)
+        progress.say(f"pip-omni: resolved {root} from the index without pip ({len(pages)} pages, {files} files)")
     return planned
