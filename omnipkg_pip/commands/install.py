@@ -423,6 +423,10 @@ def _preview(store: Store, interpreter, job: _Job, common: list[str], verbose: i
                        f"{job.reason}; {plural(len(picked), 'dist')}, all already stored")
     if job.version is not None:
         return Row(name, job.version, "bubble", "would create", job.reason)
+    planned = _index_preview(store, req, interpreter, common, verbose)
+    if planned is not None:
+        return Row(name, planned[name].version, "bubble", "would create",
+                   f"{job.reason}; {plural(len(planned), 'dist')}")
     from .. import pip, plan
 
     report = pip.dry_run_report(interpreter.executable, [job.text, "--ignore-installed", *common],
@@ -430,6 +434,24 @@ def _preview(store: Store, interpreter, job: _Job, common: list[str], verbose: i
     items = plan.items_from_report(report)
     root = items.get(name) or next(it for it in items.values() if it.requested)
     return Row(name, root.version, "bubble", "would create", f"{job.reason}; {plural(len(items), 'dist')}")
+
+
+def _index_preview(store: Store, req, interpreter, common: list[str], verbose: int) -> dict | None:
+    """The index plan :func:`_make_bubble` would make for ``req`` (None: pip would resolve it),
+    made in a temporary directory outside the store: a wheel read for its METADATA is
+    removed with it, and the store is not written (it may be read-only)."""
+    if req.url is not None or (_names_source(common) and "--require-hashes" not in common):
+        return None  # _make_bubble asks pip: a URL, or a source on the command line to compare with
+    import tempfile
+
+    from ..writers import indexplan
+
+    class Work:  # what the plan needs of a DownloadDir: where its downloads go
+        def __init__(self, path: str) -> None:
+            self.path = path
+
+    with tempfile.TemporaryDirectory(prefix="pip-omni-preview-") as tmp:
+        return indexplan.plan(store, req, interpreter, common, Work(tmp), verbose)
 
 
 # Options that name where pip takes files from: with one of them on the command line, pip is
