@@ -360,13 +360,29 @@ def _file(project: str, raw: dict, interpreter) -> _File | None:
     ok = True
     rp = raw.get("requires_python")
     if rp:
-        try:
-            ok = SpecifierSet(str(rp)).contains(interpreter.version, prereleases=True)
-        except InvalidSpecifier:
-            raise Unsure(f"{fname!r} has a requires-python pip-omni cannot read: {rp!r}") from None
+        ok = _python_ok(str(rp), interpreter.version)
+        if ok is None:
+            raise Unsure(f"{fname!r} has a requires-python pip-omni cannot read: {rp!r}")
     return _File(filename=fname, url=raw["url"], version=version, key=key, tag=tag, build=build or (),
                  sha256=raw.get("sha256"), yanked=bool(raw.get("yanked")), python_ok=ok,
                  meta_sha=raw.get("meta_sha") if raw.get("meta") else None)
+
+
+_PYTHON_OK: dict = {}  # (requires-python, Python version) -> whether it holds; None: unreadable
+
+
+def _python_ok(requires_python: str, version: str) -> bool | None:
+    """Whether ``version`` satisfies ``requires_python`` (None: not a specifier), read once per
+    text: a page lists the same few for hundreds of files (pygments: 613 files, 9 texts)."""
+    key = (requires_python, version)
+    ok = _PYTHON_OK.get(key)
+    if ok is None and key not in _PYTHON_OK:
+        try:
+            ok = SpecifierSet(requires_python).contains(version, prereleases=True)
+        except InvalidSpecifier:
+            ok = None
+        _PYTHON_OK[key] = ok
+    return ok
 
 
 def _one_copy(files: list[_File]) -> list[_File]:
