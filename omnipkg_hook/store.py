@@ -19,6 +19,7 @@ Names in paths are PEP 503-normalised (``MarkupSafe`` -> ``markupsafe``).
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import re
@@ -470,7 +471,9 @@ class WriteLock:
 
     _depth: dict[str, int] = {}
     _fds: dict[str, int] = {}
-    _threads = None  # a ``_thread.RLock``, made on first use (``_thread``: builtin, no import cost)
+    # Between threads of one process (made here, not on first use: two threads racing to make
+    # it would each hold one of their own). ``_thread`` is builtin: nothing is imported.
+    _threads = _thread.RLock()
 
     def __init__(self, store: Store, on_wait=None, optional: bool = False) -> None:
         self.store = store
@@ -480,10 +483,6 @@ class WriteLock:
         self._umask = None
 
     def __enter__(self) -> WriteLock:
-        if WriteLock._threads is None:
-            import _thread
-
-            WriteLock._threads = _thread.RLock()  # a race here makes two: harmless before any thread runs
         WriteLock._threads.acquire()
         try:
             self._enter()
