@@ -44,7 +44,6 @@ __all__ = [
     "read_rss",
     "FileLock",
     "MAX_SOCKET_PATH",
-    "sha256",
 ]
 
 MAX_SOCKET_PATH = 104 if sys.platform == "darwin" else 108
@@ -90,25 +89,14 @@ def secure_dir(path: str) -> str:
     return path
 
 
-def sha256(data: bytes):
-    """``hashlib.sha256(data)`` from the interpreter's own module where there is one:
-    ``hashlib`` loads OpenSSL first (~3 ms of a warm run, which needs nothing else of it)."""
-    try:
-        from _sha2 import sha256 as make  # 3.12+
-    except ImportError:
-        try:
-            from _sha256 import sha256 as make
-        except ImportError:  # pragma: no cover - a build without them
-            from hashlib import sha256 as make
-    return make(data)
-
-
 class Paths:
     """The files of the daemon of one store."""
 
     def __init__(self, store: str, base: str | None = None) -> None:
         self.store = os.path.abspath(store)
         self.base = os.path.abspath(base) if base else runtime_base()
+        from ..store import sha256  # the built-in sha256: hashlib would load OpenSSL
+
         digest = sha256(os.fsencode(self.store)).hexdigest()[:12]
         self.dir = os.path.join(self.base, "d-" + digest)
         self.key = os.path.join(self.base, "key")

@@ -132,7 +132,7 @@ def zygote_key(python: str, env: dict, cwd: str | None, preload: list[str]) -> s
     import json
 
     import omnipkg_hook
-    from omnipkg_hook.workers.runtime import sha256
+    from omnipkg_hook.store import sha256
 
     real = os.path.realpath(python)
     st = os.stat(real)

@@ -387,7 +387,5 @@ def test_the_key_hashes_as_hashlib_does(tmp_path):
 
     from omnipkg_hook.workers import runtime
 
-    for data in (b"", b"abc", os.urandom(1000)):
-        assert runtime.sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
     paths = runtime.Paths(str(tmp_path), str(tmp_path / "rt"))
     assert paths.dir.endswith("d-" + hashlib.sha256(os.fsencode(str(tmp_path))).hexdigest()[:12])
