@@ -38,6 +38,7 @@ writes ``b"refused <names>"`` on ``notice`` and exits without running anything, 
 owner runs that cell the slow way. Otherwise ``notice`` is closed just before the target runs,
 and ``done`` as soon as it has returned or raised, before the interpreter's shutdown (the
 owner frees the cell's job slot then; it still reads the output to EOF and waits for the exit).
+The cell then ends as ``python`` ends but without freeing the session (:func:`_end_cell`).
 """
 
 from __future__ import annotations
@@ -245,7 +246,8 @@ def _zygote(argv: list[str]) -> int:
 
 
 def _cell(body, fds: list[int]) -> int:
-    """In a child of the zygote: become the cell (see the module docstring)."""
+    """In a child of the zygote: become the cell (see the module docstring). Once the
+    program has run, the cell ends in :func:`_end_cell` and never returns from here."""
     import signal
 
     from . import protocol as P
@@ -286,10 +288,79 @@ def _cell(body, fds: list[int]) -> int:
             os._exit(0)
     os.close(notice)
     try:
-        return execute(spec["target"], spec["source"])
+        status = execute(spec["target"], spec["source"])
+    except SystemExit as e:
+        status = _exit_status(e)
     finally:
         if done is not None:  # before the interpreter's shutdown: the owner may start its next cell
             os.close(done)
+    _end_cell(status)
+
+
+def _exit_status(e: SystemExit) -> int:
+    """The status ``python`` exits with for an uncaught ``e`` (printing a non-int code)."""
+    code = e.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        print(code, file=sys.stderr)
+    except Exception:  # noqa: BLE001 - as python: a code that cannot be printed still exits 1
+        pass
+    return 1
+
+
+def _end_cell(status: int) -> None:
+    """End a forked cell as ``python`` ends, minus the teardown nobody sees.
+
+    What a program can observe of an interpreter's end is done as Py_FinalizeEx does it:
+    non-daemon threads are joined, ``atexit`` runs (so ``weakref.finalize``, logging's and
+    coverage's handlers), ``sys.stdout``/``sys.stderr`` are flushed (status 120 if that
+    fails, as python), and so is every file object still open (in CPython it would be
+    flushed when freed). Then ``os._exit``: freeing every module and object of the session
+    (18-24 ms a cell, most of it copy-on-write of the zygote's pages) is skipped, as a
+    ``multiprocessing`` fork child skips it. What that leaves out: ``__del__`` of objects a
+    program keeps alive until exit, and C ``stdio`` buffers of C extensions (README).
+    """
+    import atexit
+    import threading
+
+    try:
+        threading._shutdown()
+        atexit._run_exitfuncs()
+    except KeyboardInterrupt:
+        status = 130 if status == 0 else status
+    _flush_open_files()
+    for f in (sys.stdout, sys.stderr):
+        try:
+            if f is not None and not getattr(f, "closed", False):
+                f.flush()
+        except Exception:  # noqa: BLE001 - python reports it and exits 120
+            status = 120 if status == 0 else status
+    os._exit(status)
+
+
+def _flush_open_files() -> None:
+    """Flush every open writable file object of the program (text before binary: a text
+    file's buffer flushes into its binary one)."""
+    import gc
+    import io
+
+    texts, binaries = [], []
+    for obj in gc.get_objects():  # the frozen zygote's objects are not listed: none was opened here
+        if isinstance(obj, io.TextIOBase):
+            texts.append(obj)
+        elif isinstance(obj, (io.BufferedWriter, io.BufferedRandom)):
+            binaries.append(obj)
+    for f in (*texts, *binaries):
+        if f is sys.stdout or f is sys.stderr:
+            continue
+        try:
+            if not f.closed and f.writable():
+                f.flush()
+        except Exception:  # noqa: BLE001 - what the interpreter's own finalizer would ignore too
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,9 +23,9 @@ not use zygotes (fork without exec is unsafe with system frameworks there).
 :func:`serve_cells` is the same zygote for whole runs (``pip-omni run --matrix`` cells and
 the pytest plugin's cells, started as ``runner --zygote``): it has applied no pins and
 preloads what every cell imports first (pytest), and a FORK carries the cell (pins,
-program) and its descriptors. Its child leaves the zygote's loop and *returns* the cell's
-exit status up the stack, so the interpreter ends as ``python`` ends (``atexit``, flushed
-streams, ``SystemExit``). The zygote reports every child's end as EXITED ``(pid, status)``
+program) and its descriptors. Its child leaves the zygote's loop and runs ``cell``, which
+ends the process as ``python`` ends, minus the teardown (``runner._end_cell``: threads joined,
+``atexit``, files flushed, ``SystemExit``'s status, then ``os._exit``). The zygote reports every child's end as EXITED ``(pid, status)``
 (status < 0: killed by that signal), sent from its loop, never from a signal handler.
 :func:`serve_kept` is that zygote kept between runs: it listens on a unix socket and serves
 one client after another, each after checking that nothing it imported changed

@@ -16,11 +16,17 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ce
 HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 PROG = """\
-import atexit, os, sys, lib
+import atexit, os, sys, threading, time, lib
 atexit.register(lambda: print("atexit", lib.V, flush=True))
 print("lib", lib.V, "ppid", os.getppid(), "argv", sys.argv[1:], "path0",
       sys.path[0] == os.path.dirname(os.path.realpath(__file__)), flush=True)
 sys.stdout.write("unflushed " + lib.V)  # python flushes it at exit, unless killed
+KEPT = open(lib.V + ".log", "w")  # open until the end: python flushes it as it frees it
+KEPT.write("kept " + lib.V)
+def late():
+    time.sleep(0.1)
+    print(" thread", lib.V, flush=True)
+threading.Thread(target=late).start()  # python joins it before atexit
 if lib.V == "2.0":
     sys.exit(3)
 if lib.V == "3.0":
@@ -53,9 +59,11 @@ def test_forked_cells_end_as_python_ends(omni_venv, libs, wheelhouse, tmp_path, 
         first = lines[v][0].split()
         assert first[:2] == ["lib", v] and lines[v][0].endswith("argv ['a'] path0 True"), lines[v]
         parents.add(int(first[3]))
-    assert lines["1.0"][1:] == ["unflushed 1.0atexit 1.0"]  # flushed, then atexit, as python does
-    assert lines["2.0"][1:] == ["unflushed 2.0atexit 2.0"]  # SystemExit runs atexit too
+    # the thread joined, then atexit, then the flush, as python does
+    assert lines["1.0"][1:] == ["unflushed 1.0 thread 1.0", "atexit 1.0"]
+    assert lines["2.0"][1:] == ["unflushed 2.0 thread 2.0", "atexit 2.0"]  # SystemExit too
     assert lines["3.0"][1:] == []  # killed: nothing flushed, no atexit
+    assert [(tmp_path / f"{v}.log").read_text() for v in ("1.0", "2.0", "3.0")] == ["kept 1.0", "kept 2.0", ""]
     if fork == "1":  # all three are children of one zygote, not of pip-omni
         assert len(parents) == 1 and pid not in parents
     else:
@@ -126,6 +134,38 @@ def test_zygote_preloads_and_reports_the_status(tmp_path):
     finally:
         z.close()
     assert z.proc.popen.wait(10) == 0
+
+
+@pytest.mark.parametrize(("ending", "status", "said"), [
+    ("sys.exit()", 0, b""),
+    ("sys.exit(None)", 0, b""),
+    ("sys.exit(300)", 300 & 0xFF, b""),
+    ("sys.exit('bad input')", 1, b"bad input\n"),
+    ("raise ValueError('v')", 1, b"ValueError: v\n"),
+    ("sys.stdout = open(os.devnull, 'w'); sys.stdout.close()", 0, b""),  # a closed stream is not flushed
+    ("class W:\n closed = False\n def write(self, s): pass\n def flush(self): raise OSError('full')\n"
+     "sys.stdout = W()", 120, b""),  # a flush that fails at exit: 120
+])
+def test_a_cell_exits_with_pythons_status(tmp_path, ending, status, said):
+    """A forked cell skips the interpreter's teardown (``os._exit`` after atexit and the
+    flushes): its status is still the one ``python -c`` gives for each way a program ends."""
+    from omnipkg_pip.run import matrix
+    from omnipkg_pip.run.cellfork import CellZygote
+
+    code = f"import os, sys\n{ending}\n"
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert plain.returncode == status and said in plain.stderr
+    z = CellZygote(sys.executable, matrix.cell_env(str(tmp_path / "store")), str(tmp_path), [], keep=0).ready()
+    try:
+        r, w = os.pipe()
+        pid = z.start([], ["-c", code], None, out=w, err=w)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            text = f.read()
+        assert z.wait(pid) == status, text
+        assert said in text
+    finally:
+        z.close()
 
 
 def test_a_cell_says_when_its_program_has_returned_before_its_shutdown(tmp_path):
