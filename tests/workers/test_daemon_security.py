@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import socket
 import stat
 import struct
@@ -188,6 +189,8 @@ def test_a_silent_connection_blocks_no_one(daemons):
     assert DaemonProxy(daemons.client()).execute("1").value == 1
     assert proxy.call("builtins:len", "abc") == 3
     for s in silent + [half]:  # ... served while those were all still pending
+        # the CHALLENGE may still be on its way under load: wait for it, then read it
+        assert select.select([s], [], [], 60)[0], "no CHALLENGE within 60 s"
         s.setblocking(False)
         assert s.recv(4096)[4:5] == b"h"  # the CHALLENGE, and the connection is still open
         with pytest.raises(BlockingIOError):
