@@ -86,6 +86,9 @@ def register(sub) -> None:
     p.add_argument("--python", metavar="PATH",
                    help="interpreter (an adopted version or a path; default: the active environment)")
     p.add_argument("--dry-run", action="store_true", help="say what would happen, with resolved versions; change nothing")
+    p.add_argument("--no-compile", action="store_true",
+                   help="as pip's: no .pyc now; a bubble's dists are imported from their sources (nothing "
+                   "written) until `pip-omni store compile` or the next install compiles them")
     p.add_argument("--json", action="store_true", help="print the result table as JSON")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less output")
     p.add_argument("-v", "--verbose", action="count", default=0, help="show pip's output and tracebacks")
@@ -112,7 +115,7 @@ def plain_args(requirements: list[str]):
     return _Args(
         command="install", requirements=list(requirements), requirement=[], constraint=[], editable=[],
         upgrade=False, bubble=False, main=False, break_system_packages=False, strategy="stable", python=None,
-        dry_run=False, json=False, quiet=0, verbose=0, remote=None, no_remote=False, push=False,
+        dry_run=False, no_compile=False, json=False, quiet=0, verbose=0, remote=None, no_remote=False, push=False,
         endpoint_url=None, **{f"refused_{dest}": None for dest, _why, _hint in _REFUSED.values()},
         func=run, pip_groups=[], pip_args=[],
     )
@@ -200,6 +203,7 @@ def run(args) -> int:
     common, main_only = _split_pip_groups(groups) if groups else ([], [])  # pipopts: only when pip options were given
     common += files.options + [t for f in args.constraint for t in ("-c", f)]
     main_only += ["-U"] * args.upgrade + ["--break-system-packages"] * args.break_system_packages
+    main_only += ["--no-compile"] * args.no_compile  # pip's own meaning for an install into main
     constraints = _constraint_specs(files.constraints)
     exact = not any(kind == "-c" for kind, _f in files.opaque)  # every constraint known: store shortcuts are safe
     direct = [t for t in texts if reqfiles.is_direct(t)]
@@ -286,11 +290,16 @@ def run(args) -> int:
     # Bubbles first: if one fails, main has not been touched.
     shared = remote.for_install(args) if jobs else None
     failed: list = []
+    now = not args.no_compile
+    if jobs and not now:
+        bytecode.start_list(store, interpreter)  # so that what is left uncompiled is marked pending
     try:
         if len(jobs) == 1:
-            rows.append(_make_bubble(store, interpreter, jobs[0], common, args.verbose, exact, shared, main_now))
+            rows.append(_make_bubble(store, interpreter, jobs[0], common, args.verbose, exact, shared, main_now,
+                                     now))
         elif jobs:
-            made, failed = _make_bubbles(store, interpreter, jobs, common, args.verbose, exact, shared, main_now)
+            made, failed = _make_bubbles(store, interpreter, jobs, common, args.verbose, exact, shared, main_now,
+                                         now)
             rows += made
     finally:
         _release_leased()
@@ -304,8 +313,12 @@ def run(args) -> int:
             if row.action == "would install":
                 row.action = "installed"
         main_now = environment.installed(interpreter, store)
-    # Dists left uncompiled because main had them, which main no longer serves (bytecode.py)
-    bytecode.compile_pending(store, interpreter, main_now)
+    if now:  # dists left uncompiled because main had them, which main no longer serves (bytecode.py)
+        bytecode.compile_pending(store, interpreter, main_now)
+    else:
+        for row in rows:
+            if row.action == "created":
+                row.reason += "; not compiled (--no-compile)"
     _print(rows, args)
     return 0
 
@@ -314,7 +327,7 @@ _AT_ONCE = 4  # bubbles planned and fetched at once (network waits, pip runs); e
 
 
 def _make_bubbles(store: Store, interpreter, jobs: list[_Job], common: list[str], verbose: int, exact: bool,
-                  shared, main_now: dict | None) -> tuple[list[Row], list]:
+                  shared, main_now: dict | None, now: bool = True) -> tuple[list[Row], list]:
     """Several bubbles at once: each :func:`_make_bubble` in a thread. Their index plans
     share pages, metadata, the TLS context and downloads (:func:`.indexplan.sharing`); each
     publishes under the store's lock, one after another, and reuses what an earlier one
@@ -323,12 +336,12 @@ def _make_bubbles(store: Store, interpreter, jobs: list[_Job], common: list[str]
     so) and ``[(job, error)]`` of those that failed."""
     def one(job: _Job):
         try:
-            return _make_bubble(store, interpreter, job, common, verbose, exact, shared, main_now), None
+            return _make_bubble(store, interpreter, job, common, verbose, exact, shared, main_now, now), None
         except OmnipkgError as e:
             return None, e
 
     # What the store alone makes (the warm case) is made here, with no thread and no index
-    quick = {id(job): _quick(store, interpreter, job, common, exact, main_now) for job in jobs}
+    quick = {id(job): _quick(store, interpreter, job, common, exact, main_now, now) for job in jobs}
     rest = [job for job in jobs if quick[id(job)] is None]
     done = {id(job): (quick[id(job)], None) for job in jobs if quick[id(job)] is not None}
     if len(rest) == 1:
@@ -383,7 +396,7 @@ def _pull(shared, store: Store, req, interpreter, main_now):
         return remote.pull_for_install(shared, store, req, interpreter, main_now)
 
 
-def _quick(store: Store, interpreter, job: _Job, common: list[str], exact: bool, main_now) -> Row | None:
+def _quick(store: Store, interpreter, job: _Job, common: list[str], exact: bool, main_now, now: bool = True) -> Row | None:
     """The row of ``job`` when it needs nothing fetched: its bubble is there, or stored dists make it
     (what :func:`_make_bubble` tries first; None: it must plan and fetch)."""
     req = bubbles.parse_requirement(job.text)
@@ -392,7 +405,7 @@ def _quick(store: Store, interpreter, job: _Job, common: list[str], exact: bool,
     present = _present(store, interpreter, req, job, exact)
     if present is not None or req.url is not None or not exact:
         return present
-    manifest = bubbles.bubble_from_store(store, req, interpreter, main_now)
+    manifest = bubbles.bubble_from_store(store, req, interpreter, main_now, compile=now)
     return _from_store_row(normalize(req.name), manifest, job) if manifest is not None else None
 
 
@@ -465,7 +478,8 @@ def _names_source(common: list[str]) -> bool:
 
 
 def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbose: int, exact: bool,
-                 shared=None, main_now: dict | None = None) -> Row:
+                 shared=None, main_now: dict | None = None, now: bool = True) -> Row:
+    """Make (or find) the bubble of ``job``; ``now=False`` (``--no-compile``) leaves its ``.pyc`` for later."""
     req = bubbles.parse_requirement(job.text)
     name = normalize(req.name)
     present = _present(store, interpreter, req, job, exact)
@@ -476,7 +490,7 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
     stored_version = None
     if req.url is None and exact and present is None:
         if not checked:
-            manifest = bubbles.bubble_from_store(store, req, interpreter, main_now)
+            manifest = bubbles.bubble_from_store(store, req, interpreter, main_now, compile=now)
             if manifest is not None:
                 return _from_store_row(name, manifest, job)
             pulled = _pull(shared, store, req, interpreter, main_now)  # commands/remote.py
@@ -508,7 +522,7 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
                 # The source offers no file for it, so no other build either: the stored one is used.
                 if present is not None:
                     return present
-                manifest = bubbles.bubble_from_store(store, req, interpreter, main_now)
+                manifest = bubbles.bubble_from_store(store, req, interpreter, main_now, compile=now)
                 if manifest is None:
                     raise
                 return _from_store_row(name, manifest, job)
@@ -550,7 +564,8 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
             wheels, origins = sorted(glob.glob(os.path.join(work.path, "*.whl"))), {}
         with progress.step(f"store {plural(len(wheels), 'wheel')}"):
             manifest = bubbles.bubble_from_wheels(store, wheels, req, interpreter, main_now, origins=origins,
-                                                  stored=the_plan.stored if the_plan is not None else None)
+                                                  stored=the_plan.stored if the_plan is not None else None,
+                                                  compile=now)
     if not wheels:
         return _from_store_row(name, manifest, job)
     reason = f"{job.reason}; {plural(len(manifest['dists']), 'dist')}"

@@ -1,12 +1,15 @@
 """``pip-omni store info|export|import|push|pull``: the store as a whole.
 
 ``export``/``import`` are :mod:`omnipkg_pip.writers.archive`, ``push``/``pull``
-:mod:`omnipkg_pip.commands.remote`, ``info`` :func:`omnipkg_pip.writers.collect.info`.
+:mod:`omnipkg_pip.commands.remote`, ``info`` :func:`omnipkg_pip.writers.collect.info`, ``compile`` the pending ``.pyc``
+(:func:`omnipkg_pip.writers.bytecode.compile_pending`; ``--background`` is what ``pip-omni run``
+starts after its program, :mod:`omnipkg_pip.writers.later`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from omnipkg_hook.errors import OmnipkgError
@@ -20,12 +23,16 @@ __all__ = ["register"]
 
 def register(sub) -> None:
     s = sub.add_parser("store", help="the store: info; export FILE [NAME==VERSION ...]; import FILE; "
-                       "push|pull REMOTE [NAME==VERSION ...]")
-    s.add_argument("action", choices=("info", "export", "import", "push", "pull"))
+                       "push|pull REMOTE [NAME==VERSION ...]; compile")
+    s.add_argument("action", choices=("info", "export", "import", "push", "pull", "compile"))
     s.add_argument("args", nargs="*", metavar="FILE [NAME==VERSION ...]",
                    help="export: the archive to write and the bubbles to put in it (default: all of this "
                    "interpreter); import: the archive to read")
-    s.add_argument("--python", metavar="PATH", help="export: the bubbles of this interpreter")
+    s.add_argument("--python", metavar="PATH", help="export: the bubbles of this interpreter; compile: the "
+                   ".pyc of this interpreter (bubbles made with --no-compile, or by `pip-omni run`)")
+    import argparse
+
+    s.add_argument("--background", action="store_true", help=argparse.SUPPRESS)  # run's detached compile
     s.add_argument("--max-size", metavar="SIZE", help="import: refuse an archive that unpacks to more than "
                    "SIZE (default 8G; K, M, G, T)")
     s.add_argument("--json", action="store_true")
@@ -44,7 +51,33 @@ def run_store(args) -> int:
         from . import remote
 
         return remote.run(args)
+    if args.action == "compile":
+        return run_compile(args)
     return _run_archive(args)
+
+
+def run_compile(args) -> int:
+    """Compile now what waits to be compiled for an interpreter (what ``install`` does at its end)."""
+    if args.args:
+        raise OmnipkgError(f"`pip-omni store compile` takes no arguments, not {args.args!r}",
+                           "choose the interpreter with --python")
+    from .. import environment
+    from ..pythons import interpreters
+    from ..writers import bytecode, later
+
+    store = Store()
+    interpreter = interpreters.resolve_python(store, args.python)
+    if args.background:
+        later.run_background(store, interpreter)
+        return 0
+    done = bytecode.compile_pending(store, interpreter, environment.installed(interpreter, store))
+    rel = [os.path.relpath(d, store.root) for d in done]
+    if args.json:
+        print(json.dumps({"compiled": rel}, indent=1))
+    else:
+        print(f"compiled {plural(len(rel), 'dist')} for Python {interpreter.version}"
+              + "".join(f"\n  {r}" for r in rel))
+    return 0
 
 
 def run_info(args) -> int:

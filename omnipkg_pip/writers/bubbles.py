@@ -243,7 +243,7 @@ def _write_scripts(store: Store, manifest: dict, interpreter) -> None:
 
 
 def bubble_from_wheels(store: Store, wheels, requirement, interpreter=None, main: dict | None = None, *,
-                       origins: dict | None = None, stored: dict | None = None) -> dict:
+                       origins: dict | None = None, stored: dict | None = None, compile: bool = True) -> dict:
     """Ingest ``wheels`` (local files) and publish the bubble of ``requirement`` from them.
 
     ``main`` (``{name: version}`` of the interpreter's main environment; None: unknown)
@@ -253,6 +253,8 @@ def bubble_from_wheels(store: Store, wheels, requirement, interpreter=None, main
     overlaps the unpacking of the rest. ``origins``: wheel path -> where pip got it
     (``ingest_wheel``'s ``origin``). ``stored``: ``{name: [dist manifest]}`` already in the
     store that complete the closure (the planned dists pip was not asked to fetch again).
+    ``compile=False`` (``install --no-compile``) compiles none: every dist the bubble lacks
+    ``.pyc`` for is marked pending (:func:`write_bubble`) and compiled later.
     """
     from .ingest import ingest_wheel  # pypa/installer: only when there are wheels to ingest
 
@@ -274,9 +276,9 @@ def bubble_from_wheels(store: Store, wheels, requirement, interpreter=None, main
                 m = ingest_wheel(store, os.fspath(wheel), interpreter, compile=False,
                                  origin=origins.get(os.fspath(wheel)))
                 by_name.setdefault(m["name"], []).append(m)
-                if m["name"] == root_name or not bytecode.served_by_main(m["name"], m["version"], main):
+                if compile and (m["name"] == root_name or not bytecode.served_by_main(m["name"], m["version"], main)):
                     compiler.submit(m)
-            for name, ms in (stored or {}).items():
+            for name, ms in (stored or {}).items() if compile else ():
                 for m in ms:
                     if name == root_name or not bytecode.served_by_main(name, m["version"], main):
                         compiler.submit(m)
@@ -363,11 +365,13 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
-def bubble_from_store(store: Store, requirement, interpreter=None, main: dict | None = None) -> dict | None:
+def bubble_from_store(store: Store, requirement, interpreter=None, main: dict | None = None, *,
+                      compile: bool = True) -> dict | None:
     """Make the bubble from stored dists only (no pip, no network), or None if they do not suffice.
 
     Compiles the picked dists not yet compiled for ``interpreter``, except those ``main``
-    (``{name: version}``) has at the same version (see :func:`bubble_from_wheels`)."""
+    (``{name: version}``) has at the same version (see :func:`bubble_from_wheels`); none with
+    ``compile=False``."""
     interpreter = interpreter or interp.current()
     root = parse_requirement(requirement)
     index = StoreIndex(store)
@@ -377,7 +381,7 @@ def bubble_from_store(store: Store, requirement, interpreter=None, main: dict | 
             picked = resolve_closure(root, index, interpreter)
         except ClosureError:
             return None
-        for name, p in picked.items():
+        for name, p in picked.items() if compile else ():
             m = p.manifest
             if name == normalize(root.name) or not bytecode.served_by_main(name, m["version"], main):
                 bytecode.ensure_compiled(store, m, store.dist_path(m["name"], m["version"], m["tag"]), interpreter)

@@ -50,7 +50,7 @@ from omnipkg_hook.store import (
 )
 
 __all__ = ["pyc_manifest_name", "compile_staged", "ensure_compiled", "served_by_main", "compile_pending",
-           "note_pending"]
+           "note_pending", "start_list", "pending"]
 
 # One .py -> the bytes py_compile would write with UNCHECKED_HASH (the same header and
 # marshal), made in memory: no temporary .pyc per file. On some filesystems creating a
@@ -356,19 +356,33 @@ def compile_pending(store: Store, interpreter, main: dict) -> list[str]:
         elif os.path.exists(os.path.join(dist_dir, name)):
             _clear([os.path.join(base, mark)])  # compiled after all (an archive brought its .pyc)
     done = []
-    if todo:
+    for dist_dir, mark in sorted(todo.items()):
+        # The lock is taken per dist: a compile in the background (omnipkg_pip.writers.later)
+        # lets another writer in between two dists, and the check under it is what makes two
+        # compiles at once do each dist once.
         with WriteLock(store):
-            for dist_dir, mark in sorted(todo.items()):
-                if os.path.exists(os.path.join(dist_dir, name)) or not os.path.isdir(dist_dir):
-                    _clear([mark])  # compiled since, or gone (gc)
-                    continue
-                try:
-                    manifest = read_manifest(os.path.join(dist_dir, DIST_MANIFEST))
-                except (OSError, ValueError, OmnipkgError):
-                    continue  # doctor reports it; the mark stays
-                if ensure_compiled(store, manifest, dist_dir, interpreter):
-                    done.append(dist_dir)
+            if os.path.exists(os.path.join(dist_dir, name)) or not os.path.isdir(dist_dir):
+                _clear([mark])  # compiled since, or gone (gc)
+                continue
+            try:
+                manifest = read_manifest(os.path.join(dist_dir, DIST_MANIFEST))
+            except (OSError, ValueError, OmnipkgError):
+                continue  # doctor reports it; the mark stays
+            if ensure_compiled(store, manifest, dist_dir, interpreter):
+                done.append(dist_dir)
     return done
+
+
+def start_list(store: Store, interpreter) -> None:
+    """Make the pending list of ``interpreter`` if it has none yet, before bubbles are published
+    uncompiled (``install --no-compile``): ``note_pending`` marks only on an existing list."""
+    if not os.path.isdir(_pending_dir(store, interpreter.key)):
+        _start_pending(store, interpreter)
+
+
+def pending(store: Store, key: str) -> list[str]:
+    """The marks of interpreter ``key``'s pending list (``<name>@<version>@<tag>``; [] without one)."""
+    return sorted(_listdir(_pending_dir(store, key)))
 
 
 def _start_pending(store: Store, interpreter) -> list[str]:
