@@ -191,6 +191,15 @@ def run(opts: Options) -> int:
     if opts.help:
         sys.stdout.write(USAGE)
         return 0
+    try:
+        return _run(opts)
+    finally:  # bubbles made for this run: compiled now that its program has ended
+        made = sys.modules.get("omnipkg_pip.run.ondemand")
+        if made is not None:
+            made.compile_later()
+
+
+def _run(opts: Options) -> int:
     target = opts.target
     root = _store_root()
     source = _read_source(target)

@@ -164,6 +164,7 @@ class MatrixSession:
             for t in self.threads:
                 t.join()
         self.zygotes.close()
+        ondemand.compile_later()  # the bubbles _prepare made: compiled now that the cells have ended
 
     def _prepare(self) -> None:
         store = self.store

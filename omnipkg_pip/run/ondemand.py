@@ -5,6 +5,10 @@ best stored bubble; what neither has is made as ``pip-omni install --bubble`` ma
 very command runs, in a subprocess, with its progress on stderr; one per interpreter, with
 all of its requirements, which it makes at once; several interpreters at once). ``offline=True`` refuses
 and names that command. Nothing is ever installed into the main environment.
+
+They are made ``--no-compile``, so the program starts sooner: :func:`compile_later`, called
+once the program has ended, starts their compile in the background
+(:mod:`omnipkg_pip.writers.later`; ``OMNIPKG_RUN_COMPILE=now`` compiles first, as install does).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import sys
 
 from omnipkg_hook.errors import BubbleNotFoundError, InvalidPinError, OmnipkgError
 
-__all__ = ["missing_here", "missing_for", "make_bubbles", "make_all", "requirements", "applicable", "install_command"]
+__all__ = ["missing_here", "missing_for", "make_bubbles", "make_all", "requirements", "applicable", "install_command",
+           "compile_later"]
 
 
 def missing_here(texts: list[str], store) -> list[str]:
@@ -86,14 +91,22 @@ def make_all(jobs: list[tuple[str, str, list[str]]], *, offline: bool, index: li
         )
     import subprocess
 
+    from ..writers import later
+
+    now = later.compile_now()
     env = {k: v for k, v in os.environ.items() if k != "OMNIPKG_PINS"}
+    if not now:  # compiled after the run (compile_later), even when one of them fails
+        from omnipkg_hook.store import find_store
+
+        _LATER.extend((python, find_store(), env) for python, _version, _texts in jobs)
     for _python, version, texts in jobs:
         print(f"pip-omni run: making bubbles for Python {version}: {', '.join(texts)}", file=sys.stderr, flush=True)
 
     def install(python: str, texts: list[str], keep: bool):
         # The install command itself, so bubbles are made exactly as `pip-omni install --bubble`
         # makes them; its table goes to stderr too, stdout stays the script's.
-        cmd = [sys.executable, "-m", "omnipkg_pip", "install", "--bubble", "--python", python, *index, *texts]
+        cmd = [sys.executable, "-m", "omnipkg_pip", "install", "--bubble", *["--no-compile"] * (not now),
+               "--python", python, *index, *texts]
         if not keep:
             return subprocess.run(cmd, stdout=sys.stderr.fileno(), stdin=subprocess.DEVNULL, env=env).returncode
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
@@ -114,6 +127,23 @@ def make_all(jobs: list[tuple[str, str, list[str]]], *, offline: bool, index: li
         texts = _not_made(python, texts) or texts
         raise OmnipkgError(f"could not make the bubbles {', '.join(texts)} for Python {version}; nothing was run",
                            f"the lines above say why; to retry by hand: {install_command(python, texts, index)}")
+
+
+_LATER: list = []  # (python, store root, env) of the bubbles made --no-compile by this process
+
+
+def compile_later() -> None:
+    """After the program: start the background compile of the bubbles :func:`make_all` made
+    (nothing when it made none)."""
+    from ..writers import later
+
+    while _LATER:
+        python, root, env = _LATER.pop(0)
+        try:
+            later.start(root, python, env)
+        except OSError as e:  # the next install compiles them
+            print(f"pip-omni run: could not start compiling the new bubbles in the background ({e}); "
+                  "the next `pip-omni install` compiles them", file=sys.stderr)
 
 
 def _not_made(python: str, texts: list[str]) -> list[str]:
