@@ -45,3 +45,13 @@ def runtime_dir(monkeypatch):
     yield rt
     cellfork.stop_kept(rt, kill=True)
     shutil.rmtree(rt, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def background_compiles(tmp_path):
+    """After the test, wait for the compiles a `pip-omni run` of it started in the background
+    (omnipkg_pip/writers/later.py) in its store, so none outlives the test's directory."""
+    yield
+    from omnipkg_pip.writers import later
+
+    later.wait(str(tmp_path / "store"), timeout=120)
