@@ -1,12 +1,14 @@
 """Routed dists not compiled for this interpreter: imported from their sources, no ``.pyc`` written.
 
-pip-omni compiles at install only what a bubble routes then, so a routed dist may have no
-``omnipkg-pyc-<cache_tag>.json`` for this interpreter. The finder looks (one ``stat``) the
+pip-omni compiles at install only what a bubble routes then, and nothing with ``install
+--no-compile`` (every bubble ``pip-omni run`` makes on demand, compiled after its program in the
+background), so a routed dist may have no ``omnipkg-pyc-<cache_tag>.json`` for this interpreter. The finder looks (one ``stat``) the
 first time it routes to a directory; for such a dist it calls :func:`serve_from_sources`:
 the directory joins :attr:`omnipkg_hook.finder.OmnipkgFinder.source_only` and
 :func:`source_only_hook`, put first in ``sys.path_hooks``, gives it a ``FileFinder`` whose
 source loader never writes a ``.pyc`` -- no process writes into the store without the
-writer lock. ``pip-omni install`` compiles it later (``omnipkg_pip.writers.bytecode.compile_pending``).
+writer lock. The background compile, ``pip-omni store compile`` or the next ``pip-omni install``
+compiles it later (``omnipkg_pip.writers.bytecode.compile_pending``, ``omnipkg_pip.writers.later``).
 
 Imported only when such a dist is routed: a compiled one costs the finder one ``stat``.
 """

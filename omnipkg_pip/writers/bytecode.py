@@ -32,6 +32,13 @@ manifest is written, so a compile a crash interrupted is still there to finish. 
 directory's existence means "complete for this interpreter": when it is missing (a store
 from before it, or ``cache/`` emptied) the next install scans every bubble once, as it
 always did, and makes it.
+
+``install --no-compile`` compiles nothing, the root included: its bubbles' dists are marked
+like the ones above (:func:`start_list` first makes the list), and :func:`compile_pending`
+compiles them when main does not serve them -- at the next install, ``pip-omni store
+compile``, or the background compile ``pip-omni run`` starts after its program
+(:mod:`omnipkg_pip.writers.later`). It takes the writer lock per dist, so that background
+compile lets other writers in between two dists, and two compiles at once do each dist once.
 """
 
 from __future__ import annotations
