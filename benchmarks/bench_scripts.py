@@ -184,9 +184,8 @@ def main() -> int:
             print(f"  {k:<14} {_fmt(v)}")
         bg = res["cold_background_compile"]
         if bg:
-            print(f"  {'(pip-omni run: its background compile after the script, not in the row above)'}\n"
-                  f"  {'  compile':<14} {_fmt(bg['seconds'])}, CPU {bg['cpu_seconds']['median'] * 1e3:.0f} ms, "
-                  f"{bg['dists']['median']:.0f} dists")
+            print(f"  {'  + its compile':<14} {_fmt(bg['seconds'])}, CPU {bg['cpu_seconds']['median'] * 1e3:.0f} ms, "
+                  f"{bg['dists']['median']:.0f} dists (pip-omni run's, in the background after the script; not timed above)")
         r = res["pip_omni_overhead_over_uv_overhead"]
         print(f"pip-omni's warm overhead / uv's: {r:.2f} (goal <= 0.5: {'met' if r is not None and r <= 0.5 else 'missed'})"
               if r is not None else "uv's warm overhead is not above plain python here; no ratio")
