@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import time
 
 import pytest
 
@@ -211,3 +212,29 @@ def test_wait_sees_a_background_compile_from_its_start(tmp_path):
         child.stdin.close()
         child.wait(timeout=60)
     assert later.wait(root, timeout=60)  # and free once it ended
+
+
+def test_a_background_compile_killed_by_sigkill_leaves_its_marks_for_the_next(omni_venv, wheel, wheelhouse):
+    import signal
+
+    names = [f"big{i}" for i in range(8)]
+    for name in names:  # enough files that the kill lands while it works, most of the time
+        wheel(name, "1.0", files={f"{name}/__init__.py": "", **{f"{name}/m{j}.py": f"X = {j}\n" * 400
+                                                                for j in range(40)}})
+    omni_venv.run("install", "--bubble", "--no-compile", "--no-index", "-f", str(wheelhouse),
+                  *[f"{n}==1.0" for n in names])
+    p = _background(omni_venv)
+    first = [os.path.join(_dist(omni_venv, n, "1.0"), n, "__pycache__") for n in names]
+    for _ in range(6000):  # until its first .pyc is linked (or it ended)
+        if any(os.path.isdir(d) for d in first) or p.poll() is not None:
+            break
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=60)
+    done = [n for n in names if os.path.exists(os.path.join(_dist(omni_venv, n, "1.0"), PYC))]
+    assert sorted(m.split("@")[0] for m in _marks(omni_venv)) == sorted(set(names) - set(done))  # the rest is marked
+    out = json.loads(omni_venv.run("store", "compile", "--json").stdout)
+    assert sorted(out["compiled"]) == sorted(os.path.join("dists", n, "1.0", "py3-none-any")
+                                             for n in names if n not in done)
+    assert _marks(omni_venv) == [] and all(os.path.exists(os.path.join(_dist(omni_venv, n, "1.0"), PYC))
+                                           for n in names)
