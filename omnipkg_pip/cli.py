@@ -221,20 +221,28 @@ def _run(command: str, argv: list[str]) -> int:
 
         args = parse_or_exit(argv[1:])
     else:
-        parser = build_parser(only=command)
-        pip_groups: list[list[str]] = []
-        if command in PIP_LIKE:
-            from . import pipopts
-
-            ours, pip_groups = pipopts.split(argv[1:], parser.omni_subparsers.choices[command], command)
-            argv = argv[:1] + ours
-        args = _json_anywhere(parser, command, argv)
-        args.pip_groups = pip_groups
-        args.pip_args = [tok for group in pip_groups for tok in group]
+        args = parse_args(command, argv)
         if not getattr(args, "func", None):
-            parser.print_help()
+            build_parser(only=command).print_help()
             return 2
     return _call(args)
+
+
+def parse_args(command: str, argv: list[str]):
+    """The arguments ``pip-omni COMMAND ...`` (``argv``, the command first) gives its ``func``,
+    pip's options among them split off as the command line would (``pip-omni run`` makes
+    its on-demand bubbles with ``parse_args("install", ["install", "--bubble", ...])``)."""
+    parser = build_parser(only=command)
+    pip_groups: list[list[str]] = []
+    if command in PIP_LIKE:
+        from . import pipopts
+
+        ours, pip_groups = pipopts.split(argv[1:], parser.omni_subparsers.choices[command], command)
+        argv = argv[:1] + ours
+    args = _json_anywhere(parser, command, argv)
+    args.pip_groups = pip_groups
+    args.pip_args = [tok for group in pip_groups for tok in group]
+    return args
 
 
 def _call(args) -> int:
@@ -262,15 +270,29 @@ def _call(args) -> int:
             import traceback
 
             traceback.print_exc()
-        from omnipkg_hook.store import find_store, store_oserror
-
-        try:
-            known = store_oserror(find_store(), e)
-        except OmnipkgError:  # no store to name (a broken pyproject setting): the plain line
-            known = None
-        line = f"{e.strerror}: {os.fsdecode(e.filename)!r}" if e.strerror and e.filename else str(e) or repr(e)
-        error(*(known.message, known.hint) if known else (line, "rerun with -v for the traceback"))
+        error(*oserror_line(e))
         return 1
     except KeyboardInterrupt:
-        error("interrupted; nothing half-done is visible in the store (staging is left in tmp/ for gc)")
-        return 130
+        return interrupted()
+
+
+def interrupted() -> int:
+    """Say that a command was interrupted (^C); its exit status."""
+    error("interrupted; nothing half-done is visible in the store (staging is left in tmp/ for gc)")
+    return 130
+
+
+def oserror_line(e: OSError) -> tuple[str, str]:
+    """The one line (and hint) an ``OSError`` of a command is said in: the store's own words
+    for a full disk or a read-only store, else the error and the file."""
+    from omnipkg_hook.errors import OmnipkgError
+    from omnipkg_hook.store import find_store, store_oserror
+
+    try:
+        known = store_oserror(find_store(), e)
+    except OmnipkgError:  # no store to name (a broken pyproject setting): the plain line
+        known = None
+    if known:
+        return known.message, known.hint
+    line = f"{e.strerror}: {os.fsdecode(e.filename)!r}" if e.strerror and e.filename else str(e) or repr(e)
+    return line, "rerun with -v for the traceback"

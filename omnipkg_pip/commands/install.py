@@ -22,6 +22,7 @@ options ``pip wheel`` does not take (``--user``, ``--force-reinstall``...).
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
 
@@ -186,7 +187,13 @@ def _constraint_specs(lines: list[str]) -> dict:
     return out
 
 
-def run(args) -> int:
+def run(args, *, out=None, on_bubble=None) -> int:
+    """The command. ``out``: where the table goes (default: stdout). ``on_bubble(text, error)``
+    is called, in the thread that made it, as each bubble is published (``error`` None) or
+    has failed (an :class:`OmnipkgError`): ``pip-omni run --matrix`` starts a cell as soon as
+    its bubbles are there. Several runs may go on at once in one process (one per
+    interpreter): what they share (leases, the remote, :func:`.indexplan.sharing`) is
+    made for that."""
     _refuse(args)
     progress.set_quiet(args.quiet > 0 or args.json)
     files = reqfiles.read(args.requirement, args.constraint)
@@ -284,7 +291,7 @@ def run(args) -> int:
 
     if args.dry_run:
         rows += [_preview(store, interpreter, job, common, args.verbose, exact) for job in jobs]
-        _print(rows, args)
+        _print(rows, args, out)
         return 0
 
     # Bubbles first: if one fails, main has not been touched.
@@ -293,19 +300,20 @@ def run(args) -> int:
     now = not args.no_compile
     if jobs and not now:
         bytecode.start_list(store, interpreter)  # so that what is left uncompiled is marked pending
+    _lease_scope(+1)
     try:
         if len(jobs) == 1:
-            rows.append(_make_bubble(store, interpreter, jobs[0], common, args.verbose, exact, shared, main_now,
-                                     now))
+            rows.append(_told(on_bubble, jobs[0], lambda: _make_bubble(
+                store, interpreter, jobs[0], common, args.verbose, exact, shared, main_now, now)))
         elif jobs:
             made, failed = _make_bubbles(store, interpreter, jobs, common, args.verbose, exact, shared, main_now,
-                                         now)
+                                         now, on_bubble)
             rows += made
     finally:
-        _release_leased()
+        _lease_scope(-1)
     remote.push_made(shared, store, interpreter, rows)
     if failed:
-        _print(rows, args)  # the bubbles made, and a row for each that failed
+        _print(rows, args, out)  # the bubbles made, and a row for each that failed
         raise _failure(failed)
     if the_plan is not None and the_plan.to_main:
         _install_main(interpreter, the_plan, main_now, editables, common, main_only, args)
@@ -319,29 +327,47 @@ def run(args) -> int:
         for row in rows:
             if row.action == "created":
                 row.reason += "; not compiled (--no-compile)"
-    _print(rows, args)
+    _print(rows, args, out)
     return 0
+
+
+def _told(on_bubble, job: _Job, make):
+    """``make()``'s row, ``on_bubble`` told of it (or of its error, which is raised again)."""
+    try:
+        row = make()
+    except OmnipkgError as e:
+        if on_bubble is not None:
+            on_bubble(job.text, e)
+        raise
+    if on_bubble is not None:
+        on_bubble(job.text, None)
+    return row
 
 
 _AT_ONCE = 4  # bubbles planned and fetched at once (network waits, pip runs); each publishes under the lock
 
 
 def _make_bubbles(store: Store, interpreter, jobs: list[_Job], common: list[str], verbose: int, exact: bool,
-                  shared, main_now: dict | None, now: bool = True) -> tuple[list[Row], list]:
+                  shared, main_now: dict | None, now: bool = True, on_bubble=None) -> tuple[list[Row], list]:
     """Several bubbles at once: each :func:`_make_bubble` in a thread. Their index plans
     share pages, metadata, the TLS context and downloads (:func:`.indexplan.sharing`); each
     publishes under the store's lock, one after another, and reuses what an earlier one
     published (``ingest_wheel`` does not unpack a stored dist's wheel again). A bubble that
     fails does not stop the others. Returns the rows in ``jobs``' order (a failed one's says
-    so) and ``[(job, error)]`` of those that failed."""
+    so) and ``[(job, error)]`` of those that failed; ``on_bubble``: see :func:`run`."""
     def one(job: _Job):
         try:
-            return _make_bubble(store, interpreter, job, common, verbose, exact, shared, main_now, now), None
+            return _told(on_bubble, job, lambda: _make_bubble(
+                store, interpreter, job, common, verbose, exact, shared, main_now, now)), None
         except OmnipkgError as e:
             return None, e
 
     # What the store alone makes (the warm case) is made here, with no thread and no index
     quick = {id(job): _quick(store, interpreter, job, common, exact, main_now, now) for job in jobs}
+    if on_bubble is not None:
+        for job in jobs:
+            if quick[id(job)] is not None:
+                on_bubble(job.text, None)
     rest = [job for job in jobs if quick[id(job)] is None]
     done = {id(job): (quick[id(job)], None) for job in jobs if quick[id(job)] is not None}
     if len(rest) == 1:
@@ -354,17 +380,12 @@ def _make_bubbles(store: Store, interpreter, jobs: list[_Job], common: list[str]
 
         from ..writers import indexplan
 
-        global _REMOTE_LOCK
-        _REMOTE_LOCK = threading.Lock()
-        try:
-            # the files downloaded are kept in `keep` for the other plans until all are made
-            with DownloadDir(store, "shared-") as keep, indexplan.sharing(keep.path), \
-                    progress.step(f"make {plural(len(rest), 'bubble')}", verbose=verbose):
-                with ThreadPoolExecutor(max_workers=min(_AT_ONCE, len(rest)),
-                                        thread_name_prefix="pip-omni-bubble") as pool:
-                    done.update(zip(map(id, rest), pool.map(one, rest)))
-        finally:
-            _REMOTE_LOCK = None
+        # the files downloaded are kept in `keep` for the other plans until all are made
+        with DownloadDir(store, "shared-") as keep, indexplan.sharing(keep.path), \
+                progress.step(f"make {plural(len(rest), 'bubble')}", verbose=verbose):
+            with ThreadPoolExecutor(max_workers=min(_AT_ONCE, len(rest)),
+                                    thread_name_prefix="pip-omni-bubble") as pool:
+                done.update(zip(map(id, rest), pool.map(one, rest)))
     results = [done[id(job)] for job in jobs]
     rows, failed = [], []
     for job, (row, error) in zip(jobs, results):
@@ -386,12 +407,12 @@ def _failure(failed: list) -> OmnipkgError:
     return error
 
 
-_REMOTE_LOCK = None  # while several bubbles are made at once: one remote pull at a time
+_REMOTE_LOCK = _thread.allocate_lock()  # bubbles made at once (in any run of this process): one remote pull at a time
 
 
 def _pull(shared, store: Store, req, interpreter, main_now):
-    if _REMOTE_LOCK is None:
-        return remote.pull_for_install(shared, store, req, interpreter, main_now)
+    if shared is None:
+        return None
     with _REMOTE_LOCK:
         return remote.pull_for_install(shared, store, req, interpreter, main_now)
 
@@ -574,13 +595,15 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
     return Row(name, manifest["version"], "bubble", "created", reason)
 
 
-_LEASED: list[str] = []  # stored dists a plan of this command uses: leased until its bubbles are written
+_LEASED: list[str] = []  # stored dists the plans of this process use: leased until their bubbles are written
+_LEASING = [0, _thread.allocate_lock()]  # runs of this process making bubbles (several at once: one per interpreter)
 
 
 def _leased(store: Store, make_plan):
     """``make_plan()``'s plan, with a lease (:mod:`omnipkg_hook.leases`) held on every stored
     dist it uses, so a ``gc`` running meanwhile keeps them (no bubble names them yet; the
-    leases this takes are dropped when :func:`run`'s bubbles are written). A dist that went
+    leases this takes are dropped when :func:`run`'s bubbles are written, or, when runs go on
+    at once in this process, the last one's). A dist that went
     away before its lease is not stored any more: the plan is made again, and fetches it."""
     from omnipkg_hook import leases
 
@@ -597,8 +620,12 @@ def _leased(store: Store, make_plan):
     return the_plan  # gone again each time: ingest fails on it and says so
 
 
-def _release_leased() -> None:
-    if _LEASED:
+def _lease_scope(step: int) -> None:
+    """A run starts (+1) or ends (-1) making bubbles; the last to end releases the leases."""
+    with _LEASING[1]:
+        _LEASING[0] += step
+        if _LEASING[0] or not _LEASED:
+            return
         from omnipkg_hook import leases
 
         leases.release(_LEASED)
@@ -668,17 +695,19 @@ def _install_main(interpreter, the_plan, main_now, editables, common, main_only,
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _print(rows: list[Row], args) -> None:
+def _print(rows: list[Row], args, out=None) -> None:
+    out = out or sys.stdout
     if args.json:
         import json
 
-        json.dump([r.asdict() for r in rows], sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        out.write(json.dumps([r.asdict() for r in rows], indent=1) + "\n")
         return
     if args.quiet or not rows:
         return
     header = ("Package", "Version", "Where", "What", "Why")
     table = [header] + [(r.name, r.version, r.where, r.action, r.reason) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
-    for row in table:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+    # one write: the tables of runs going on at once in one process do not interleave
+    out.write("".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] + "\n"
+                      for row in table))
+    out.flush()
