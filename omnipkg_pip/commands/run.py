@@ -346,7 +346,10 @@ def _run_child(store, python, texts: tuple[list[str], list[str]], target: list[s
         return 2
     pins = ondemand.requirements(*texts, python.markers)
     missing = ondemand.missing_for(store, python, pins)
-    ondemand.make_bubbles(python.executable, python.version, missing, offline=opts.offline, index=opts.index())
+    # made in this process (it runs no user code itself: the program runs under `python`)
+    making = ondemand.start(store, [(python, missing)], offline=opts.offline, index=opts.index())
+    if making is not None:
+        making.finish("nothing was run")
     if not pins and os.environ.get("OMNIPKG_PINS"):
         pins = [os.environ["OMNIPKG_PINS"]]  # no pins of its own: the environment's, as python would
     return matrix.run_attached(python.executable, pins, target, source, store.root)

@@ -257,6 +257,8 @@ class CellZygote:
     def __init__(self, python: str, env: dict, cwd: str | None, preload: list[str], timeout: float = 60.0,
                  keep: float | None = None) -> None:
         self.python, self.env, self.cwd, self.preload = python, dict(env), cwd, list(preload)
+        self.umask = _umask()  # a zygote started later (a stale kept one's successor) gets it too, not the
+        # writer lock's: bubbles may be made in this process meanwhile (omnipkg_pip/run/ondemand.py)
         self.keep = keep_seconds() if keep is None else keep
         self.kept: _Kept | None = None
         self.proc = self._attach() if self.keep > 0 else None
@@ -284,7 +286,8 @@ class CellZygote:
             args += ["--preload", name]
         try:
             popen = subprocess.Popen(spawn.command(self.python, "runner", args), pass_fds=[theirs.fileno()],
-                                     env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                                     env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     umask=self.umask)
         except OSError:
             ours.close()
             raise
@@ -358,7 +361,7 @@ class CellZygote:
                 args += ["--preload", name]
             popen = subprocess.Popen(spawn.command(self.python, "runner", args), pass_fds=[listener.fileno()],
                                      env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=log, start_new_session=True)
+                                     stderr=log, start_new_session=True, umask=self.umask)
         finally:
             listener.close()
             if log >= 0:

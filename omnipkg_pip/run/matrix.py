@@ -4,8 +4,12 @@
 
 The cells are the product of the axes (``NAME=V1,V2``: exact versions, or ``main`` for the
 main environment's copy) and the interpreters. Every bubble a cell needs is checked for
-every interpreter first and made on demand (``--offline`` refuses and names the command),
-so nothing runs against a wrong version. Cells run in parallel (``--jobs``, default: the
+every interpreter first and made on demand, in this process (``--offline`` refuses and
+names the command), so nothing runs against a wrong version; a cell starts as soon as the
+bubbles of its own pins are published, while the others are still being made, and a cell
+whose bubble could not be made is reported as failed (exit status 1, the error as its
+output), after which the error names the bubbles not made and the command that retries
+them. Cells run in parallel (``--jobs``, default: the
 number of CPUs), each in its own process under its interpreter with its pins (the
 workers' runner). Output of each cell is kept and shown for the cells that failed;
 ``--stream`` shows it live, each line prefixed with the cell -- the default when only
@@ -39,7 +43,7 @@ MAIN = "main"
 
 
 class Cell:
-    __slots__ = ("axes", "python", "pins", "exit", "seconds", "output", "counts")
+    __slots__ = ("axes", "python", "pins", "exit", "seconds", "output", "counts", "error")
 
     def __init__(self, axes: list[tuple[str, str]], python, pins: list[str]) -> None:
         self.axes = axes
@@ -49,6 +53,7 @@ class Cell:
         self.seconds = 0.0
         self.output = ""
         self.counts: dict[str, int] | None = None
+        self.error: str | None = None  # why it did not run: a bubble of its pins could not be made
 
     @property
     def name(self) -> str:
@@ -65,6 +70,8 @@ class Cell:
                "seconds": round(self.seconds, 3)}
         if self.counts is not None:
             row.update(self.counts)
+        if self.error is not None:
+            row["error"] = self.error
         return row
 
 
@@ -175,12 +182,16 @@ class Slot:
 
 
 def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs: int, stream: bool,
-              source: bytes | None = None, out=None, zygotes: Zygotes | None = None) -> None:
+              source: bytes | None = None, out=None, zygotes: Zygotes | None = None,
+              making: ondemand.Making | None = None, umask: int = -1) -> None:
     """Run every cell (``jobs`` at a time); fills in ``exit``, ``seconds``, ``output``, ``counts``.
 
     Cells of an interpreter that has more than one are forked from its zygote
     (:mod:`omnipkg_pip.run.cellfork`; ``zygotes``: started earlier by the caller, closed here)
-    where that works, else each starts the interpreter."""
+    where that works, else each starts the interpreter (with ``umask``: the user's, while
+    the store's writer lock, held in this process when ``making`` makes bubbles, sets its own).
+    ``making``: the bubbles being made; a cell waits for its own, holding no slot, and
+    fails with the error if one of them could not be made."""
     out = out or sys.stdout
     lock = threading.Lock()
     env = cell_env(store_root)
@@ -194,6 +205,15 @@ def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs
     stopping = threading.Event()
 
     def one(cell: Cell) -> None:
+        if making is not None:
+            why = making.wait(cell.python, cell.pins)
+            if why:
+                cell.exit, cell.error, cell.output = 1, why, f"pip-omni: not run: {why}\n"
+                if stream:
+                    with lock:
+                        sys.stderr.write(f"[{cell.label}] {cell.output}")
+                        sys.stderr.flush()
+                return
         slot = Slot(gate)
         try:
             if stopping.is_set():
@@ -201,7 +221,7 @@ def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs
             t0 = time.perf_counter()
             if not _forked(cell, zygotes.get(cell.python.executable), target, source, stream, out, lock,
                            slot.release):
-                _spawned(cell, env, target, source, stream, out, lock)
+                _spawned(cell, env, target, source, stream, out, lock, umask)
             cell.seconds = time.perf_counter() - t0
         finally:
             slot.release()
@@ -227,6 +247,8 @@ def run_cells(cell_list: list[Cell], target: list[str], *, store_root: str, jobs
                 t.join()
         except KeyboardInterrupt:
             stopping.set()
+            if making is not None:
+                making.stop()
             _interrupted(threads, zygotes)
             raise
     finally:
@@ -343,7 +365,7 @@ def _read_all(fd: int) -> bytes:
         return f.read()
 
 
-def _spawned(cell: Cell, env: dict, target, source, stream: bool, out, lock) -> None:
+def _spawned(cell: Cell, env: dict, target, source, stream: bool, out, lock, umask: int = -1) -> None:
     import subprocess  # not at import: forked cells of a kept zygote start no process
 
     from omnipkg_hook.workers import spawn
@@ -354,7 +376,7 @@ def _spawned(cell: Cell, env: dict, target, source, stream: bool, out, lock) -> 
     cmd = spawn.command(cell.python.executable, "runner", [*args, "--", *target])
     stdin = subprocess.PIPE if target[0] == "-" else subprocess.DEVNULL
     if stream:
-        proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=umask)
         prefix = f"[{cell.label}]"
         pumps = [threading.Thread(target=_pump, args=(proc.stdout, prefix, out, lock)),
                  threading.Thread(target=_pump, args=(proc.stderr, prefix, sys.stderr, lock))]
@@ -365,7 +387,8 @@ def _spawned(cell: Cell, env: dict, target, source, stream: bool, out, lock) -> 
         for t in pumps:
             t.join()
     else:
-        proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                umask=umask)
         data, _ = proc.communicate(source if target[0] == "-" else None)
         cell.output = data.decode("utf-8", "replace")
         cell.exit = _status(proc.returncode)
@@ -425,19 +448,28 @@ def main(opts, store, texts: tuple[list[str], list[str]], meta, source: bytes | 
     base = {py.executable: ondemand.requirements(*texts, py.markers) for py in pythons}
     cell_list = cells(axes, pythons, base)
     if len(cell_list) == 1 and not opts.json:  # --table with one interpreter: the real terminal
-        _prepare(cell_list, pythons, store, opts)
+        making = _prepare(cell_list, pythons, store, opts)
+        if making is not None:
+            making.finish("nothing was run")
         return _single(cell_list[0], opts, store, source)
+    umask = os.umask(0o022)  # the user's, for the cells: the writer lock sets its own while held
+    os.umask(umask)
     # the zygotes start now: their interpreters and imports overlap the checks and bubbles
     zygotes = Zygotes(cell_env(store.root), None, opts.target, [c.python.executable for c in cell_list])
     try:
-        _prepare(cell_list, pythons, store, opts)
+        making = _prepare(cell_list, pythons, store, opts)
     except BaseException:
         zygotes.close()
         raise
     stream = opts.stream or not axes
     out = sys.stderr if opts.json else sys.stdout
-    run_cells(cell_list, opts.target, store_root=store.root, jobs=opts.jobs or os.cpu_count() or 1, stream=stream,
-              source=source, out=out, zygotes=zygotes)
+    try:
+        run_cells(cell_list, opts.target, store_root=store.root, jobs=opts.jobs or os.cpu_count() or 1,
+                  stream=stream, source=source, out=out, zygotes=zygotes, making=making, umask=umask)
+    except KeyboardInterrupt:
+        if making is not None:
+            making.abandon()  # bubbles still being made: the process ends now, as a killed install
+        raise
     if not stream:
         for c in cell_list:
             if c.exit != 0 and c.output:
@@ -448,17 +480,25 @@ def main(opts, store, texts: tuple[list[str], list[str]], meta, source: bytes | 
         print()
     else:
         print_table(cell_list, out)
-    return next((c.exit for c in cell_list if c.exit != 0), 0)
+    status = next((c.exit for c in cell_list if c.exit != 0), 0)
+    if making is not None:
+        try:
+            making.finish("the cells that need them did not run")
+        except OmnipkgError as e:
+            e.exit_status = status  # the status is the cells' (the table's first non-zero one), as always
+            raise
+    return status
 
 
-def _prepare(cell_list: list[Cell], pythons, store, opts) -> None:
-    """Check the ``main`` values and make the bubbles the cells need (or refuse, offline)."""
+def _prepare(cell_list: list[Cell], pythons, store, opts) -> ondemand.Making | None:
+    """Check the ``main`` values and start making the bubbles the cells need (or refuse,
+    offline); None: every one is there."""
     _check_main(cell_list, store)
     jobs = []
     for py in pythons:
         wanted = list(dict.fromkeys(p for c in cell_list if c.python is py for p in c.pins))
-        jobs.append((py.executable, py.version, ondemand.missing_for(store, py, wanted)))
-    ondemand.make_all(jobs, offline=opts.offline, index=opts.index())
+        jobs.append((py, ondemand.missing_for(store, py, wanted)))
+    return ondemand.start(store, jobs, offline=opts.offline, index=opts.index())
 
 
 def _single(cell: Cell, opts, store, source) -> int:

@@ -1,10 +1,14 @@
 """The pins of a run, made real: what is missing for an interpreter, and bubbles made on demand.
 
 A requirement is satisfied from the main environment when main satisfies it, else from the
-best stored bubble; what neither has is made as ``pip-omni install --bubble`` makes it (the
-very command runs, in a subprocess, with its progress on stderr; one per interpreter, with
-all of its requirements, which it makes at once; several interpreters at once). ``offline=True`` refuses
-and names that command. Nothing is ever installed into the main environment.
+best stored bubble; what neither has is made as ``pip-omni install --bubble`` makes it, with
+its progress on stderr: one install per interpreter, with all of its requirements, which it
+makes at once. A process that runs the user's program itself (``pip-omni run script.py``, the
+pytest plugin's session) runs the very command in a subprocess (:func:`make_bubbles`); the
+matrix parent and a run under another interpreter run its code in threads of their own
+process (:func:`start`, :class:`Making`), several interpreters at once, and a cell starts
+as soon as its own bubbles are published. ``offline=True`` refuses and names that command.
+Nothing is ever installed into the main environment.
 
 They are made ``--no-compile``, so the program starts sooner: :func:`compile_later`, called
 once the program has ended, starts their compile in the background
@@ -18,8 +22,8 @@ import sys
 
 from omnipkg_hook.errors import BubbleNotFoundError, InvalidPinError, OmnipkgError
 
-__all__ = ["missing_here", "missing_for", "make_bubbles", "make_all", "requirements", "applicable", "install_command",
-           "compile_later"]
+__all__ = ["missing_here", "missing_for", "make_bubbles", "start", "Making", "requirements", "applicable",
+           "install_command", "compile_later"]
 
 
 def missing_here(texts: list[str], store) -> list[str]:
@@ -70,63 +74,259 @@ _PARALLEL = 4  # interpreters whose bubbles are made at once
 
 
 def make_bubbles(python: str, version: str, texts: list[str], *, offline: bool, index: list[str]) -> None:
-    """Make bubbles of ``texts`` for the interpreter ``python`` (``pip-omni install --bubble``)."""
-    make_all([(python, version, texts)], offline=offline, index=index)
-
-
-def make_all(jobs: list[tuple[str, str, list[str]]], *, offline: bool, index: list[str]) -> None:
-    """Make the bubbles of every ``(python, version, texts)``: one ``pip-omni install --bubble
-    --python PY REQ...`` per interpreter (it makes its bubbles at once, sharing what their plans
-    read and fetch), the interpreters at once (one alone runs on our stderr, progress and all;
-    several have their output kept and shown, each whole, as it ends). ``offline`` refuses
-    and names the command."""
-    jobs = [(python, version, texts) for python, version, texts in jobs if texts]
-    if not jobs:
+    """Make bubbles of ``texts`` for the interpreter ``python``: ``pip-omni install --bubble``
+    in a subprocess, on our stderr, progress and all (for a process that runs the user's
+    program itself afterwards: install's threads, TLS and imports stay out of it)."""
+    if not texts:
         return
     if offline:
-        python, version, texts = jobs[0]
-        raise BubbleNotFoundError(
-            f"not stored for Python {version}: {', '.join(texts)}; --offline makes no bubble",
-            f"run: {install_command(python, texts, index)}",
-        )
+        raise _offline(python, version, texts, index)
     import subprocess
 
+    print(f"pip-omni run: making bubbles for Python {version}: {', '.join(texts)}", file=sys.stderr, flush=True)
+    env = _install_env()
+    # The install command itself, so bubbles are made exactly as `pip-omni install --bubble`
+    # makes them; its table goes to stderr too, stdout stays the script's.
+    cmd = [sys.executable, "-m", "omnipkg_pip", "install", "--bubble", *_later(python, None, env), "--python", python,
+           *index, *texts]
+    if subprocess.run(cmd, stdout=sys.stderr.fileno(), stdin=subprocess.DEVNULL, env=env).returncode != 0:
+        texts = _not_made(python, texts) or texts
+        raise _not_made_error(python, version, texts, index, "nothing was run")
+
+
+def _install_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "OMNIPKG_PINS"}
+
+
+def _later(python: str, store_root: str | None, env: dict) -> list[str]:
+    """The install options that leave the compile for after the run (``--no-compile``, and
+    ``python``'s compile registered for :func:`compile_later`, even if the make fails), or
+    none (``OMNIPKG_RUN_COMPILE=now``)."""
     from ..writers import later
 
-    now = later.compile_now()
-    env = {k: v for k, v in os.environ.items() if k != "OMNIPKG_PINS"}
-    if not now:  # compiled after the run (compile_later), even when one of them fails
+    if later.compile_now():
+        return []
+    if store_root is None:
         from omnipkg_hook.store import find_store
 
-        _LATER.extend((python, find_store(), env) for python, _version, _texts in jobs)
-    for _python, version, texts in jobs:
-        print(f"pip-omni run: making bubbles for Python {version}: {', '.join(texts)}", file=sys.stderr, flush=True)
+        store_root = find_store()
+    _LATER.append((python, store_root, env))
+    return ["--no-compile"]
 
-    def install(python: str, texts: list[str], keep: bool):
-        # The install command itself, so bubbles are made exactly as `pip-omni install --bubble`
-        # makes them; its table goes to stderr too, stdout stays the script's.
-        cmd = [sys.executable, "-m", "omnipkg_pip", "install", "--bubble", *["--no-compile"] * (not now),
-               "--python", python, *index, *texts]
-        if not keep:
-            return subprocess.run(cmd, stdout=sys.stderr.fileno(), stdin=subprocess.DEVNULL, env=env).returncode
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        sys.stderr.buffer.write(proc.stdout)
-        sys.stderr.flush()
-        return proc.returncode
 
-    if len(jobs) == 1:
-        codes = [install(jobs[0][0], jobs[0][2], False)]
-    else:
-        from concurrent.futures import ThreadPoolExecutor
+def _offline(python: str, version: str, texts: list[str], index: list[str]) -> BubbleNotFoundError:
+    return BubbleNotFoundError(f"not stored for Python {version}: {', '.join(texts)}; --offline makes no bubble",
+                               f"run: {install_command(python, texts, index)}")
 
-        with ThreadPoolExecutor(max_workers=_PARALLEL) as pool:
-            codes = list(pool.map(lambda job: install(job[0], job[2], True), jobs))
-    failed = [job for job, code in zip(jobs, codes) if code != 0]
-    if failed:
-        python, version, texts = failed[0]
-        texts = _not_made(python, texts) or texts
-        raise OmnipkgError(f"could not make the bubbles {', '.join(texts)} for Python {version}; nothing was run",
-                           f"the lines above say why; to retry by hand: {install_command(python, texts, index)}")
+
+def _not_made_error(python: str, version: str, texts: list[str], index: list[str], what: str) -> OmnipkgError:
+    return OmnipkgError(f"could not make the bubbles {', '.join(texts)} for Python {version}; {what}",
+                        f"the lines above say why; to retry by hand: {install_command(python, texts, index)}")
+
+
+def start(store, jobs: list[tuple[object, list[str]]], *, offline: bool, index: list[str],
+          options: list[str] = ()) -> Making | None:
+    """Start making the bubbles of every ``(interpreter, texts)`` in this process (None: there
+    is nothing to make). ``offline`` refuses and names the command; ``options``: more
+    ``pip-omni install`` options. For a process that runs no user code itself (the matrix
+    parent, a run under another interpreter): see :class:`Making`."""
+    jobs = [(py, list(texts)) for py, texts in jobs if texts]
+    if not jobs:
+        return None
+    if offline:
+        py, texts = jobs[0]
+        raise _offline(py.executable, py.version, texts, index)
+    making = Making(store, [(py, texts, [*_later(py.executable, store.root, _install_env()), *options])
+                            for py, texts in jobs], index)
+    for py, texts in jobs:
+        print(f"pip-omni run: making bubbles for Python {py.version}: {', '.join(texts)}", file=sys.stderr, flush=True)
+    making.thread.start()
+    return making
+
+
+class Making:
+    """Bubbles being made in this process: ``pip-omni install --bubble --python PY REQ...``'s
+    own code (:func:`omnipkg_pip.commands.install.run`: the same parser, plans, table and
+    error lines, on stderr), one run per interpreter in a thread, up to ``_PARALLEL`` at once,
+    inside one :func:`.indexplan.sharing` (pages, TLS context and downloads are read once for
+    all of them). Nothing is started as a process but pip's own runs.
+
+    :meth:`wait` returns as soon as the bubbles one cell needs are published (checked in the
+    store, as the cell's pins will find them), or one of them has failed, so a cell starts
+    while the others are still being made. ^C: :meth:`stop` lets the waiting cells go, and
+    :meth:`abandon` ends the process while bubbles are still being made, as a killed
+    install would (every store write is atomic; staging is left in tmp/ for gc)."""
+
+    def __init__(self, store, jobs: list[tuple[object, list[str], list[str]]], index: list[str]) -> None:
+        """``jobs``: ``(interpreter, requirements, more install options)``."""
+        import threading
+
+        from .. import cli
+
+        self.store, self.jobs, self.index = store, [(py, texts) for py, texts, _options in jobs], index
+        # parsed here, in the caller's thread: a usage error is argparse's, as the command's would be
+        self.args = {py.executable: cli.parse_args("install", ["install", "--bubble", *options, "--python",
+                                                               py.executable, *index, *texts])
+                     for py, texts, options in jobs}
+        self.pending = {py.executable: list(texts) for py, texts in jobs}  # not published yet
+        self.failed: dict[tuple[str, str], str] = {}  # (executable, text) -> why it was not made
+        self.said: dict[str, dict[str, str]] = {py.executable: {} for py, _ in jobs}  # install's error of each job
+        self.stopped = False
+        self.crash: BaseException | None = None  # not an error of the install: raised by finish()
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._all, name="pip-omni-make", daemon=True)
+
+    def _all(self) -> None:
+        import threading
+
+        from omnipkg_hook.store import DownloadDir
+
+        from ..writers import indexplan
+
+        gate = threading.Semaphore(_PARALLEL)
+
+        def one(py, texts) -> None:
+            with gate:
+                self._one(py, texts)
+
+        try:
+            # the files downloaded are kept in `keep` for every interpreter's plans until all are made
+            with DownloadDir(self.store, "shared-") as keep, indexplan.sharing(keep.path):
+                threads = [threading.Thread(target=one, args=job, name="pip-omni-make", daemon=True)
+                           for job in self.jobs]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+        except BaseException as e:  # the store cannot be written: nothing can be made
+            self._report(e)
+            for py, _texts in self.jobs:
+                self._settle(py, str(e))
+
+    def _one(self, py, texts: list[str]) -> None:
+        from ..commands import install
+
+        why = None
+        try:
+            install.run(self.args[py.executable], out=sys.stderr,
+                        on_bubble=lambda text, error: self._made(py, text, error))
+        except BaseException as e:  # said now, like the command's own last lines; the cells say it again
+            why = self._report(e)
+        self._settle(py, why)
+
+    def _report(self, e: BaseException) -> str:
+        from .. import cli
+
+        if isinstance(e, OmnipkgError):
+            cli.error(e.message, e.hint)
+            return e.message
+        if isinstance(e, OSError):
+            message, hint = cli.oserror_line(e)
+            cli.error(message, hint)
+            return message
+        with self.cond:
+            self.crash = self.crash or e
+        return f"{type(e).__name__}: {e}"
+
+    def _made(self, py, text: str, error) -> None:
+        with self.cond:
+            if error is not None:
+                self.said[py.executable][text] = " ".join(error.message.split())
+            try:
+                self._published(py)
+            except (OmnipkgError, OSError, ValueError):  # read again when the run ends
+                pass
+            self.cond.notify_all()
+
+    def _published(self, py) -> None:
+        """Drop from ``pending`` what the store now has (the caller holds ``cond``)."""
+        from ..writers import bubbles
+
+        left = [t for t in self.pending[py.executable]
+                if bubbles.find_bubble(self.store, bubbles.parse_requirement(t), py) is None]
+        self.pending[py.executable] = left
+
+    def _settle(self, py, why: str | None) -> None:
+        """``py``'s run has ended: what it did not publish has failed, with its error."""
+        from ..writers import bubbles
+
+        with self.cond:
+            try:
+                self._published(py)
+            except (OmnipkgError, OSError, ValueError):  # the store unreadable: every one left has failed
+                pass
+            said = self.said[py.executable]
+            for text in self.pending[py.executable]:
+                try:
+                    req = bubbles.parse_requirement(text)
+                    own = said.get(str(req)) or next(
+                        (m for t, m in said.items() if bubbles.parse_requirement(t).name == req.name), None)
+                except Exception:  # noqa: BLE001
+                    own = None
+                self.failed[(py.executable, text)] = (f"the bubble {text!r} was not made: {own}" if own
+                                                      else why or f"the bubble {text!r} was not made")
+            self.pending[py.executable] = []
+            self.cond.notify_all()
+
+    def wait(self, py, texts: list[str]) -> str | None:
+        """Wait until every bubble of ``texts`` (those this makes for ``py``) is published:
+        None; or one of them has failed: why; or :meth:`stop` was called: ``""``."""
+        key = py.executable
+        if key not in self.pending:
+            return None
+        with self.cond:
+            while True:
+                if self.stopped:
+                    return ""
+                why = next((self.failed[(key, t)] for t in texts if (key, t) in self.failed), None)
+                if why is not None:
+                    return why
+                if not any(t in self.pending[key] for t in texts):
+                    return None
+                self.cond.wait()
+
+    def stop(self) -> None:
+        """^C: every :meth:`wait` returns ``""``; the bubbles being made go on (see :meth:`abandon`)."""
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+
+    def abandon(self) -> None:
+        """^C: if bubbles are still being made, say so and end the process now (exit status
+        130), as a killed ``pip-omni install`` ends: what it was writing stays in the store's
+        tmp/, never half in the store. Returns if everything has ended."""
+        if not self.thread.is_alive():
+            return
+        from .. import cli
+
+        code = cli.interrupted()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+    def failures(self) -> list[tuple[object, list[str]]]:
+        """``[(interpreter, texts)]`` not made, in the order of the jobs."""
+        return [(py, [t for t in texts if (py.executable, t) in self.failed]) for py, texts in self.jobs
+                if any((py.executable, t) in self.failed for t in texts)]
+
+    def finish(self, what: str) -> None:
+        """Wait for every bubble (^C: :meth:`abandon`); the error naming those not made
+        (``what``: what that means for the run), with the command that retries only them."""
+        try:
+            self.thread.join()
+        except KeyboardInterrupt:
+            self.stop()
+            self.abandon()
+            raise
+        if self.crash is not None:
+            raise self.crash
+        failed = self.failures()
+        if failed:
+            py, texts = failed[0]
+            raise _not_made_error(py.executable, py.version, texts, self.index, what)
 
 
 _LATER: list = []  # (python, store root, env) of the bubbles made --no-compile by this process

@@ -92,9 +92,14 @@ def test_pytest_counts_and_main(venv_with_pytest, libs, wheelhouse, tmp_path):
 
 def test_bubbles_made_at_once_and_a_failed_one_named(omni_venv, libs, wheelhouse, tmp_path):
     (tmp_path / "check.py").write_text(CHECK.format(other="none"))
-    proc = omni_venv.run("run", "--matrix", "lib=1.0,9.9,3.0", "--no-index", "-f", str(wheelhouse), "check.py",
-                         check=False, cwd=tmp_path)
-    assert proc.returncode == 1 and proc.stdout == ""  # nothing ran
+    proc = omni_venv.run("run", "--matrix", "lib=1.0,9.9,3.0", "--no-index", "-f", str(wheelhouse), "--json",
+                         "check.py", check=False, cwd=tmp_path)
+    assert proc.returncode == 1
+    # the other cells ran; the one whose bubble failed is a failed row that says why, in its place
+    rows = json.loads(proc.stdout)
+    assert [(r["cell"], r["exit"]) for r in rows] == [("lib=1.0", 0), ("lib=9.9", 1), ("lib=3.0", 0)]
+    assert "error" not in rows[0] and "error" not in rows[2]
+    assert rows[1]["error"].startswith("the bubble 'lib==9.9' was not made: ") and "9.9" in rows[1]["error"][40:]
     assert "could not make the bubbles lib==9.9 for Python" in proc.stderr
     assert "pip-omni install --bubble --python" in proc.stderr and "lib==1.0" not in proc.stderr.splitlines()[-1]
     # the others were made all the same: the run works offline once 9.9 is dropped

@@ -41,7 +41,12 @@ def test_one_bubble_that_cannot_be_made_is_the_one_named(omni_venv, libs, wheelh
     (tmp_path / "check.py").write_text(CHECK)
     proc = omni_venv.run("run", "--matrix", "lib=1.0,9.9,3.0", "--no-index", "-f", str(wheelhouse), "check.py",
                          check=False, cwd=tmp_path)
-    assert proc.returncode == 1 and proc.stdout == ""  # nothing ran
+    assert proc.returncode == 1
+    # the cells whose bubbles were made ran; the other is reported failed, with the error
+    table = proc.stdout[proc.stdout.index("Cell"):].splitlines()
+    assert [row.split()[0:3:2] for row in table[1:]] == [["lib=1.0", "0"], ["lib=9.9", "1"], ["lib=3.0", "0"]]
+    assert table[2].endswith("FAILED") and sum(row.endswith("FAILED") for row in table) == 1
+    assert "==== lib=9.9" in proc.stdout and "pip-omni: not run: the bubble 'lib==9.9' was not made" in proc.stdout
     assert _tables(proc.stderr) == 1  # the install's table: two made, one failed
     last = proc.stderr.strip().splitlines()
     error = next(ln for ln in last if ln.startswith("pip-omni: error: could not make the bubbles"))
