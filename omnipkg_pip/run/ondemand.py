@@ -189,6 +189,7 @@ class Making:
             with gate:
                 self._one(py, texts)
 
+        why = None
         try:
             # the files downloaded are kept in `keep` for every interpreter's plans until all are made
             with DownloadDir(self.store, "shared-") as keep, indexplan.sharing(keep.path):
@@ -199,20 +200,24 @@ class Making:
                 for t in threads:
                     t.join()
         except BaseException as e:  # the store cannot be written: nothing can be made
-            self._report(e)
+            why = str(e)
+            why = self._report(e)
+        finally:  # whatever happened, no cell waits for ever (what was made is not pending any more)
             for py, _texts in self.jobs:
-                self._settle(py, str(e))
+                self._settle(py, why)
 
     def _one(self, py, texts: list[str]) -> None:
         from ..commands import install
 
-        why = None
+        why = "the bubbles were not made"
         try:
             install.run(self.args[py.executable], out=sys.stderr,
                         on_bubble=lambda text, error: self._made(py, text, error))
+            why = None
         except BaseException as e:  # said now, like the command's own last lines; the cells say it again
             why = self._report(e)
-        self._settle(py, why)
+        finally:
+            self._settle(py, why)
 
     def _report(self, e: BaseException) -> str:
         from .. import cli
