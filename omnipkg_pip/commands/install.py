@@ -373,7 +373,6 @@ def _make_bubbles(store: Store, interpreter, jobs: list[_Job], common: list[str]
     if len(rest) == 1:
         done[id(rest[0])] = one(rest[0])
     elif rest:
-        import threading
         from concurrent.futures import ThreadPoolExecutor
 
         from omnipkg_hook.store import DownloadDir

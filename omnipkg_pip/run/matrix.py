@@ -376,7 +376,8 @@ def _spawned(cell: Cell, env: dict, target, source, stream: bool, out, lock, uma
     cmd = spawn.command(cell.python.executable, "runner", [*args, "--", *target])
     stdin = subprocess.PIPE if target[0] == "-" else subprocess.DEVNULL
     if stream:
-        proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=umask)
+        proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                umask=umask)
         prefix = f"[{cell.label}]"
         pumps = [threading.Thread(target=_pump, args=(proc.stdout, prefix, out, lock)),
                  threading.Thread(target=_pump, args=(proc.stderr, prefix, sys.stderr, lock))]

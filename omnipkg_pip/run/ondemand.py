@@ -200,7 +200,7 @@ class Making:
                 for t in threads:
                     t.join()
         except BaseException as e:  # the store cannot be written: nothing can be made
-            why = str(e)
+            why = str(e)  # should saying it fail too
             why = self._report(e)
         finally:  # whatever happened, no cell waits for ever (what was made is not pending any more)
             for py, _texts in self.jobs:

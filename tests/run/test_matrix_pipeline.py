@@ -79,9 +79,9 @@ def _libs(index) -> dict[str, str]:
     return names
 
 
-def _env(venv, index, **extra) -> dict:
-    return {**venv.env, "PIP_INDEX_URL": f"{index.url}/simple", "OMNIPKG_RUNTIME_DIR": os.environ["OMNIPKG_RUNTIME_DIR"],
-            **extra}
+def _env(venv, index) -> dict:
+    return {**venv.env, "PIP_INDEX_URL": f"{index.url}/simple",
+            "OMNIPKG_RUNTIME_DIR": os.environ["OMNIPKG_RUNTIME_DIR"]}
 
 
 def test_the_bubbles_of_two_interpreters_are_made_with_no_install_process(omni_venv, libs, wheelhouse, tmp_path):
