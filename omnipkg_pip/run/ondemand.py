@@ -168,13 +168,16 @@ class Making:
         self.args = {py.executable: cli.parse_args("install", ["install", "--bubble", *options, "--python",
                                                                py.executable, *index, *texts])
                      for py, texts, options in jobs}
-        self.pending = {py.executable: list(texts) for py, texts in jobs}  # not published yet
+        self.pending = {py.executable: list(texts) for py, texts in self.jobs}  # not published yet
         self.failed: dict[tuple[str, str], str] = {}  # (executable, text) -> why it was not made
-        self.said: dict[str, dict[str, str]] = {py.executable: {} for py, _ in jobs}  # install's error of each job
+        self.said: dict[str, dict[str, str]] = {py.executable: {} for py, _ in self.jobs}  # install's error of each job
         self.stopped = False
         self.crash: BaseException | None = None  # not an error of the install: raised by finish()
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._all, name="pip-omni-make", daemon=True)
+        # set when every run has ended: waited for instead of join(), which ^C can leave
+        # believing a running thread stopped (CPython before 3.13)
+        self.ended = threading.Event()
 
     def _all(self) -> None:
         import threading
@@ -203,8 +206,11 @@ class Making:
             why = str(e)  # should saying it fail too
             why = self._report(e)
         finally:  # whatever happened, no cell waits for ever (what was made is not pending any more)
-            for py, _texts in self.jobs:
-                self._settle(py, why)
+            try:
+                for py, _texts in self.jobs:
+                    self._settle(py, why)
+            finally:
+                self.ended.set()
 
     def _one(self, py, texts: list[str]) -> None:
         from ..commands import install
@@ -300,7 +306,7 @@ class Making:
         """^C: if bubbles are still being made, say so and end the process now (exit status
         130), as a killed ``pip-omni install`` ends: what it was writing stays in the store's
         tmp/, never half in the store. Returns if everything has ended."""
-        if not self.thread.is_alive():
+        if self.ended.is_set():
             return
         from .. import cli
 
@@ -321,7 +327,7 @@ class Making:
         """Wait for every bubble (^C: :meth:`abandon`); the error naming those not made
         (``what``: what that means for the run), with the command that retries only them."""
         try:
-            self.thread.join()
+            self.ended.wait()
         except KeyboardInterrupt:
             self.stop()
             self.abandon()
