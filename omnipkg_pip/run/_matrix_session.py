@@ -84,6 +84,7 @@ class MatrixSession:
                                       [sys.executable] * len(self.cells))
         self.events: queue.Queue = queue.Queue()
         self.threads: list[threading.Thread] = []
+        self.finished: list[threading.Event] = []  # one per thread, set when it ends
         self.failed: BaseException | None = None  # _prepare's error, raised where the cells are awaited
         self.started = self.replayed = False
 
@@ -107,8 +108,12 @@ class MatrixSession:
             return
         jobs = self.config.getoption("omnipkg_jobs") or os.cpu_count() or 1
         gate = threading.Semaphore(max(1, jobs))
-        self.threads = [threading.Thread(target=self._run, args=(cell, self.events, gate), daemon=True)
-                        for cell in self.cells]
+        # each cell's thread is waited for by an Event of its own, not join(): a join that ^C
+        # interrupts marks a running thread stopped (CPython before 3.13), see run/matrix.py
+        self.finished = [threading.Event() for _ in self.cells]
+        self.threads = [threading.Thread(target=self._run_then_set, args=(cell, self.events, gate, finished),
+                                         daemon=True)
+                        for cell, finished in zip(self.cells, self.finished)]
         for t in self.threads:
             t.start()
 
@@ -124,7 +129,7 @@ class MatrixSession:
         if self.failed is not None:
             raise self.failed
         self.replayed = True
-        events, threads = self.events, self.threads
+        events = self.events
         done = 0
         try:
             while done < len(self.cells):
@@ -136,21 +141,24 @@ class MatrixSession:
                 else:
                     self._replay(session, cell, kind, data)
         except KeyboardInterrupt:
-            self._interrupted(threads)
+            self._interrupted()
             raise
-        for t in threads:
-            t.join()
+        self._wait_threads()
         return True
 
-    def _interrupted(self, threads) -> None:
+    def _wait_threads(self) -> None:
+        for finished in self.finished:
+            finished.wait()
+
+    def _interrupted(self) -> None:
         """^C: no new cell starts; the running ones get it (forwarded to those of a kept
-        zygote, which are not in the terminal's process group) and are waited for."""
+        zygote, which are not in the terminal's process group) and are waited for, however
+        many times ^C comes again."""
         self.stopping = True
         while True:
             self.zygotes.interrupt()
             try:
-                for t in threads:
-                    t.join()
+                self._wait_threads()
                 return
             except KeyboardInterrupt:
                 continue
@@ -161,8 +169,7 @@ class MatrixSession:
             self.zygotes.kill()
             for proc in list(self.spawned):
                 proc.kill()
-            for t in self.threads:
-                t.join()
+            self._wait_threads()
         self.zygotes.close()
         ondemand.compile_later()  # the bubbles _prepare made: compiled now that the cells have ended
 
@@ -173,6 +180,12 @@ class MatrixSession:
         version = ".".join(map(str, sys.version_info[:3]))
         ondemand.make_bubbles(sys.executable, version, missing, offline=self.config.getoption("omnipkg_offline"),
                               index=[])
+
+    def _run_then_set(self, cell: _Cell, events: queue.Queue, gate, finished: threading.Event) -> None:
+        try:
+            self._run(cell, events, gate)
+        finally:
+            finished.set()
 
     def _run(self, cell: _Cell, events: queue.Queue, gate) -> None:
         from omnipkg_hook.errors import OmnipkgError

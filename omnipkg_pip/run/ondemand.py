@@ -344,7 +344,7 @@ _LATER: list = []  # (python, store root, env) of the bubbles made --no-compile 
 
 
 def compile_later() -> None:
-    """After the program: start the background compile of the bubbles :func:`make_all` made
+    """After the program: start the background compile of the bubbles this process made
     (nothing when it made none)."""
     from ..writers import later
 

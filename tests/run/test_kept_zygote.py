@@ -320,6 +320,52 @@ def test_ctrl_c_reaches_the_plugins_cells_of_a_kept_zygote(venv_with_pytest, lib
         assert _wait_gone(pid, 30)
 
 
+SLOW_TO_STOP_TEST = """\
+import os, signal, time, lib
+
+def test_sleeps():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    open(os.path.join(here, "pid-" + lib.V), "w").write(f"{os.getpid()} {os.getppid()}")
+    try:
+        time.sleep(120)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the second ^C is not for this cleanup
+        open(os.path.join(here, "stopping-" + lib.V), "w").close()
+        time.sleep(3 if lib.V == "1.0" else 0.2)  # the first cell is the slower to stop
+        open(os.path.join(here, "ki-" + lib.V), "w").write("KeyboardInterrupt")
+        raise
+"""
+
+
+def test_a_second_ctrl_c_still_waits_for_the_plugins_cells(venv_with_pytest, libs, wheelhouse, tmp_path):
+    """^C, then ^C again while the cells are still cleaning up: the session still waits for
+    them (before, the interrupted join let it close the kept zygote's connection, which
+    killed the cells mid-cleanup on CPython < 3.13)."""
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "test_slow.py").write_text(SLOW_TO_STOP_TEST)
+    env = {**venv_with_pytest.env, "OMNIPKG_RUNTIME_DIR": os.environ["OMNIPKG_RUNTIME_DIR"],
+           "PIP_FIND_LINKS": str(wheelhouse)}
+    proc = subprocess.Popen([str(venv_with_pytest.python), "-m", "pytest", "--omnipkg-matrix", "lib=1.0,2.0",
+                             "--omnipkg-jobs", "2", "-q", "suite"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    def wait_for(prefix: str) -> None:
+        deadline = time.monotonic() + 240
+        while not all((tmp_path / f"{prefix}-{v}").exists() for v in ("1.0", "2.0")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+
+    wait_for("pid")
+    proc.send_signal(signal.SIGINT)
+    wait_for("stopping")  # both cells are in their cleanup now
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out + err  # pytest's "interrupted"
+    for v in ("1.0", "2.0"):
+        assert (tmp_path / f"ki-{v}").read_text() == "KeyboardInterrupt"  # their cleanup ran to its end
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to connect as another uid")
 def test_the_zygote_refuses_a_peer_of_another_uid(setup, runtime_dir):
     tmp, lib, env = setup
