@@ -279,7 +279,7 @@ def test_a_second_matrix_run_reuses_the_zygote(omni_venv, libs, wheelhouse, tmp_
 
 
 SLEEPY_TEST = """\
-import os, time, lib
+import os, signal, time, lib
 
 def test_sleeps():
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -287,20 +287,30 @@ def test_sleeps():
     try:
         time.sleep(120)
     except KeyboardInterrupt:
+        cleanup = float(os.environ.get("CLEANUP_" + lib.V.replace(".", "_"), "0"))
+        if cleanup:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second ^C is not for this cleanup
+            open(os.path.join(here, "stopping-" + lib.V), "w").close()
+            time.sleep(cleanup)
         open(os.path.join(here, "ki-" + lib.V), "w").write("KeyboardInterrupt")
         raise
 """
 
 
-def test_ctrl_c_reaches_the_plugins_cells_of_a_kept_zygote(venv_with_pytest, libs, wheelhouse, tmp_path):
+def _sleepy_session(venv, wheelhouse, tmp_path, **env):
+    """``pytest --omnipkg-matrix lib=1.0,2.0`` of :data:`SLEEPY_TEST`, in a session of its own."""
     (tmp_path / "suite").mkdir()
     (tmp_path / "suite" / "test_sleepy.py").write_text(SLEEPY_TEST)
-    env = {**venv_with_pytest.env, "OMNIPKG_RUNTIME_DIR": os.environ["OMNIPKG_RUNTIME_DIR"],
-           "PIP_FIND_LINKS": str(wheelhouse)}
-    proc = subprocess.Popen([str(venv_with_pytest.python), "-m", "pytest", "--omnipkg-matrix", "lib=1.0,2.0",
+    env = {**venv.env, "OMNIPKG_RUNTIME_DIR": os.environ["OMNIPKG_RUNTIME_DIR"], "PIP_FIND_LINKS": str(wheelhouse),
+           **env}
+    return subprocess.Popen([str(venv.python), "-m", "pytest", "--omnipkg-matrix", "lib=1.0,2.0",
                              "--omnipkg-jobs", "2", "-q", "suite"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def test_ctrl_c_reaches_the_plugins_cells_of_a_kept_zygote(venv_with_pytest, libs, wheelhouse, tmp_path):
+    proc = _sleepy_session(venv_with_pytest, wheelhouse, tmp_path)
     pids = {}
     deadline = time.monotonic() + 240
     while len(pids) < 2:
@@ -320,35 +330,11 @@ def test_ctrl_c_reaches_the_plugins_cells_of_a_kept_zygote(venv_with_pytest, lib
         assert _wait_gone(pid, 30)
 
 
-SLOW_TO_STOP_TEST = """\
-import os, signal, time, lib
-
-def test_sleeps():
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    open(os.path.join(here, "pid-" + lib.V), "w").write(f"{os.getpid()} {os.getppid()}")
-    try:
-        time.sleep(120)
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the second ^C is not for this cleanup
-        open(os.path.join(here, "stopping-" + lib.V), "w").close()
-        time.sleep(3 if lib.V == "1.0" else 0.2)  # the first cell is the slower to stop
-        open(os.path.join(here, "ki-" + lib.V), "w").write("KeyboardInterrupt")
-        raise
-"""
-
-
 def test_a_second_ctrl_c_still_waits_for_the_plugins_cells(venv_with_pytest, libs, wheelhouse, tmp_path):
-    """^C, then ^C again while the cells are still cleaning up: the session still waits for
-    them (before, the interrupted join let it close the kept zygote's connection, which
-    killed the cells mid-cleanup on CPython < 3.13)."""
-    (tmp_path / "suite").mkdir()
-    (tmp_path / "suite" / "test_slow.py").write_text(SLOW_TO_STOP_TEST)
-    env = {**venv_with_pytest.env, "OMNIPKG_RUNTIME_DIR": os.environ["OMNIPKG_RUNTIME_DIR"],
-           "PIP_FIND_LINKS": str(wheelhouse)}
-    proc = subprocess.Popen([str(venv_with_pytest.python), "-m", "pytest", "--omnipkg-matrix", "lib=1.0,2.0",
-                             "--omnipkg-jobs", "2", "-q", "suite"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    """^C, then ^C again while the cells are still cleaning up (the first cell is the slower
+    to stop): the session still waits for them (before, the interrupted join let it close
+    the kept zygote's connection, which killed the cells mid-cleanup on CPython < 3.13)."""
+    proc = _sleepy_session(venv_with_pytest, wheelhouse, tmp_path, CLEANUP_1_0="3", CLEANUP_2_0="0.2")
 
     def wait_for(prefix: str) -> None:
         deadline = time.monotonic() + 240
