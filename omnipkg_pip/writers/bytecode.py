@@ -57,7 +57,7 @@ from omnipkg_hook.store import (
 )
 
 __all__ = ["pyc_manifest_name", "compile_staged", "ensure_compiled", "served_by_main", "compile_pending",
-           "note_pending", "start_list", "pending"]
+           "note_pending", "start_list"]
 
 # One .py -> the bytes py_compile would write with UNCHECKED_HASH (the same header and
 # marshal), made in memory: no temporary .pyc per file. On some filesystems creating a
@@ -385,11 +385,6 @@ def start_list(store: Store, interpreter) -> None:
     uncompiled (``install --no-compile``): ``note_pending`` marks only on an existing list."""
     if not os.path.isdir(_pending_dir(store, interpreter.key)):
         _start_pending(store, interpreter)
-
-
-def pending(store: Store, key: str) -> list[str]:
-    """The marks of interpreter ``key``'s pending list (``<name>@<version>@<tag>``; [] without one)."""
-    return sorted(_listdir(_pending_dir(store, key)))
 
 
 def _start_pending(store: Store, interpreter) -> list[str]:
