@@ -54,6 +54,8 @@ empty body::
                         owner -> cell zygote    cell spec and its fds (see runner)  R (pid,) | X
     26  D     EXITED    cell zygote -> owner    (pid, status): a forked cell ended; status < 0
                                                 is the signal that killed it
+    27  c     COMPILE   owner -> cell zygote    [wheel path, ...]: compile their .py files
+                                                ahead for the cells (no answer; see zygote)
     30  O     OPEN      client -> daemon        (pins, python, options)       F | X
     31  F     FD        daemon -> client        worker info dict and 1 fd: the client's
                                                 end of a socketpair whose other end the
@@ -90,7 +92,7 @@ __all__ = [
     "server_handshake",
     "client_handshake",
     "EXECUTE", "CALL", "PING", "RESULT", "ERROR", "BYE",
-    "READY", "BOOTFAIL", "ATTACH", "STAT", "QUIT", "FORK", "EXITED",
+    "READY", "BOOTFAIL", "ATTACH", "STAT", "QUIT", "FORK", "EXITED", "COMPILE",
     "OPEN", "FD", "KILL", "STATUS", "STOP",
 ]
 
@@ -105,7 +107,7 @@ MAC_SIZE = 32
 # Message types (one byte each; see the table above).
 EXECUTE, CALL, PING, RESULT, ERROR, BYE = b"E", b"C", b"P", b"R", b"X", b"B"
 READY, BOOTFAIL, ATTACH, STAT, QUIT, FORK = b"Y", b"x", b"A", b"T", b"Q", b"K"
-EXITED = b"D"
+EXITED, COMPILE = b"D", b"c"
 OPEN, FD, KILL, STATUS, STOP = b"O", b"F", b"k", b"S", b"s"
 CHALLENGE, ANSWER, WELCOME, FAILURE = b"h", b"a", b"w", b"f"
 

@@ -27,6 +27,16 @@ program) and its descriptors. Its child leaves the zygote's loop and runs ``cell
 ends the process as ``python`` ends, minus the teardown (``runner._end_cell``: threads joined,
 ``atexit``, files flushed, ``SystemExit``'s status, then ``os._exit``). The zygote reports every child's end as EXITED ``(pid, status)``
 (status < 0: killed by that signal), sent from its loop, never from a signal handler.
+While it waits for FORKs a cell zygote also compiles ahead (COMPILE ``{"wheels": [path, ...],
+"cells": n}``, no answer): the ``.py`` files of the wheels its owner is making bubbles of, read
+from the archive, one file at a time and only while no request is waiting, into
+:data:`omnipkg_hook.uncompiled.PRECOMPILED` (keyed by each source's sha256), so that cells
+forked after import those sources without compiling them (bubbles ``pip-omni run`` makes
+have no ``.pyc`` yet). It stops when it has forked ``n`` cells for this owner, and each new
+owner starts with none. A wheel is untrusted here: a member is read up to
+:data:`_Ahead.MAX_FILE` bytes, at most :data:`_Ahead.MAX_TOTAL` per owner, an archive or
+source that fails is skipped, nothing is written, and a code object is only ever used for
+source bytes of the same sha256.
 :func:`serve_kept` is that zygote kept between runs: it listens on a unix socket and serves
 one client after another, each after checking that nothing it imported changed
 (:func:`fingerprint`; the policy is in ``omnipkg_pip/run/cellfork.py``).
@@ -292,6 +302,7 @@ def serve_kept(listener: socket.socket, info: dict, load, cell, *, idle: float, 
             how, code = loop.serve(control)
             if how == "child":
                 return code
+            loop.ahead.clear()  # what one client's bubbles need is not the next one's
             loop.kill_live()
             control.close()
             if how == "quit":
@@ -332,6 +343,161 @@ def changed_since(stamp: dict) -> str | None:
     return None
 
 
+class _Ahead:
+    """What a cell zygote compiles ahead for its owner's cells (COMPILE; see the module docstring)."""
+
+    MAX_FILE = 4 << 20  # a larger source is left to the cell that imports it
+    MAX_TOTAL = 32 << 20  # source bytes read for one owner
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        from collections import deque
+
+        self.wheels: deque = deque()
+        self.current = None  # iterator of (member name, source bytes) still to compile
+        self.seen: set[str] = set()
+        self.read = 0
+        self.cells = None  # forks after which there is nothing left to compile for
+        done = sys.modules.get("omnipkg_hook.uncompiled")
+        if done is not None:
+            done.PRECOMPILED.clear()
+
+    def add(self, body: bytes) -> None:
+        try:
+            request = P.loads(body)
+            wheels, cells = request["wheels"], request.get("cells")
+        except Exception:  # the owner's own frame: a wrong one is ignored, as nothing depends on it
+            return
+        if isinstance(cells, int):
+            self.cells = cells
+        for path in wheels if isinstance(wheels, list) else ():
+            if isinstance(path, str) and path not in self.seen:
+                self.seen.add(path)
+                self.wheels.append(path)
+
+    def forked(self) -> None:
+        if self.cells is not None:
+            self.cells -= 1
+            if self.cells <= 0:  # every cell of this owner has started: compiling now helps none
+                self.wheels.clear()
+                self.current = None
+
+    def busy(self) -> bool:
+        return self.current is not None or bool(self.wheels)
+
+    def step(self) -> None:
+        """Compile one more source file (or read the next wheel)."""
+        if self.current is None:
+            self.current = iter(self._sources(self.wheels.popleft()))
+            return
+        item = next(self.current, None)
+        if item is None:
+            self.current = None
+            return
+        from hashlib import sha256
+
+        from omnipkg_hook.uncompiled import PRECOMPILED
+
+        name, data = item
+        key = sha256(data).digest()
+        if key in PRECOMPILED:
+            return
+        try:
+            PRECOMPILED[key] = compile(data, name, "exec", dont_inherit=True)
+        except Exception:  # a syntax error is the cell's to report, with its real file name
+            pass
+
+    def _sources(self, path: str) -> list[tuple[str, bytes]]:
+        """The wheel's sources a cell is likely to import, in the order it likely needs them:
+        packages' ``__init__`` first, then each module by how many of its siblings import it
+        at their top level (``^import``/``^from ... import`` lines); one no sibling imports
+        there (a leaf such as ``rich.progress``) is left to the cell. [] for a bad archive."""
+        import zipfile
+
+        found = {}
+        try:
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    module = _module_of(info)
+                    if module is None:
+                        continue
+                    if self.read + info.file_size > self.MAX_TOTAL:
+                        self.wheels.clear()  # enough for this owner
+                        break
+                    with zf.open(info) as f:
+                        data = f.read(self.MAX_FILE + 1)
+                    self.read += len(data)
+                    if len(data) <= self.MAX_FILE:
+                        found[module[0]] = (info.filename, data, module[1])
+        except Exception:  # not a readable zip, a damaged member: the ingest says what is wrong with it
+            return []
+        wanted = _imported_by_siblings(found)
+        order = sorted((m for m, (_n, _d, package) in found.items() if package or wanted[m]),
+                       key=lambda m: (not found[m][2], -wanted[m], m))
+        return [(found[m][0], found[m][1]) for m in order]
+
+
+def _module_of(info) -> tuple[str, bool] | None:
+    """``(dotted module name, is a package)`` of a ``.py`` member a bubble's dist imports from
+    (top level, or under ``*.data/purelib|platlib/``; not ``*.dist-info``, not ``__pycache__``),
+    of a size the zip declares within :data:`_Ahead.MAX_FILE`; else None."""
+    parts = info.filename.split("/")
+    if not info.filename.endswith(".py") or info.file_size > _Ahead.MAX_FILE or "__pycache__" in parts:
+        return None
+    if parts[0].endswith(".data"):
+        if len(parts) < 3 or parts[1] not in ("purelib", "platlib"):
+            return None
+        parts = parts[2:]
+    elif parts[0].endswith(".dist-info"):
+        return None
+    parts[-1] = parts[-1][:-3]
+    if parts[-1] == "__init__":
+        return ".".join(parts[:-1]), True
+    return ".".join(parts), False
+
+
+_IMPORT_LINE = None  # re.Pattern, compiled on first use
+
+
+def _imported_by_siblings(found: dict) -> dict[str, int]:
+    """``{module: how many other modules of ``found`` import it on a line of their own top level}``."""
+    global _IMPORT_LINE
+    import re
+    from collections import Counter
+
+    if _IMPORT_LINE is None:
+        _IMPORT_LINE = re.compile(
+            rb"^(?:from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+\(?([\w, \t]*)|import[ \t]+([\w., \t]+))", re.M)
+    count: Counter = Counter()
+    for module, (_name, data, package) in found.items():
+        here = module.split(".") if package else module.split(".")[:-1]
+        targets: set[str] = set()
+        for dots, name, names, plain in _IMPORT_LINE.findall(data):
+            if plain:  # import a.b.c, d as e
+                for item in plain.split(b","):
+                    words = item.split()
+                    if words:
+                        path = words[0].decode("ascii", "replace").split(".")
+                        targets.update(".".join(path[:k]) for k in range(1, len(path) + 1))
+                continue
+            level = len(dots)
+            if level - 1 > len(here):
+                continue
+            base = here[:len(here) - level + 1] if level else []
+            target = base + (name.decode("ascii", "replace").split(".") if name else [])
+            targets.add(".".join(target))
+            for item in names.split(b","):  # from . import submodule
+                words = item.split()
+                if words:
+                    targets.add(".".join([*target, words[0].decode("ascii", "replace")]))
+        for target in targets:
+            if target != module and target in found:
+                count[target] += 1
+    return count
+
+
 class _Cells:
     """The forking loop shared by :func:`serve_cells` and :func:`serve_kept`."""
 
@@ -342,6 +508,7 @@ class _Cells:
         self.close_in_child = list(close_in_child)
         self.live: set[int] = set()
         self.served = 0
+        self.ahead = _Ahead()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # the wakeup fd does the work
@@ -351,7 +518,13 @@ class _Cells:
         """``("end"|"quit", 0)`` in the zygote when the owner goes; ``("child", status)`` in a cell."""
         self.served += 1
         while True:
-            ready = select.select([control.sock, self.wake_r], [], [])[0] if not control.pending() else [control.sock]
+            if control.pending():
+                ready = [control.sock]
+            else:  # nothing waits: compile ahead, one file between two looks
+                ready = select.select([control.sock, self.wake_r], [], [], 0 if self.ahead.busy() else None)[0]
+                if not ready:
+                    self.ahead.step()
+                    continue
             if self.wake_r in ready:
                 os.read(self.wake_r, 512)
                 self.report_exits(control)
@@ -363,6 +536,9 @@ class _Cells:
                 return "end", 0
             if kind == P.QUIT:
                 return "quit", 0
+            if kind == P.COMPILE:
+                self.ahead.add(body)
+                continue
             if kind != P.FORK or self.threads != 1:
                 what = "forks nothing: threads were running after its imports" if kind == P.FORK else f"cannot handle {kind!r}"
                 control.send(P.ERROR, P.dumps(("ProtocolError", f"zygote {what}", "", "", "")))
@@ -386,6 +562,7 @@ class _Cells:
                 os.close(fd)
             if pid > 0:
                 self.live.add(pid)
+                self.ahead.forked()
                 try:
                     control.send_obj(P.RESULT, (pid,))
                 except OSError:

@@ -476,6 +476,18 @@ class CellZygote:
             self._done[reply] = done_r
         return reply
 
+    def compile_ahead(self, wheels: list[str], cells: int) -> None:
+        """Ask the zygote to compile the ``.py`` files of ``wheels`` while it waits, for the
+        ``cells`` cells it will fork (see :mod:`omnipkg_hook.workers.zygote`). No answer;
+        nothing is lost if it cannot: the cells compile what they import."""
+        if self._error is not None or self._dead:
+            return
+        try:
+            with self._lock:
+                self.proc.conn.send_obj(P.COMPILE, {"wheels": list(wheels), "cells": cells})
+        except OSError:
+            pass
+
     def program_ended(self, pid: int) -> None:
         """Wait until the program of cell ``pid`` has returned (or raised), before its
         interpreter's shutdown (``atexit``, module teardown: tens of ms in a forked cell,

@@ -302,6 +302,23 @@ class Zygotes:
             self.failed.add(python)
         print(f"pip-omni: the cells of {python} start one interpreter each ({error})", file=sys.stderr)
 
+    def compile_ahead(self, cell_list: list[Cell], names: set[str]):
+        """A watcher for :data:`omnipkg_pip.writers.WHEEL_WATCHERS`: each wheel of a project in
+        ``names`` (the axes) that a bubble being made will hold goes to every zygote, which
+        compiles its sources for the cells it has yet to fork (their bubbles have no ``.pyc``)."""
+        counts = {py: sum(c.python.executable == py for c in cell_list) for py in self.zygotes}
+        told: set[str] = set()
+
+        def watcher(path: str) -> None:
+            filename = os.path.basename(path)
+            if normalize(filename.split("-", 1)[0]) not in names or filename in told:
+                return
+            told.add(filename)
+            for py, zygote in self.zygotes.items():
+                zygote.compile_ahead([path], counts[py])
+
+        return watcher
+
     def get(self, python: str):
         from omnipkg_hook.errors import OmnipkgError
 
@@ -462,20 +479,27 @@ def main(opts, store, texts: tuple[list[str], list[str]], meta, source: bytes | 
     os.umask(umask)
     # the zygotes start now: their interpreters and imports overlap the checks and bubbles
     zygotes = Zygotes(cell_env(store.root), None, opts.target, [c.python.executable for c in cell_list])
+    from .. import writers  # the zygotes compile ahead the axes' wheels the bubbles are made of
+
+    watcher = zygotes.compile_ahead(cell_list, {normalize(name) for name, _values in axes})
+    writers.WHEEL_WATCHERS.append(watcher)
     try:
-        making = _prepare(cell_list, pythons, store, opts)
-    except BaseException:
-        zygotes.close()
-        raise
-    stream = opts.stream or not axes
-    out = sys.stderr if opts.json else sys.stdout
-    try:
-        run_cells(cell_list, opts.target, store_root=store.root, jobs=opts.jobs or os.cpu_count() or 1,
-                  stream=stream, source=source, out=out, zygotes=zygotes, making=making, umask=umask)
-    except KeyboardInterrupt:
-        if making is not None:
-            making.abandon()  # bubbles still being made: the process ends now, as a killed install
-        raise
+        try:
+            making = _prepare(cell_list, pythons, store, opts)
+        except BaseException:
+            zygotes.close()
+            raise
+        stream = opts.stream or not axes
+        out = sys.stderr if opts.json else sys.stdout
+        try:
+            run_cells(cell_list, opts.target, store_root=store.root, jobs=opts.jobs or os.cpu_count() or 1,
+                      stream=stream, source=source, out=out, zygotes=zygotes, making=making, umask=umask)
+        except KeyboardInterrupt:
+            if making is not None:
+                making.abandon()  # bubbles still being made: the process ends now, as a killed install
+            raise
+    finally:
+        writers.WHEEL_WATCHERS.remove(watcher)
     if not stream:
         for c in cell_list:
             if c.exit != 0 and c.output:

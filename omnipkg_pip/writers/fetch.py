@@ -40,7 +40,7 @@ from omnipkg_hook.errors import OmnipkgError, PipError
 from omnipkg_hook.store import normalize
 
 from .. import pip
-from . import bubbles
+from . import bubbles, wheel_ready
 
 __all__ = ["Planned", "planned_from_report", "plan_bubble", "fetch", "BubblePlan"]
 
@@ -342,4 +342,6 @@ def fetch(interpreter, plan: BubblePlan, work, common: list[str], verbose: int) 
         wheels.append(path)
         if p.url is not None:
             origins[path] = {"url": p.url, "sha256": p.sha256}
+    for path in wheels:
+        wheel_ready(path)
     return wheels, origins

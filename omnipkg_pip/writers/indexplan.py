@@ -47,7 +47,7 @@ from omnipkg_hook._requirements import Requirement
 from omnipkg_hook.errors import InvalidPinError, WheelRejectedError
 from omnipkg_hook.store import normalize
 
-from . import bubbles, download
+from . import bubbles, download, wheel_ready
 
 __all__ = ["plan", "ENV_OFF", "Unsure"]
 
@@ -608,6 +608,7 @@ class _Session:
             if _file_sha256(local) != f.sha256:
                 raise WheelRejectedError(f"{f.filename!r} at {local!r} has other bytes than the sha256 {f.sha256} "
                                          "its index page gives", "the local index is out of date; nothing was stored")
+            wheel_ready(local)
             return _wheel_metadata(local, f)
         dest = os.path.join(self.work.path, download.wheel_name(f.url) or f.filename)
         if download.why_not(f.url, f.sha256, True) is not None or download.wheel_name(f.url) != f.filename:
@@ -620,6 +621,7 @@ class _Session:
         if err is not None:
             raise Unsure(f"{f.filename!r} could not be downloaded: {err}")
         self.downloaded.append(dest)
+        wheel_ready(dest)
         return _wheel_metadata(dest, f)
 
     def discard(self, keep=()) -> None:
