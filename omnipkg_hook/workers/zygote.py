@@ -346,8 +346,8 @@ def changed_since(stamp: dict) -> str | None:
 class _Ahead:
     """What a cell zygote compiles ahead for its owner's cells (COMPILE; see the module docstring)."""
 
-    MAX_FILE = 4 << 20  # a larger source is left to the cell that imports it
-    MAX_TOTAL = 32 << 20  # source bytes read for one owner
+    MAX_FILE = 1 << 20  # a larger source is left to the cell that imports it (rich's largest: 0.1 MiB)
+    MAX_TOTAL = 16 << 20  # source bytes read for one owner
 
     def __init__(self) -> None:
         self.clear()
