@@ -136,6 +136,9 @@ def start(store, jobs: list[tuple[object, list[str]]], *, offline: bool, index: 
     if offline:
         py, texts = jobs[0]
         raise _offline(py.executable, py.version, texts, index)
+    from ..writers import download
+
+    download.warm(index, [py.prefix for py, _texts in jobs])  # the TLS context, made while the plans start
     making = Making(store, [(py, texts, [*_later(py.executable, store.root, _install_env()), *options])
                             for py, texts in jobs], index)
     for py, texts in jobs:

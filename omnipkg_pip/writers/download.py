@@ -245,16 +245,18 @@ def sharing(keep: str | None = None):
 
     @contextlib.contextmanager
     def scope():
-        global _SHARED
+        global _SHARED, _EARLY
         shared_lock()
         if _SHARED is not None:
             yield
             return
         _SHARED = _Sharing(keep)
+        warm()
         try:
-            yield
+            with connections():
+                yield
         finally:
-            _SHARED = None
+            _SHARED = _EARLY = None  # a context warm() made and no one took is not kept past the command
 
     return scope()
 
@@ -265,8 +267,52 @@ def _context(cert: str | None):
         return _new_context(cert)
     with shared_lock():  # the others wait for the first: loaded once
         if cert not in shared.contexts:
-            shared.contexts[cert] = _new_context(cert)
+            shared.contexts[cert] = _early_context(cert) or _new_context(cert)
         return shared.contexts[cert]
+
+
+_EARLY = None  # (cert, Future of its TLS context), started by warm() in a thread
+
+
+def warm(common: list[str] = (), prefixes: list[str] = ()) -> None:
+    """Start making the TLS context a command about to fetch from an index will need (loading the
+    CA bundle is ~35 ms, mostly outside the GIL) in a thread, for the CA bundle pip's settings
+    name (:func:`pip_settings` of ``common`` and ``prefixes``, with ``sys.prefix``): the first
+    request within :func:`sharing` that trusts that same bundle takes it instead of making its
+    own. Nothing when pip fetches instead (a proxy...), or one is under way already."""
+    global _EARLY
+    with shared_lock():
+        if _EARLY is not None:
+            return
+        settings = pip_settings(list(common), [*prefixes, sys.prefix])
+        if settings.blocked or any(key == "no-index" for _w, key, _v, _s in settings.found):
+            return
+        import threading
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        _EARLY = (settings.cert, future)
+
+    def make() -> None:
+        try:
+            future.set_result(_new_context(settings.cert))
+        except BaseException as e:  # made again where it is needed, and fails there as it would have
+            future.set_exception(e)
+
+    threading.Thread(target=make, name="pip-omni-tls", daemon=True).start()
+
+
+def _early_context(cert: str | None):
+    """The context :func:`warm` made for ``cert`` (waited for), once; None when it made none
+    (the caller holds :func:`shared_lock`)."""
+    global _EARLY
+    if _EARLY is None or _EARLY[0] != cert:
+        return None
+    future, _EARLY = _EARLY[1], None
+    try:
+        return future.result()
+    except Exception:
+        return None
 
 
 def _new_context(cert: str | None):
@@ -294,18 +340,228 @@ def _user_agent() -> str:
 _AGENT = None
 
 
+# Connections kept alive
+
+_REDIRECTS = 10  # as urllib's HTTPRedirectHandler.max_redirections
+_DRAIN = 1 << 16  # bytes of a redirect's or an error's body read so that its connection is used again
+
+
+class _Pool:
+    """Idle connections by ``(scheme, host[:port], TLS context)``; each is used by one request at
+    a time, and given back only once its response was read to the end."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.idle: dict = {}
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def take(self, key):
+        with self.lock:
+            idle = self.idle.get(key)
+            return idle.pop() if idle else None
+
+    def give(self, key, conn) -> None:
+        with self.lock:
+            if not self.closed:
+                self.idle.setdefault(key, []).append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            idle, self.idle = [c for conns in self.idle.values() for c in conns], {}
+        for conn in idle:
+            conn.close()
+
+
+_POOL: _Pool | None = None
+_POOL_USERS = 0
+
+
+def connections():
+    """``with download.connections():`` -- the requests made inside (:func:`open_url`, from any
+    thread) keep their connections alive and use them again: one TCP connection and one TLS
+    handshake per host for a whole command, not per URL. Nested scopes share the outer one's;
+    the connections are closed when the last ends. :func:`sharing` opens one."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def scope():
+        global _POOL, _POOL_USERS
+        with shared_lock():
+            if _POOL is None:
+                _POOL = _Pool()
+            _POOL_USERS += 1
+            pool = _POOL
+        try:
+            yield
+        finally:
+            with shared_lock():
+                _POOL_USERS -= 1
+                if _POOL_USERS == 0:
+                    _POOL = None
+            if _POOL is not pool:
+                pool.close()
+
+    return scope()
+
+
+def open_url(url: str, headers: dict, context, timeout: float = TIMEOUT):
+    """GET ``url`` as ``urllib.request.urlopen`` does (redirects followed, ``HTTPError`` for a
+    status it does not follow, ``URLError`` when it cannot be sent), through a kept connection
+    within :func:`connections`. The response has ``headers``, ``read`` and ``geturl`` (the URL
+    after redirects); close it (``with``) when done. A proxy (``getproxies``, ``no_proxy``), a
+    scheme other than http(s), or no scope: ``urlopen`` itself."""
+    import urllib.request
+
+    pool = _POOL
+    hops = 0
+    while pool is not None:
+        request = urllib.request.Request(url, headers=headers)
+        if request.type not in ("http", "https") or _proxied(request):
+            break
+        response = _exchange(pool, request, context, timeout)
+        status = response.status
+        if status in (301, 302, 303, 307, 308) and ("location" in response.msg or "uri" in response.msg):
+            url = _redirected(request, response, hops)
+            hops += 1
+            continue
+        if not 200 <= status < 300:
+            import urllib.error
+
+            response.drain()
+            raise urllib.error.HTTPError(request.full_url, status, response.reason, response.msg, None)
+        return response
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout, context=context)
+
+
+def _proxied(request) -> bool:
+    """Whether urllib would send ``request`` through a proxy (any proxy setting for its scheme)."""
+    import urllib.request
+
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(request.type) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(request.host)
+
+
+def _redirected(request, response, hops: int) -> str:
+    """The URL a redirect sends ``request`` to, as urllib's ``HTTPRedirectHandler`` reads it."""
+    import string
+    import urllib.error
+    from urllib.parse import quote, urljoin, urlparse, urlunparse
+
+    headers = response.msg
+    response.drain()
+    if hops >= _REDIRECTS:
+        raise urllib.error.HTTPError(request.full_url, response.status,
+                                     "The HTTP server returned a redirect error that would lead to an infinite "
+                                     f"loop.\nThe last 30x error message was:\n{response.reason}", headers, None)
+    newurl = headers["location"] if "location" in headers else headers["uri"]
+    parts = urlparse(newurl)
+    if parts.scheme not in ("http", "https", "ftp", ""):
+        raise urllib.error.HTTPError(newurl, response.status,
+                                     f"{response.reason} - Redirection to url '{newurl}' is not allowed", headers, None)
+    if not parts.path and parts.netloc:
+        parts = parts._replace(path="/")
+    newurl = quote(urlunparse(parts), encoding="iso-8859-1", safe=string.punctuation)
+    return urljoin(request.full_url, newurl)
+
+
+def _exchange(pool: _Pool, request, context, timeout: float) -> _Kept:
+    """Send ``request`` on a kept connection (or a new one) and read its status and headers.
+    A kept connection the server closed meanwhile fails before any response: that one request
+    is sent again once, on a new connection (a GET changes nothing)."""
+    import http.client
+    import ssl
+    import urllib.error
+
+    gone = (ConnectionError, http.client.BadStatusLine, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+    https = request.type == "https"
+    key = (request.type, request.host, context if https else None)
+    conn = pool.take(key)
+    kept = conn is not None
+    while True:
+        if conn is None:
+            conn = (http.client.HTTPSConnection(request.host, timeout=timeout, context=context) if https
+                    else http.client.HTTPConnection(request.host, timeout=timeout))
+        sent = False
+        try:
+            conn.request("GET", request.selector, headers=dict(request.header_items()))
+            sent = True
+            return _Kept(conn.getresponse(), conn, key, pool, request.full_url)
+        except BaseException as e:
+            conn.close()
+            if kept and isinstance(e, gone):
+                conn, kept = None, False
+                continue
+            if not sent and isinstance(e, OSError):
+                raise urllib.error.URLError(e) from None  # as urlopen says it
+            raise
+
+
+class _Kept:
+    """A response on a kept connection; closing it gives the connection back when the body was
+    read to its end (and the server keeps it open), else closes it."""
+
+    def __init__(self, response, conn, key, pool: _Pool, url: str) -> None:
+        self.response, self.conn, self.key, self.pool, self.url = response, conn, key, pool, url
+        self.status, self.reason, self.msg = response.status, response.reason, response.msg
+        self.headers = response.msg
+
+    def read(self, amt: int | None = None) -> bytes:
+        return self.response.read(amt)
+
+    def geturl(self) -> str:
+        return self.url
+
+    def drain(self) -> None:
+        """Read what is left of a small body (a redirect's, an error's), then close."""
+        import http.client
+
+        try:
+            left = _DRAIN
+            while left > 0 and not self.response.isclosed():
+                chunk = self.response.read(min(left, _CHUNK))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except (OSError, ValueError, http.client.HTTPException):
+            pass
+        self.close()
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        r = self.response
+        if r.isclosed() and not r.will_close and not r.length:  # read to its end; length: None (chunked) or 0
+            self.pool.give(self.key, conn)
+        else:
+            r.close()
+            conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def _download(url: str, sha256: str, dest: str, context, agent: str) -> None:
     """Stream ``url`` to ``dest``; :class:`Mismatch` when its sha256 is not ``sha256``, else any
     ``OSError``/``ValueError`` of the transfer (``dest`` is then removed)."""
     import hashlib
-    import urllib.request
 
     partial = dest + ".part"
     digest = hashlib.sha256()
     try:
         # identity, as pip asks: the sha256 is of the file, not of a compressed transfer of it
-        request = urllib.request.Request(url, headers={"User-Agent": agent, "Accept-Encoding": "identity"})
-        with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as resp, open(partial, "wb") as out:
+        headers = {"User-Agent": agent, "Accept-Encoding": "identity"}
+        with open_url(url, headers, context) as resp, open(partial, "wb") as out:
             if resp.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
                 raise OSError(f"served with Content-Encoding {resp.headers['Content-Encoding']!r}")
             length = resp.headers.get("Content-Length")

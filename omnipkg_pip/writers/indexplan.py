@@ -496,12 +496,10 @@ class _Session:
 
     def _get(self, url: str, accept: str, limit: int, what: str) -> tuple[bytes, str, str]:
         import http.client
-        import urllib.request
 
-        request = urllib.request.Request(url, headers={"User-Agent": self.agent, "Accept": accept,
-                                                       "Accept-Encoding": "identity"})
+        headers = {"User-Agent": self.agent, "Accept": accept, "Accept-Encoding": "identity"}
         try:
-            with urllib.request.urlopen(request, timeout=download.TIMEOUT, context=self.context) as resp:
+            with download.open_url(url, headers, self.context) as resp:
                 if resp.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
                     raise Unsure(f"{what} is served with Content-Encoding {resp.headers['Content-Encoding']!r}")
                 return _read_limited(resp, limit, what), resp.headers.get("Content-Type", ""), resp.geturl()
@@ -773,7 +771,8 @@ def plan(store, root, interpreter, common: list[str], work, verbose: int = 0):
     session.prereleases = True if pre else None
     planned = None
     try:
-        with progress.step(f"resolve {root} from {srcs.index_url}", verbose=verbose):
+        # one connection per host for the plan's pages, METADATA and wheels (the command's, in sharing())
+        with download.connections(), progress.step(f"resolve {root} from {srcs.index_url}", verbose=verbose):
             session.prefetch(normalize(root.name), root.specifier, session.prereleases)
             for attempt in range(_LOOK_FURTHER + 1):
                 try:
