@@ -414,14 +414,14 @@ def open_url(url: str, headers: dict, context, timeout: float = TIMEOUT):
     status it does not follow, ``URLError`` when it cannot be sent), through a kept connection
     within :func:`connections`. The response has ``headers``, ``read`` and ``geturl`` (the URL
     after redirects); close it (``with``) when done. A proxy (``getproxies``, ``no_proxy``), a
-    scheme other than http(s), or no scope: ``urlopen`` itself."""
+    scheme other than http(s), credentials in the URL, or no scope: ``urlopen`` itself."""
     import urllib.request
 
     pool = _POOL
     hops = 0
     while pool is not None:
         request = urllib.request.Request(url, headers=headers)
-        if request.type not in ("http", "https") or _proxied(request):
+        if request.type not in ("http", "https") or "@" in request.host or _proxied(request):
             break
         response = _exchange(pool, request, context, timeout)
         status = response.status
