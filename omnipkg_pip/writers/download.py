@@ -5,8 +5,9 @@ with pip's own configuration and auth); what is left is to fetch those exact fil
 ``pip wheel`` run for that costs a second pip start (~0.4 s of imports and setup, then
 each URL through pip's session). So a planned wheel whose URL is https (or http on
 loopback, which pip too treats as a secure origin) and whose sha256 pip reported is
-downloaded here: ``urllib.request`` in threads, streamed to a temporary file in the
-download dir, its sha256 computed while streaming and compared with the plan's before
+downloaded here: in threads, over connections kept alive for the command
+(:func:`connections`, :func:`open_url`: urllib's semantics, ``urlopen`` itself through a
+proxy), streamed to a temporary file in the download dir, its sha256 computed while streaming and compared with the plan's before
 anything uses the file. Other bytes than pip planned are refused in one line naming
 both sha256 and the URL, and nothing is stored.
 
@@ -240,7 +241,9 @@ def sharing(keep: str | None = None):
     fetched again. ``keep`` (a held download dir of the store) keeps a link to each file for
     the others, so one that asks after the first's download dir is gone still finds it; without
     it (or if that link cannot be made) the first's own file is linked while it lasts, and a
-    file gone is downloaded again. The caller checks every sha256, as always."""
+    file gone is downloaded again. The caller checks every sha256, as always. Inside, the
+    requests keep their connections (:func:`connections`), and the TLS context :func:`warm`
+    started (or starts now) is the first one taken."""
     import contextlib
 
     @contextlib.contextmanager

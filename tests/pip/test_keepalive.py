@@ -303,3 +303,27 @@ def test_warm_makes_nothing_for_a_command_that_will_not_fetch(quiet_pip, monkeyp
         monkeypatch.setenv(key, value)
     download.warm()
     assert download._EARLY is None
+
+
+def test_a_run_warms_the_tls_context_only_when_it_has_bubbles_to_make(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from omnipkg_pip.run import ondemand
+
+    warmed, made = [], []
+    monkeypatch.setattr(download, "warm", lambda *a: warmed.append(a))
+
+    class Making:  # what would make the bubbles: not started here
+        def __init__(self, *a) -> None:
+            made.append(a)
+            self.thread = SimpleNamespace(start=lambda: None)
+
+    monkeypatch.setattr(ondemand, "Making", Making)
+    monkeypatch.setattr(ondemand, "_LATER", [])
+    py = SimpleNamespace(prefix=str(tmp_path / "py"), executable=str(tmp_path / "py" / "python"), version="3.11")
+    store = SimpleNamespace(root=str(tmp_path / "store"))
+
+    assert ondemand.start(store, [(py, [])], offline=False, index=[]) is None  # warm: nothing to make
+    assert warmed == [] and made == []
+    ondemand.start(store, [(py, ["rich==13.4.2"])], offline=False, index=["--index-url", "https://example.org/s/"])
+    assert warmed == [(["--index-url", "https://example.org/s/"], [py.prefix])] and len(made) == 1
