@@ -7,8 +7,8 @@ each URL through pip's session). So a planned wheel whose URL is https (or http 
 loopback, which pip too treats as a secure origin) and whose sha256 pip reported is
 downloaded here: in threads, over connections kept alive for the command
 (:func:`connections`, :func:`open_url`: urllib's semantics, ``urlopen`` itself through a
-proxy), streamed to a temporary file in the download dir, its sha256 computed while streaming and compared with the plan's before
-anything uses the file. Other bytes than pip planned are refused in one line naming
+proxy), streamed to a temporary file in the download dir, its sha256 computed while
+streaming and compared with the plan's before anything uses the file. Other bytes than pip planned are refused in one line naming
 both sha256 and the URL, and nothing is stored.
 
 The fetch is the one pip would make, or pip makes it: :func:`pip_settings` reads
@@ -404,9 +404,10 @@ def connections():
         finally:
             with shared_lock():
                 _POOL_USERS -= 1
-                if _POOL_USERS == 0:
+                last = _POOL_USERS == 0
+                if last:
                     _POOL = None
-            if _POOL is not pool:
+            if last:  # what is still in use is closed when given back
                 pool.close()
 
     return scope()
