@@ -28,11 +28,13 @@ ends the process as ``python`` ends, minus the teardown (``runner._end_cell``: t
 ``atexit``, files flushed, ``SystemExit``'s status, then ``os._exit``). The zygote reports every child's end as EXITED ``(pid, status)``
 (status < 0: killed by that signal), sent from its loop, never from a signal handler.
 While it waits for FORKs a cell zygote also compiles ahead (COMPILE ``{"wheels": [path, ...],
-"cells": n}``, no answer): the ``.py`` files of the wheels its owner is making bubbles of, read
-from the archive, one file at a time and only while no request is waiting, into
+"cells": n}``, no answer): the ``.py`` files of the wheels its owner is making bubbles of, each
+wheel's read from the archive in one step and compiled one file a step, only while no request
+is waiting, into
 :data:`omnipkg_hook.uncompiled.PRECOMPILED` (keyed by each source's sha256), so that cells
 forked after import those sources without compiling them (bubbles ``pip-omni run`` makes
-have no ``.pyc`` yet). It stops when it has forked ``n`` cells for this owner, and each new
+have no ``.pyc`` yet). It stops once it has forked ``n`` cells for this owner (the owner's
+cells in all), and each new
 owner starts with none. A wheel is untrusted here: a member is read up to
 :data:`_Ahead.MAX_FILE` bytes, at most :data:`_Ahead.MAX_TOTAL` per owner, an archive or
 source that fails is skipped, nothing is written, and a code object is only ever used for
@@ -359,7 +361,8 @@ class _Ahead:
         self.current = None  # iterator of (member name, source bytes) still to compile
         self.seen: set[str] = set()
         self.read = 0
-        self.cells = None  # forks after which there is nothing left to compile for
+        self.cells = None  # the owner's cells in all: once that many are forked, compiling helps none
+        self.forks = 0
         done = sys.modules.get("omnipkg_hook.uncompiled")
         if done is not None:
             done.PRECOMPILED.clear()
@@ -372,17 +375,21 @@ class _Ahead:
             return
         if isinstance(cells, int):
             self.cells = cells
+        if self._all_forked():  # told late: every cell has started already
+            return
         for path in wheels if isinstance(wheels, list) else ():
             if isinstance(path, str) and path not in self.seen:
                 self.seen.add(path)
                 self.wheels.append(path)
 
     def forked(self) -> None:
-        if self.cells is not None:
-            self.cells -= 1
-            if self.cells <= 0:  # every cell of this owner has started: compiling now helps none
-                self.wheels.clear()
-                self.current = None
+        self.forks += 1
+        if self._all_forked():  # compiling now would only take the cores from the cells
+            self.wheels.clear()
+            self.current = None
+
+    def _all_forked(self) -> bool:
+        return self.cells is not None and self.forks >= self.cells
 
     def busy(self) -> bool:
         return self.current is not None or bool(self.wheels)

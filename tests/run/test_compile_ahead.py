@@ -204,6 +204,8 @@ def test_the_zygote_stops_compiling_once_every_cell_has_started(wheel):
     assert ahead.busy()  # one cell is still to come
     ahead.forked()
     assert not ahead.busy()
+    ahead.add(P.dumps({"wheels": [str(wheel("lib", "3.0"))], "cells": 2}))  # told after the last fork
+    assert not ahead.busy()
 
 
 def test_what_a_zygote_compiles_first_is_what_a_cell_imports_first(wheel):
