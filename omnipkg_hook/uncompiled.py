@@ -46,7 +46,7 @@ __all__ = ["serve_from_sources", "source_only_hook", "PRECOMPILED"]
 # sha256 digest of a source file's bytes -> the code object compile() made of them (with
 # another file name), put here by a cell zygote before it forks (workers/zygote.py)
 PRECOMPILED: dict[bytes, object] = {}
-USED = [0]  # how many imports took their code from PRECOMPILED (for tests and -v)
+USED = [0]  # how many imports took their code from PRECOMPILED (the tests read it)
 
 
 def serve_from_sources(finder, directory: str) -> None:
