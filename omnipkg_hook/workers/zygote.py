@@ -358,7 +358,9 @@ class _Ahead:
         from collections import deque
 
         self.wheels: deque = deque()
-        self.current = None  # iterator of (member name, source bytes) still to compile
+        # sha256 of a source -> [member name, bytes, wheels that have it, is a package, in-degree]
+        self.items: dict[bytes, list] = {}
+        self.order: list[bytes] | None = None  # the items' keys, the next to compile last
         self.seen: set[str] = set()
         self.read = 0
         self.cells = None  # the owner's cells in all: once that many are forked, compiling helps none
@@ -386,41 +388,64 @@ class _Ahead:
         self.forks += 1
         if self._all_forked():  # compiling now would only take the cores from the cells
             self.wheels.clear()
-            self.current = None
+            self.items.clear()
+            self.order = None
 
     def _all_forked(self) -> bool:
         return self.cells is not None and self.forks >= self.cells
 
     def busy(self) -> bool:
-        return self.current is not None or bool(self.wheels)
+        return bool(self.items) or bool(self.wheels)
+
+    def pending(self) -> list[str]:
+        """The member names still to compile, the next first."""
+        return [self.items[k][0] for k in reversed(self._order())]
+
+    def _order(self) -> list[bytes]:
+        """A source several of the owner's wheels share first (compiled once here, it spares a
+        compile in each of their cells), then packages, then by in-degree (see :meth:`_sources`)."""
+        if self.order is None:
+            self.order = sorted(self.items, key=lambda k: (-self.items[k][2], not self.items[k][3],
+                                                           -self.items[k][4], self.items[k][0]), reverse=True)
+        return self.order
 
     def step(self) -> None:
-        """Compile one more source file (or read the next wheel)."""
-        if self.current is None:
-            self.current = iter(self._sources(self.wheels.popleft()))
-            return
-        item = next(self.current, None)
-        if item is None:
-            self.current = None
-            return
+        """Read the next wheel queued (every wheel is read before anything is compiled, so that
+        the order sees them all), else compile one more source file."""
         from hashlib import sha256
 
         from omnipkg_hook.uncompiled import PRECOMPILED
 
-        name, data = item
-        key = sha256(data).digest()
-        if key in PRECOMPILED:
+        if self.wheels:
+            for name, data, package, wanted in self._sources(self.wheels.popleft()):
+                key = sha256(data).digest()
+                if key in PRECOMPILED:
+                    continue
+                item = self.items.get(key)
+                if item is None:
+                    self.items[key] = [name, data, 1, package, wanted]
+                else:
+                    item[2] += 1
+                    item[3] = item[3] or package
+                    item[4] = max(item[4], wanted)
+            self.order = None
             return
+        order = self._order()
+        if not order:
+            return
+        key = order.pop()
+        name, data = self.items.pop(key)[:2]
         try:
             PRECOMPILED[key] = compile(data, name, "exec", dont_inherit=True)
         except Exception:  # a syntax error is the cell's to report, with its real file name
             pass
 
-    def _sources(self, path: str) -> list[tuple[str, bytes]]:
-        """The wheel's sources a cell is likely to import, in the order it likely needs them:
-        packages' ``__init__`` first, then each module by how many of its siblings import it
-        at their top level (``^import``/``^from ... import`` lines); one no sibling imports
-        there (a leaf such as ``rich.progress``) is left to the cell. [] for a bad archive."""
+    def _sources(self, path: str) -> list[tuple[str, bytes, bool, int]]:
+        """The wheel's sources a cell is likely to import, as ``(member name, bytes, is a
+        package, in-degree)``: packages' ``__init__``, and each module some sibling imports
+        at its top level (``^import``/``^from ... import`` lines; its in-degree is how many
+        do); one no sibling imports there (a leaf such as ``rich.progress``) is left to the
+        cell. [] for a bad archive."""
         import zipfile
 
         found = {}
@@ -441,9 +466,8 @@ class _Ahead:
         except Exception:  # not a readable zip, a damaged member: the ingest says what is wrong with it
             return []
         wanted = _imported_by_siblings(found)
-        order = sorted((m for m, (_n, _d, package) in found.items() if package or wanted[m]),
-                       key=lambda m: (not found[m][2], -wanted[m], m))
-        return [(found[m][0], found[m][1]) for m in order]
+        return [(name, data, package, wanted[m]) for m, (name, data, package) in found.items()
+                if package or wanted[m]]
 
 
 def _module_of(info) -> tuple[str, bool] | None:

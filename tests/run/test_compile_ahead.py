@@ -235,8 +235,31 @@ def test_what_a_zygote_compiles_first_is_what_a_cell_imports_first(wheel):
     ahead = _Ahead()
     ahead.add(P.dumps({"wheels": [str(path)], "cells": 5}))
     ahead.step()  # reads the wheel
-    names = [name for name, _data in ahead.current]
-    assert names == ["pkg/__init__.py", "pkg/sub/__init__.py", "pkg/a.py", "pkg/b.py", "pkg/c.py"]
+    assert ahead.pending() == ["pkg/__init__.py", "pkg/sub/__init__.py", "pkg/a.py", "pkg/b.py", "pkg/c.py"]
+
+
+def test_a_source_several_wheels_share_is_compiled_before_one_only_a_wheel_has(wheel):
+    """Compiled once in the zygote, a source two versions share spares a compile in each of
+    their cells: it comes first, whatever the order the wheels came in."""
+    from omnipkg_hook.workers import protocol as P
+    from omnipkg_hook.workers.zygote import _Ahead
+
+    shared = "from . import util\nX = 1\n"
+    one = wheel("pkg", "1.0", files={"pkg/__init__.py": "from . import core\n", "pkg/core.py": shared,
+                                     "pkg/util.py": "U = 1\n"})
+    two = wheel("pkg", "2.0", files={"pkg/__init__.py": "from . import core\n", "pkg/core.py": shared,
+                                     "pkg/util.py": "U = 2\n"})
+    ahead = _Ahead()
+    ahead.add(P.dumps({"wheels": [str(one), str(two)], "cells": 2}))
+    ahead.step()
+    ahead.step()  # both read before anything is compiled
+    assert ahead.pending() == ["pkg/__init__.py", "pkg/core.py", "pkg/util.py", "pkg/util.py"]
+    ahead.step()
+    ahead.step()
+    from omnipkg_hook.uncompiled import PRECOMPILED
+
+    assert len(PRECOMPILED) == 2 and ahead.pending() == ["pkg/util.py", "pkg/util.py"]
+    ahead.clear()
 
 
 def test_a_cold_matrix_serves_its_cells_from_code_compiled_ahead(omni_venv, libs, wheelhouse, tmp_path):
