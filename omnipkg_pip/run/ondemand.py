@@ -139,12 +139,28 @@ def start(store, jobs: list[tuple[object, list[str]]], *, offline: bool, index: 
     from ..writers import download
 
     download.warm(index, [py.prefix for py, _texts in jobs])  # the TLS context, made while the plans start
+    _import_ahead()
     making = Making(store, [(py, texts, [*_later(py.executable, store.root, _install_env()), *options])
                             for py, texts in jobs], index)
     for py, texts in jobs:
         print(f"pip-omni run: making bubbles for Python {py.version}: {', '.join(texts)}", file=sys.stderr, flush=True)
     making.thread.start()
     return making
+
+
+def _import_ahead() -> None:
+    """Import what storing the wheels needs (pypa/installer: ~30 ms, most of it its own imports
+    of ``importlib.metadata`` and ``dataclasses``) in a thread while the plans wait on the index,
+    not after them, on the way to the first cell."""
+    import threading
+
+    def load() -> None:
+        try:
+            import omnipkg_pip.writers.ingest  # noqa: F401
+        except Exception:  # noqa: BLE001 - imported again where it is needed, and fails there as it would
+            pass
+
+    threading.Thread(target=load, name="pip-omni-imports", daemon=True).start()
 
 
 class Making:
