@@ -302,6 +302,7 @@ def _choose_copies(plan: Plan, main: dict) -> None:
             options = [] if name in fixed else [c for c in (main_copies.get(name),) if c] + candidates.get(name, [])
             pick = next((c for c in options if all(c.satisfies(s) for s, _ in cons)), None)
             if pick is None:
+                _deferred(plan, name, main_copies.get(name))
                 if not options and name not in fixed and name not in main_copies:
                     raise StoreCorruptError(
                         f"no copy of {name!r} for {cons[0][1]!r}: the bubble does not include it",
@@ -339,6 +340,22 @@ def _reason(name, copy: Copy, cons, main_copy, plan: Plan) -> str:
         return f"not in the main environment; needed by {needs}"
     failing = [text for spec, text in cons if not main_copy.satisfies(spec)]
     return f"the main environment's {main_copy.version} does not satisfy {'; '.join(failing)}"
+
+
+def _deferred(plan: Plan, name: str, main_copy) -> None:
+    """A bubble ``pip-omni run`` made leans on main's copy of a dist main had at that version
+    until the run's background step has stored its own (``omnipkg_pip.writers.deferred``):
+    if main has changed before that, say so, and what finishes it."""
+    for pin in plan.pins:
+        waiting = (pin.bubble or {}).get("deferred") if pin.source == STORE else None
+        rec = waiting.get(name) if isinstance(waiting, dict) else None
+        if isinstance(rec, dict):
+            have = f"the main environment's {main_copy.version}" if main_copy else "the main environment, which lacks it,"
+            raise PinConflictError(
+                f"{pin.text} needs {name} {rec.get('version')}, which is not stored yet ({have} was serving it "
+                "until the run that made the bubble stored its own)",
+                "`pip-omni store compile` stores it now",
+            )
 
 
 def _conflict(name: str, cons, options: list[Copy]) -> PinConflictError:

@@ -32,7 +32,7 @@ from omnipkg_hook.store import Store, normalize
 from .. import environment, progress, reqfiles
 from ..pythons import interpreters
 from ..text import plural
-from ..writers import bubbles, bytecode
+from ..writers import bubbles, bytecode, deferred
 from . import remote
 
 # Imported where used, not here: a bubble from stored dists (``pip-omni install rich==13.4.2``,
@@ -90,6 +90,9 @@ def register(sub) -> None:
     p.add_argument("--no-compile", action="store_true",
                    help="as pip's: no .pyc now; a bubble's dists are imported from their sources (nothing "
                    "written) until `pip-omni store compile` or the next install compiles them")
+    # pip-omni run's bubbles: a dist main has at the same version is stored after the run
+    # (omnipkg_pip.writers.deferred), which the run's background compile does
+    p.add_argument("--store-later", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print the result table as JSON")
     p.add_argument("-q", "--quiet", action="count", default=0, help="less output")
     p.add_argument("-v", "--verbose", action="count", default=0, help="show pip's output and tracebacks")
@@ -116,7 +119,7 @@ def plain_args(requirements: list[str]):
     return _Args(
         command="install", requirements=list(requirements), requirement=[], constraint=[], editable=[],
         upgrade=False, bubble=False, main=False, break_system_packages=False, strategy="stable", python=None,
-        dry_run=False, no_compile=False, json=False, quiet=0, verbose=0, remote=None, no_remote=False, push=False,
+        dry_run=False, no_compile=False, store_later=False, json=False, quiet=0, verbose=0, remote=None, no_remote=False, push=False,
         endpoint_url=None, **{f"refused_{dest}": None for dest, _why, _hint in _REFUSED.values()},
         func=run, pip_groups=[], pip_args=[],
     )
@@ -298,16 +301,18 @@ def run(args, *, out=None, on_bubble=None) -> int:
     shared = remote.for_install(args) if jobs else None
     failed: list = []
     now = not args.no_compile
+    # stored later only where something runs after this install to do it, and nothing pushes now
+    defer = args.store_later and not now and not (shared is not None and getattr(shared, "push", False))
     if jobs and not now:
         bytecode.start_list(store, interpreter)  # so that what is left uncompiled is marked pending
     _lease_scope(+1)
     try:
         if len(jobs) == 1:
             rows.append(_told(on_bubble, jobs[0], lambda: _make_bubble(
-                store, interpreter, jobs[0], common, args.verbose, exact, shared, main_now, now)))
+                store, interpreter, jobs[0], common, args.verbose, exact, shared, main_now, now, defer)))
         elif jobs:
             made, failed = _make_bubbles(store, interpreter, jobs, common, args.verbose, exact, shared, main_now,
-                                         now, on_bubble)
+                                         now, on_bubble, defer)
             rows += made
     finally:
         _lease_scope(-1)
@@ -322,6 +327,7 @@ def run(args, *, out=None, on_bubble=None) -> int:
                 row.action = "installed"
         main_now = environment.installed(interpreter, store)
     if now:  # dists left uncompiled because main had them, which main no longer serves (bytecode.py)
+        deferred.complete(store, interpreter)  # what a run left to store after it, and did not
         bytecode.compile_pending(store, interpreter, main_now)
     else:
         for row in rows:
@@ -348,7 +354,8 @@ _AT_ONCE = 4  # bubbles planned and fetched at once (network waits, pip runs); e
 
 
 def _make_bubbles(store: Store, interpreter, jobs: list[_Job], common: list[str], verbose: int, exact: bool,
-                  shared, main_now: dict | None, now: bool = True, on_bubble=None) -> tuple[list[Row], list]:
+                  shared, main_now: dict | None, now: bool = True, on_bubble=None,
+                  defer: bool = False) -> tuple[list[Row], list]:
     """Several bubbles at once: each :func:`_make_bubble` in a thread. Their index plans
     share pages, metadata, the TLS context and downloads (:func:`.indexplan.sharing`); each
     publishes under the store's lock, one after another, and reuses what an earlier one
@@ -358,7 +365,7 @@ def _make_bubbles(store: Store, interpreter, jobs: list[_Job], common: list[str]
     def one(job: _Job):
         try:
             return _told(on_bubble, job, lambda: _make_bubble(
-                store, interpreter, job, common, verbose, exact, shared, main_now, now)), None
+                store, interpreter, job, common, verbose, exact, shared, main_now, now, defer)), None
         except OmnipkgError as e:
             return None, e
 
@@ -498,7 +505,7 @@ def _names_source(common: list[str]) -> bool:
 
 
 def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbose: int, exact: bool,
-                 shared=None, main_now: dict | None = None, now: bool = True) -> Row:
+                 shared=None, main_now: dict | None = None, now: bool = True, defer: bool = False) -> Row:
     """Make (or find) the bubble of ``job``; ``now=False`` (``--no-compile``) leaves its ``.pyc`` for later."""
     req = bubbles.parse_requirement(job.text)
     name = normalize(req.name)
@@ -585,7 +592,7 @@ def _make_bubble(store: Store, interpreter, job: _Job, common: list[str], verbos
         with progress.step(f"store {plural(len(wheels), 'wheel')}"):
             manifest = bubbles.bubble_from_wheels(store, wheels, req, interpreter, main_now, origins=origins,
                                                   stored=the_plan.stored if the_plan is not None else None,
-                                                  compile=now)
+                                                  compile=now, defer=defer)
     if not wheels:
         return _from_store_row(name, manifest, job)
     reason = f"{job.reason}; {plural(len(manifest['dists']), 'dist')}"

@@ -70,6 +70,9 @@ def run_compile(args) -> int:
     if args.background:
         later.run_background(store, interpreter)
         return 0
+    from ..writers import deferred
+
+    deferred.complete(store, interpreter)  # what a run left to store after it (deferred.py)
     done = bytecode.compile_pending(store, interpreter, environment.installed(interpreter, store))
     rel = [os.path.relpath(d, store.root) for d in done]
     if args.json:

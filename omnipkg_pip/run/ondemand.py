@@ -99,7 +99,8 @@ def _install_env() -> dict:
 
 
 def _later(python: str, store_root: str | None, env: dict) -> list[str]:
-    """The install options that leave the compile for after the run (``--no-compile``, and
+    """The install options that leave the compile for after the run (``--no-compile``; with
+    ``--store-later`` the storing of the dists main has at the same version too), and
     ``python``'s compile registered for :func:`compile_later`, even if the make fails), or
     none (``OMNIPKG_RUN_COMPILE=now``)."""
     from ..writers import later
@@ -111,7 +112,7 @@ def _later(python: str, store_root: str | None, env: dict) -> list[str]:
 
         store_root = find_store()
     _LATER.append((python, store_root, env))
-    return ["--no-compile"]
+    return ["--no-compile", "--store-later"]  # what main has at that version is stored then too (deferred.py)
 
 
 def _offline(python: str, version: str, texts: list[str], index: list[str]) -> BubbleNotFoundError:

@@ -122,7 +122,7 @@ def chosen_bubbles(store: Store, requirements, key: str, verb: str = "export") -
 
     available = {(n, v): p for n, v, k, p in store.iter_bubbles(key)}
     if not requirements:
-        return [available[k] for k in sorted(available)]
+        return _complete([available[k] for k in sorted(available)], verb)
     chosen = []
     for text in requirements:
         req = parse_requirement(text)
@@ -132,7 +132,23 @@ def chosen_bubbles(store: Store, requirements, key: str, verb: str = "export") -
             raise ArchiveError(f"no bubble {text!r} for {key} to {verb}",
                                "name bubbles as NAME==VERSION; `pip-omni list` shows them")
         chosen.append(found)
-    return chosen
+    return _complete(chosen, verb)
+
+
+def _complete(paths: list[str], verb: str) -> list[str]:
+    """``paths``, unless one is a bubble that still leans on main for a dist the run that made
+    it stores afterwards (omnipkg_pip.writers.deferred): elsewhere main may lack it."""
+    for path in paths:
+        waiting = read_manifest(path).get("deferred")
+        if waiting:
+            m = read_manifest(path)
+            raise ArchiveError(
+                f"the bubble {m.get('root')}=={m.get('version')} does not hold {', '.join(sorted(waiting))} yet "
+                f"(the main environment's copy serves it until the run that made the bubble has stored it); "
+                f"nothing to {verb}",
+                "`pip-omni store compile` stores it now",
+            )
+    return paths
 
 
 @contextlib.contextmanager

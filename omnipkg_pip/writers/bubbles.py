@@ -162,31 +162,22 @@ def write_bubble(store: Store, root: Requirement, picked: dict[str, _Picked], in
     """Publish the bubble manifest (the last step of making a bubble)."""
     name = normalize(root.name)
     root_manifest = picked[name].manifest
-    dists = {}
+    dists, deferred = {}, {}
     stdlib = stdlib_module_names(interpreter.version_info)
     for dep, p in sorted(picked.items()):
         m = p.manifest
-        rel = store.dist_relpath(m["name"], m["version"], m["tag"])
-        # A bubble never shadows the standard library: such names are not routed (as in a
-        # plain install, where the standard library comes first on sys.path).
-        shadowing = sorted(n for n in m["top_level"] if n in stdlib)
-        if shadowing:
+        if m.get("deferred"):  # main has it at this version: stored after the run (deferred.py)
+            deferred[dep] = {"version": m["version"], "tag": m["tag"], "wheel": m["wheel"],
+                             "wheel_sha256": m["wheel_sha256"], "requires": dict(sorted(p.requires.items())),
+                             **({"origin": m["origin"]} if m.get("origin") else {})}
+            continue
+        entry = dists[dep] = dist_entry(store, m, p.requires, stdlib, interpreter.cache_tag)
+        if entry.get("stdlib_not_routed"):
             import sys
 
-            print(f"pip-omni: {m['name']} {m['version']} provides {', '.join(map(repr, shadowing))}, "
+            print(f"pip-omni: {m['name']} {m['version']} provides {', '.join(map(repr, entry['stdlib_not_routed']))}, "
                   f"standard-library module(s) of Python {interpreter.version}: not routed to the bubble "
                   "(the standard library's is used, as in a plain install)", file=sys.stderr)  # fmt: skip
-        dists[dep] = {
-            "version": m["version"],
-            "path": rel,
-            "top_level": [n for n in m["top_level"] if n not in stdlib],
-            "namespaces": [n for n in m["namespaces"] if n not in stdlib],
-            **({"stdlib_not_routed": shadowing} if shadowing else {}),
-            "requires": dict(sorted(p.requires.items())),
-            # The dist's manifests as objects too: a dist directory deleted whole can be
-            # rebuilt from objects alone (omnipkg_hook.repair, doctor --repair).
-            **_manifest_objects(store, store.abspath(rel), interpreter.cache_tag),
-        }
     eps = root_manifest.get("entry_points", {})
     manifest = {
         "format": FORMAT,
@@ -201,12 +192,17 @@ def write_bubble(store: Store, root: Requirement, picked: dict[str, _Picked], in
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "dists": dists,
+        **({"deferred": deferred} if deferred else {}),
         "scripts": {**eps.get("console_scripts", {}), **eps.get("gui_scripts", {})},
     }
     _write_scripts(store, manifest, interpreter)
     # Dists left uncompiled (main had them) go on the pending list before the bubble is seen
     bytecode.note_pending(store, [store.abspath(e["path"]) for e in dists.values() if "pyc_manifest" not in e],
                           interpreter.key)
+    if deferred:  # found by the step that stores them (deferred.complete) before the bubble is seen
+        from . import deferred as later_store
+
+        later_store.note(store, interpreter.key, name, manifest["version"])
     # By rename, not fsync'd: atomic for every reader and after a kill at any moment, as every
     # write of a bubble is. The fsync was the only one of the whole bubble (objects and dists
     # are never synced), so it made nothing durable across a power cut by itself, and it was
@@ -214,6 +210,25 @@ def write_bubble(store: Store, root: Requirement, picked: dict[str, _Picked], in
     # manifest and `doctor --repair` rebuilds it from the dists.
     write_json_atomic(store, store.bubble_path(name, manifest["version"], interpreter.key), manifest, fsync=False)
     return manifest
+
+
+def dist_entry(store: Store, m: dict, requires: dict, stdlib, cache_tag: str) -> dict:
+    """A bubble manifest's entry for the stored dist ``m`` (its dist manifest)."""
+    rel = store.dist_relpath(m["name"], m["version"], m["tag"])
+    # A bubble never shadows the standard library: such names are not routed (as in a
+    # plain install, where the standard library comes first on sys.path).
+    shadowing = sorted(n for n in m["top_level"] if n in stdlib)
+    return {
+        "version": m["version"],
+        "path": rel,
+        "top_level": [n for n in m["top_level"] if n not in stdlib],
+        "namespaces": [n for n in m["namespaces"] if n not in stdlib],
+        **({"stdlib_not_routed": shadowing} if shadowing else {}),
+        "requires": dict(sorted(requires.items())),
+        # The dist's manifests as objects too: a dist directory deleted whole can be
+        # rebuilt from objects alone (omnipkg_hook.repair, doctor --repair).
+        **_manifest_objects(store, store.abspath(rel), cache_tag),
+    }
 
 
 def _manifest_objects(store: Store, dist_dir: str, cache_tag: str) -> dict:
@@ -243,7 +258,8 @@ def _write_scripts(store: Store, manifest: dict, interpreter) -> None:
 
 
 def bubble_from_wheels(store: Store, wheels, requirement, interpreter=None, main: dict | None = None, *,
-                       origins: dict | None = None, stored: dict | None = None, compile: bool = True) -> dict:
+                       origins: dict | None = None, stored: dict | None = None, compile: bool = True,
+                       defer: bool = False) -> dict:
     """Ingest ``wheels`` (local files) and publish the bubble of ``requirement`` from them.
 
     ``main`` (``{name: version}`` of the interpreter's main environment; None: unknown)
@@ -254,7 +270,9 @@ def bubble_from_wheels(store: Store, wheels, requirement, interpreter=None, main
     (``ingest_wheel``'s ``origin``). ``stored``: ``{name: [dist manifest]}`` already in the
     store that complete the closure (the planned dists pip was not asked to fetch again).
     ``compile=False`` (``install --no-compile``) compiles none: every dist the bubble lacks
-    ``.pyc`` for is marked pending (:func:`write_bubble`) and compiled later.
+    ``.pyc`` for is marked pending (:func:`write_bubble`) and compiled later. ``defer=True``
+    (``install --store-later``, what ``pip-omni run`` makes): a dist main has at the same
+    version and the store lacks is not stored now but after the run (:mod:`.deferred`).
     """
     from .ingest import ingest_wheel  # pypa/installer: only when there are wheels to ingest
 
@@ -273,6 +291,12 @@ def bubble_from_wheels(store: Store, wheels, requirement, interpreter=None, main
         by_name: dict[str, list[dict]] = {n: list(ms) for n, ms in (stored or {}).items()}
         with _Compiler(store, interpreter) as compiler:
             for wheel in sorted(wheels, key=routed_first):
+                if defer and _deferrable(store, os.fspath(wheel), root_name, main):
+                    from . import deferred
+
+                    m = deferred.light_manifest(store, os.fspath(wheel), origins.get(os.fspath(wheel)))
+                    by_name.setdefault(m["name"], []).append(m)
+                    continue
                 m = ingest_wheel(store, os.fspath(wheel), interpreter, compile=False,
                                  origin=origins.get(os.fspath(wheel)))
                 by_name.setdefault(m["name"], []).append(m)
@@ -284,6 +308,23 @@ def bubble_from_wheels(store: Store, wheels, requirement, interpreter=None, main
                         compiler.submit(m)
         picked = resolve_closure(root, lambda n: by_name.get(n, []), interpreter, prereleases=True)
         return write_bubble(store, root, picked, interpreter)
+
+
+def _deferrable(store: Store, wheel: str, root_name: str, main: dict | None) -> bool:
+    """Whether the storing of ``wheel`` may wait until after the run: not the root, main has
+    that very version (so the hook serves main's copy), and the store does not hold it yet."""
+    filename = os.path.basename(wheel)
+    parts = filename[:-4].split("-") if filename.endswith(".whl") else []
+    if len(parts) not in (5, 6):
+        return False  # ingest_wheel says what is wrong with it
+    name = normalize(parts[0])
+    try:
+        version = str(Version(parts[1]))
+    except InvalidVersion:
+        return False
+    if name == root_name or not bytecode.served_by_main(name, version, main):
+        return False
+    return not os.path.exists(os.path.join(store.dist_path(name, version, "-".join(parts[-3:])), DIST_MANIFEST))
 
 
 class _Compiler:

@@ -134,6 +134,9 @@ def run_background(store, interpreter) -> list[str]:
     except (AttributeError, OSError):
         pass
     t0, c0 = time.perf_counter(), os.times()
+    from . import deferred
+
+    stored = deferred.complete(store, interpreter)  # first: what the run left to store after it
     main = environment.installed(interpreter, store)
     done: list[str] = []
     for _ in range(_ROUNDS):
@@ -145,6 +148,6 @@ def run_background(store, interpreter) -> list[str]:
     cpu = sum(c1[:4]) - sum(c0[:4])  # this process and the compilers it waited for
     print(json.dumps({"compile-later": True, "pid": os.getpid(), "python": interpreter.version,
                       "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                      "compiled": [os.path.relpath(d, store.root) for d in done],
+                      "compiled": [os.path.relpath(d, store.root) for d in done], "stored": stored,
                       "seconds": round(time.perf_counter() - t0, 3), "cpu_seconds": round(cpu, 3)}), flush=True)
     return done

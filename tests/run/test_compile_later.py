@@ -238,3 +238,33 @@ def test_a_background_compile_killed_by_sigkill_leaves_its_marks_for_the_next(om
                                              for n in names if n not in done)
     assert _marks(omni_venv) == [] and all(os.path.exists(os.path.join(_dist(omni_venv, n, "1.0"), PYC))
                                            for n in names)
+
+
+LEANS = """\
+# /// script
+# dependencies = ["leaner==1.0"]
+# ///
+import json, os
+import leaner, shared
+print(json.dumps({"leaner": leaner.__file__, "shared": shared.__file__}))
+"""
+
+
+def test_run_stores_after_the_script_what_main_has_at_the_same_version(omni_venv, wheel, wheelhouse, tmp_path):
+    """The bubble of a run does not wait for a dist main has at that version (served from main
+    meanwhile): the background step after the script stores it and completes the bubble."""
+    wheel("leaner", "1.0", files={"leaner/__init__.py": "V = '1.0'\n"}, requires=["shared==1.0"])
+    wheel("shared", "1.0", files={"shared/__init__.py": "V = '1.0'\n"})
+    omni_venv.pip("install", "-q", "--no-index", "-f", str(wheelhouse), "shared==1.0")
+    script = tmp_path / "tool.py"
+    script.write_text(LEANS)
+    out = json.loads(omni_venv.run("run", "--no-index", "-f", str(wheelhouse), str(script)).stdout)
+    assert out["leaner"].startswith(_dist(omni_venv, "leaner", "1.0") + os.sep)
+    assert out["shared"].startswith(str(omni_venv.site))  # main's copy
+    records = _waited(omni_venv)
+    assert [r["stored"] for r in records] == [["leaner==1.0"]]
+    key = next(iter(os.listdir(os.path.join(_root(omni_venv), "bubbles", "leaner", "1.0"))))
+    with open(os.path.join(_root(omni_venv), "bubbles", "leaner", "1.0", key)) as f:
+        m = json.load(f)
+    assert sorted(m["dists"]) == ["leaner", "shared"] and "deferred" not in m
+    assert os.path.isdir(_dist(omni_venv, "shared", "1.0"))
