@@ -290,7 +290,9 @@ def parse_page(body: bytes, content_type: str, page_url: str) -> list[dict]:
             for f in files:
                 meta = f.get("core-metadata", f.get("dist-info-metadata", False))
                 yanked = f.get("yanked", False)
-                out.append({"url": urljoin(page_url, f["url"]), "sha256": _hash_of(f.get("hashes") or {}),
+                url = f["url"]
+                out.append({"url": url if _plain_absolute(url) else urljoin(page_url, url),
+                            "sha256": _hash_of(f.get("hashes") or {}),
                             "requires_python": f.get("requires-python"),
                             "yanked": yanked is True or isinstance(yanked, str),
                             "meta_sha": _hash_of(meta) if meta is not False else None, "meta": meta is not False})
@@ -318,11 +320,23 @@ def parse_page(body: bytes, content_type: str, page_url: str) -> list[dict]:
     return out
 
 
+def _plain_absolute(url) -> bool:
+    """A URL ``urljoin`` returns as it is and whose last part is its file name as it is
+    (``https://host/path/name``: no query, fragment, escapes or dot segments), as PyPI's JSON
+    pages give them: hundreds a page, so the parsing is skipped for these."""
+    return (isinstance(url, str) and url.startswith(("https://", "http://")) and url.count("/") >= 3
+            and not url.endswith("/") and not any(c in url for c in "?#%\\ ") and "/." not in url
+            and url.isascii() and url.isprintable())
+
+
 def _filename(url: str) -> str:
     """pip's ``Link.filename``: the URL path's last part, then unquoted; :class:`Unsure` when unsafe."""
     from urllib.parse import unquote, urlsplit
 
-    name = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
+    if _plain_absolute(url):
+        name = url.rsplit("/", 1)[-1]
+    else:
+        name = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
     if "/" in name or "\\" in name or "\0" in name or name.startswith("."):
         raise Unsure(f"the file name {name!r} in {url!r} is not a plain file name")
     return name
