@@ -25,7 +25,8 @@ ways, how many times faster than the fastest other tool (goals: 3x warm, 5x cold
 machine is shared: read the ratios, not the absolute figures.
 
 A cold pip-omni run compiles the bubbles it made after its cells, in the background
-(omnipkg_pip/writers/later.py): after every pip-omni command the harness waits for that
+(omnipkg_pip/writers/later.py), and stores then the dists main has at the same version
+(pygments here, served from main meanwhile: omnipkg_pip/writers/deferred.py): after every pip-omni command the harness waits for that
 compile to end, outside the timed span (it takes no CPU from the next command), and reports
 its wall and CPU seconds on a line of their own.
 """
@@ -208,7 +209,8 @@ def main() -> int:
                 bg = res["cold_background_compile"].get(n) if kind == "cold" else None
                 if bg:
                     print(f"  {'  + its compile':<19} {_fmt(bg['seconds'])}, CPU {bg['cpu_seconds']['median']:.2f} s, "
-                          f"{bg['dists']['median']:.0f} dists (in the background, after the cells; not timed above)")
+                          f"{bg['dists']['median']:.0f} dists compiled, {bg['stored']['median']:.0f} bubbles "
+                          "completed with what main had (in the background, after the cells; not timed above)")
             for n, x in res[f"{kind}_speedup"].items():
                 goal = res["goals"][kind]
                 print(f"  {n}: {x:.2f}x faster than the fastest other ({res[f'{kind}_fastest_other']}); "

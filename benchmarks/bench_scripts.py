@@ -85,7 +85,9 @@ def compile_rows(records: list[list[dict]]) -> dict:
         return {}
     return {"seconds": _stats([sum(x["seconds"] for x in r) for r in reps]),
             "cpu_seconds": _stats([sum(x["cpu_seconds"] for x in r) for r in reps]),
-            "dists": _stats([float(sum(len(x["compiled"]) for x in r)) for r in reps])}
+            "dists": _stats([float(sum(len(x["compiled"]) for x in r)) for r in reps]),
+            # bubbles whose dists main has at that version were stored then too (writers/deferred.py)
+            "stored": _stats([float(sum(len(x.get("stored", [])) for x in r)) for r in reps])}
 
 
 def _venv(path: str, *packages: str, env: dict) -> str:

@@ -358,7 +358,7 @@ class _Ahead:
         from collections import deque
 
         self.wheels: deque = deque()
-        # sha256 of a source -> [member name, bytes, wheels that have it, is a package, in-degree]
+        # sha256 of a source -> [member name, bytes, {wheels that have it}, is a package, in-degree]
         self.items: dict[bytes, list] = {}
         self.order: list[bytes] | None = None  # the items' keys, the next to compile last
         self.seen: set[str] = set()
@@ -384,12 +384,30 @@ class _Ahead:
                 self.seen.add(path)
                 self.wheels.append(path)
 
-    def forked(self) -> None:
+    def forked(self, body: bytes | None = None) -> None:
+        """A cell has started (``body``: its FORK request). What only its own wheels hold is
+        of no use to the cells still to come: dropped, as everything is after the last cell."""
         self.forks += 1
         if self._all_forked():  # compiling now would only take the cores from the cells
             self.wheels.clear()
             self.items.clear()
             self.order = None
+            return
+        if body is None or not self.busy():
+            return
+        try:
+            pins = {_pinned(text) for text in P.loads(body)["pins"]} - {None}
+        except Exception:  # the owner's own frame: nothing depends on reading it here
+            return
+        gone = {w for w in (*self.seen, *self.wheels) if _wheel_of(w) in pins}
+        if not gone:
+            return
+        self.wheels = type(self.wheels)(w for w in self.wheels if w not in gone)
+        for key in [k for k, item in self.items.items() if not item[2] - gone]:
+            del self.items[key]
+        for item in self.items.values():
+            item[2] -= gone
+        self.order = None
 
     def _all_forked(self) -> bool:
         return self.cells is not None and self.forks >= self.cells
@@ -405,7 +423,7 @@ class _Ahead:
         """A source several of the owner's wheels share first (compiled once here, it spares a
         compile in each of their cells), then packages, then by in-degree (see :meth:`_sources`)."""
         if self.order is None:
-            self.order = sorted(self.items, key=lambda k: (-self.items[k][2], not self.items[k][3],
+            self.order = sorted(self.items, key=lambda k: (-len(self.items[k][2]), not self.items[k][3],
                                                            -self.items[k][4], self.items[k][0]), reverse=True)
         return self.order
 
@@ -417,15 +435,16 @@ class _Ahead:
         from omnipkg_hook.uncompiled import PRECOMPILED
 
         if self.wheels:
-            for name, data, package, wanted in self._sources(self.wheels.popleft()):
+            path = self.wheels.popleft()
+            for name, data, package, wanted in self._sources(path):
                 key = sha256(data).digest()
                 if key in PRECOMPILED:
                     continue
                 item = self.items.get(key)
                 if item is None:
-                    self.items[key] = [name, data, 1, package, wanted]
+                    self.items[key] = [name, data, {path}, package, wanted]
                 else:
-                    item[2] += 1
+                    item[2].add(path)
                     item[3] = item[3] or package
                     item[4] = max(item[4], wanted)
             self.order = None
@@ -468,6 +487,24 @@ class _Ahead:
         wanted = _imported_by_siblings(found)
         return [(name, data, package, wanted[m]) for m, (name, data, package) in found.items()
                 if package or wanted[m]]
+
+
+def _norm(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pinned(text) -> tuple[str, str] | None:
+    """``NAME==VERSION`` -> ``(normalized name, version)``; None for any other pin."""
+    name, sep, version = str(text).partition("==")
+    return (_norm(name.strip()), version.strip()) if sep and "=" not in version else None
+
+
+def _wheel_of(path: str) -> tuple[str, str] | None:
+    """``(normalized name, version)`` of a wheel file's name."""
+    parts = os.path.basename(path).split("-")
+    return (_norm(parts[0]), parts[1]) if len(parts) in (5, 6) and path.endswith(".whl") else None
 
 
 def _module_of(info) -> tuple[str, bool] | None:
@@ -593,7 +630,7 @@ class _Cells:
                 os.close(fd)
             if pid > 0:
                 self.live.add(pid)
-                self.ahead.forked()
+                self.ahead.forked(body)
                 try:
                     control.send_obj(P.RESULT, (pid,))
                 except OSError:

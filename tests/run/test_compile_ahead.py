@@ -262,6 +262,29 @@ def test_a_source_several_wheels_share_is_compiled_before_one_only_a_wheel_has(w
     ahead.clear()
 
 
+def test_once_a_cell_has_started_what_only_its_own_wheel_holds_is_dropped(wheel):
+    """The cell of pkg 1.0 has forked: compiling 1.0's own util.py could serve no cell to come,
+    only take a core from the running ones; 2.0's stays queued."""
+    from omnipkg_hook.workers import protocol as P
+    from omnipkg_hook.workers.zygote import _Ahead
+
+    one = wheel("pkg", "1.0", files={"pkg/__init__.py": "from . import util\n", "pkg/util.py": "U = 1\n"})
+    two = wheel("pkg", "2.0", files={"pkg/__init__.py": "from . import util\n", "pkg/util.py": "U = 2\n"})
+    three = wheel("pkg", "3.0", files={"pkg/__init__.py": "from . import util\n", "pkg/util.py": "U = 3\n"})
+    ahead = _Ahead()
+    ahead.add(P.dumps({"wheels": [str(one), str(two), str(three)], "cells": 3}))
+    ahead.step()
+    ahead.step()  # 1.0 and 2.0 read; 3.0 still queued
+    ahead.forked(P.dumps({"pins": ["Pkg==1.0"], "env": {}}))
+    assert ahead.pending() == ["pkg/__init__.py", "pkg/util.py"]  # the shared __init__, 2.0's util
+    ahead.forked(P.dumps({"pins": ["pkg==3.0"], "env": {}}))
+    assert [w.rsplit("/", 1)[-1] for w in ahead.wheels] == []  # 3.0's cell started: its wheel is not read
+    ahead.step()
+    assert ahead.pending() == ["pkg/util.py"]
+    ahead.forked(P.dumps({"pins": ["not a pin"], "env": {}}))  # the last cell: nothing is left
+    assert not ahead.busy()
+
+
 def test_a_cold_matrix_serves_its_cells_from_code_compiled_ahead(omni_venv, libs, wheelhouse, tmp_path):
     """End to end: the bubbles of a cold `--matrix` are made in its process, each axis wheel
     goes to the zygote as it is fetched, and every cell gets its own version, its code naming
