@@ -26,7 +26,6 @@ push refuse such a bubble (:func:`.archive.chosen_bubbles`).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 
 from omnipkg_hook.errors import OmnipkgError, WheelRejectedError
@@ -39,6 +38,8 @@ from omnipkg_hook.store import (
     read_manifest,
 )
 
+# Imported by every install (deferred.complete: a listdir when nothing waits): nothing beyond
+# what the warm path has, shutil included (tests/cli/test_warm_path.py).
 __all__ = ["light_manifest", "note", "marks", "complete", "kept_wheels_in_use", "MARKS", "WHEELS"]
 
 MARKS = ("cache", "deferred")
@@ -100,6 +101,8 @@ def light_manifest(store: Store, wheel_path: str, origin: dict | None = None) ->
 def _keep(store: Store, wheel_path: str, filename: str, sha: str) -> None:
     """``<store>/cache/deferred-wheels/<sha>/<filename>``, made in ``tmp/`` and renamed into
     place (a copy, or a hard link to a download the store's own ``tmp/`` holds)."""
+    import shutil
+
     final = os.path.join(_dir(store, WHEELS), sha)
     if os.path.isfile(os.path.join(final, filename)):
         return
@@ -272,6 +275,8 @@ def _sweep(store: Store) -> None:
     base = _dir(store, WHEELS)
     if not _listdir(base):
         return
+    import shutil
+
     with WriteLock(store):
         used = kept_wheels_in_use(store)
         if used is None:
