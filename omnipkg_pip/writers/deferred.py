@@ -55,26 +55,11 @@ def light_manifest(store: Store, wheel_path: str, origin: dict | None = None) ->
     tag, requirements), read from its directory and METADATA only, and the wheel kept for
     :func:`complete`. The caller holds the write lock. Raises ``WheelRejectedError`` for an
     archive the ingest would refuse on sight (nothing is kept then)."""
-    import zipfile
-
-    from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-
-    from .ingest import _archive_problems, _norm_version, _parse_metadata, _rejected
+    from .ingest import open_checked, wheel_metadata, wheel_name
 
     filename = os.path.basename(wheel_path)
-    try:
-        name, version, _build, _tags = parse_wheel_filename(filename)
-    except InvalidWheelFilename as e:
-        raise WheelRejectedError(f"rejected {filename!r}: {e}", "is it a wheel pip built?") from None
-    version = str(version)
-    try:
-        zf = zipfile.ZipFile(wheel_path)
-    except (OSError, zipfile.BadZipFile) as e:
-        raise WheelRejectedError(f"rejected {filename!r}: not a readable zip archive ({e})") from None
-    with zf:
-        problems = _archive_problems(zf)
-        if problems:
-            raise _rejected(filename, problems)
+    name, version, tag = wheel_name(filename)
+    with open_checked(wheel_path, filename) as zf:
         prefix = f"{name}-{version}.dist-info/".lower()
         metas = [i for i in zf.infolist() if i.filename.lower().endswith(".dist-info/metadata")
                  and i.filename.count("/") == 1]
@@ -83,16 +68,13 @@ def light_manifest(store: Store, wheel_path: str, origin: dict | None = None) ->
             raise WheelRejectedError(f"rejected {filename!r}: no single .dist-info/METADATA of a sane size",
                                      "the wheel is broken; rebuild or re-download it")
         text = zf.read(chosen[0]).decode("utf-8", "replace")
-    meta = _parse_metadata(filename, text)
-    if canonicalize_name(meta["Name"]) != canonicalize_name(name) or _norm_version(meta["Version"]) != version:
-        raise WheelRejectedError(f"rejected {filename!r}: METADATA says {meta['Name']} {meta['Version']}, "
-                                 f"the file name says {name} {version}")
+    meta = wheel_metadata(filename, text, name, version)
     sha = file_sha256(wheel_path)
     _keep(store, wheel_path, filename, sha)
     from omnipkg_hook.store import normalize
 
     return {
-        "deferred": True, "name": normalize(name), "version": version, "tag": "-".join(filename[:-4].split("-")[-3:]),
+        "deferred": True, "name": normalize(name), "version": version, "tag": tag,
         "wheel": filename, "wheel_sha256": sha, "requires_dist": meta.get_all("Requires-Dist") or [],
         **({"origin": origin["url"]} if origin and origin.get("url") else {}),
     }

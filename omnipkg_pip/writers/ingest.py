@@ -272,12 +272,7 @@ def ingest_wheel(store: Store, wheel_path: str, interpreter, *, compile: bool = 
     the dist manifest. The caller holds ``WriteLock(store)``.
     """
     filename = os.path.basename(wheel_path)
-    try:
-        name, version, _build, tags = parse_wheel_filename(filename)
-    except InvalidWheelFilename as e:
-        raise WheelRejectedError(f"rejected {filename!r}: {e}", "is it a wheel pip built?") from None
-    tag = "-".join(filename[:-4].split("-")[-3:])
-    version = str(version)
+    name, version, tag = wheel_name(filename)
     dist_dir = store.dist_path(name, version, tag)
     manifest_path = os.path.join(dist_dir, DIST_MANIFEST)
     if os.path.exists(manifest_path):
@@ -329,16 +324,31 @@ def _check_same_wheel(store, manifest, wheel_path, filename, name, version, tag)
     )
 
 
-def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter, origin=None) -> dict:
-    """Check and stage the wheel in ``staging``; compiled for ``interpreter`` unless None."""
+def wheel_name(filename: str) -> tuple[str, str, str]:
+    """``(name, version, tag)`` a wheel's file name gives; ``WheelRejectedError`` if it is none."""
+    try:
+        name, version, _build, _tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename as e:
+        raise WheelRejectedError(f"rejected {filename!r}: {e}", "is it a wheel pip built?") from None
+    return name, str(version), "-".join(filename[:-4].split("-")[-3:])
+
+
+def open_checked(wheel_path: str, filename: str) -> zipfile.ZipFile:
+    """The wheel as a zip whose directory passed :func:`_archive_problems` (nothing read yet)."""
     try:
         zf = zipfile.ZipFile(wheel_path)
     except (OSError, zipfile.BadZipFile) as e:
         raise WheelRejectedError(f"rejected {filename!r}: not a readable zip archive ({e})") from None
-    with zf:
-        problems = _archive_problems(zf)
-        if problems:
-            raise _rejected(filename, problems)
+    problems = _archive_problems(zf)
+    if problems:
+        zf.close()
+        raise _rejected(filename, problems)
+    return zf
+
+
+def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter, origin=None) -> dict:
+    """Check and stage the wheel in ``staging``; compiled for ``interpreter`` unless None."""
+    with open_checked(wheel_path, filename) as zf:
         wheel = _CheckedWheel(zf)
         try:
             wheel.validate_record(validate_contents=False)
@@ -347,12 +357,7 @@ def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter
             raise WheelRejectedError(
                 f"rejected {filename!r}: {_installer_issue(e)}", "the wheel is broken; rebuild or re-download it"
             ) from None
-        meta = _parse_metadata(filename, metadata_text)
-        if canonicalize_name(meta["Name"]) != canonicalize_name(name) or _norm_version(meta["Version"]) != version:
-            raise WheelRejectedError(
-                f"rejected {filename!r}: METADATA says {meta['Name']} {meta['Version']}, "
-                f"the file name says {name} {version}"
-            )
+        meta = wheel_metadata(filename, metadata_text, name, version)
         dest = StoreDestination(store, staging, wheel)
         try:
             install(wheel, dest, {"INSTALLER": b"pip-omni\n"})
@@ -429,6 +434,17 @@ def _norm_version(text: str) -> str:
         return str(Version(text))
     except InvalidVersion:
         return text
+
+
+def wheel_metadata(filename: str, text: str, name: str, version: str):
+    """The METADATA ``text`` parsed, refused unless it names the file name's project and version."""
+    meta = _parse_metadata(filename, text)
+    if canonicalize_name(meta["Name"]) != canonicalize_name(name) or _norm_version(meta["Version"]) != version:
+        raise WheelRejectedError(
+            f"rejected {filename!r}: METADATA says {meta['Name']} {meta['Version']}, "
+            f"the file name says {name} {version}"
+        )
+    return meta
 
 
 def _parse_metadata(filename: str, text: str):
