@@ -302,7 +302,7 @@ def run(args, *, out=None, on_bubble=None) -> int:
     failed: list = []
     now = not args.no_compile
     # stored later only where something runs after this install to do it, and nothing pushes now
-    defer = args.store_later and not now and not (shared is not None and getattr(shared, "push", False))
+    defer = args.store_later and not now and not (shared is not None and shared.push)
     if jobs and not now:
         bytecode.start_list(store, interpreter)  # so that what is left uncompiled is marked pending
     _lease_scope(+1)

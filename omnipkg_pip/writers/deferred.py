@@ -55,20 +55,12 @@ def light_manifest(store: Store, wheel_path: str, origin: dict | None = None) ->
     tag, requirements), read from its directory and METADATA only, and the wheel kept for
     :func:`complete`. The caller holds the write lock. Raises ``WheelRejectedError`` for an
     archive the ingest would refuse on sight (nothing is kept then)."""
-    from .ingest import open_checked, wheel_metadata, wheel_name
+    from .ingest import checked_metadata, open_checked, wheel_name
 
     filename = os.path.basename(wheel_path)
     name, version, tag = wheel_name(filename)
     with open_checked(wheel_path, filename) as zf:
-        prefix = f"{name}-{version}.dist-info/".lower()
-        metas = [i for i in zf.infolist() if i.filename.lower().endswith(".dist-info/metadata")
-                 and i.filename.count("/") == 1]
-        chosen = [i for i in metas if i.filename.lower().startswith(prefix)] or metas
-        if len(chosen) != 1 or chosen[0].file_size > (1 << 20):
-            raise WheelRejectedError(f"rejected {filename!r}: no single .dist-info/METADATA of a sane size",
-                                     "the wheel is broken; rebuild or re-download it")
-        text = zf.read(chosen[0]).decode("utf-8", "replace")
-    meta = wheel_metadata(filename, text, name, version)
+        _wheel, meta = checked_metadata(zf, filename, name, version)
     sha = file_sha256(wheel_path)
     _keep(store, wheel_path, filename, sha)
     from omnipkg_hook.store import normalize
@@ -168,6 +160,9 @@ def complete(store: Store, interpreter, *, quiet: bool = False) -> list[str]:
                     _clear(store, interpreter.key, root, version)
                     continue
                 waiting = m.get("deferred") or {}
+                if not isinstance(waiting, dict):
+                    raise OmnipkgError("its record of what it deferred is damaged",
+                                       f"`pip-omni uninstall {root}=={version}` and make the bubble again")
                 added = {}
                 for name, rec in sorted(waiting.items()):
                     if not _sound(name, rec):
@@ -213,20 +208,13 @@ def complete(store: Store, interpreter, *, quiet: bool = False) -> list[str]:
     return done
 
 
-_SHA256 = None
-
-
 def _sound(name: str, rec) -> bool:
-    """A deferred record names a plain wheel file and a sha256 (it becomes a path)."""
-    global _SHA256
-    import re
-
-    if _SHA256 is None:
-        _SHA256 = re.compile(r"[0-9a-f]{64}")
+    """A deferred record names a plain wheel file and a sha256 (they become a path)."""
     plain = lambda v: isinstance(v, str) and v and "/" not in v and "\\" not in v and not v.startswith(".")  # noqa: E731
+    sha = rec.get("wheel_sha256") if isinstance(rec, dict) else None
     return (isinstance(rec, dict) and plain(name) and plain(rec.get("version")) and plain(rec.get("tag"))
             and plain(rec.get("wheel")) and rec["wheel"].endswith(".whl")
-            and isinstance(rec.get("wheel_sha256"), str) and _SHA256.fullmatch(rec["wheel_sha256"]) is not None
+            and isinstance(sha, str) and len(sha) == 64 and set(sha) <= set("0123456789abcdef")
             and isinstance(rec.get("requires", {}), dict))
 
 

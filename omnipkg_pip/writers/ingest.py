@@ -349,15 +349,7 @@ def open_checked(wheel_path: str, filename: str) -> zipfile.ZipFile:
 def _stage(store, wheel_path, filename, name, version, tag, staging, interpreter, origin=None) -> dict:
     """Check and stage the wheel in ``staging``; compiled for ``interpreter`` unless None."""
     with open_checked(wheel_path, filename) as zf:
-        wheel = _CheckedWheel(zf)
-        try:
-            wheel.validate_record(validate_contents=False)
-            metadata_text = wheel.read_dist_info("METADATA")
-        except Exception as e:  # installer reports several kinds of ValueError/KeyError
-            raise WheelRejectedError(
-                f"rejected {filename!r}: {_installer_issue(e)}", "the wheel is broken; rebuild or re-download it"
-            ) from None
-        meta = wheel_metadata(filename, metadata_text, name, version)
+        wheel, meta = checked_metadata(zf, filename, name, version)
         dest = StoreDestination(store, staging, wheel)
         try:
             install(wheel, dest, {"INSTALLER": b"pip-omni\n"})
@@ -436,15 +428,25 @@ def _norm_version(text: str) -> str:
         return text
 
 
-def wheel_metadata(filename: str, text: str, name: str, version: str):
-    """The METADATA ``text`` parsed, refused unless it names the file name's project and version."""
+def checked_metadata(zf: zipfile.ZipFile, filename: str, name: str, version: str):
+    """``(installer's WheelFile of zf, its METADATA parsed)``: its one ``.dist-info`` and
+    RECORD as installer reads them (not the files' contents yet), the METADATA naming the
+    file name's project and version; else ``WheelRejectedError``."""
+    wheel = _CheckedWheel(zf)
+    try:
+        wheel.validate_record(validate_contents=False)
+        text = wheel.read_dist_info("METADATA")
+    except Exception as e:  # installer reports several kinds of ValueError/KeyError
+        raise WheelRejectedError(
+            f"rejected {filename!r}: {_installer_issue(e)}", "the wheel is broken; rebuild or re-download it"
+        ) from None
     meta = _parse_metadata(filename, text)
     if canonicalize_name(meta["Name"]) != canonicalize_name(name) or _norm_version(meta["Version"]) != version:
         raise WheelRejectedError(
             f"rejected {filename!r}: METADATA says {meta['Name']} {meta['Version']}, "
             f"the file name says {name} {version}"
         )
-    return meta
+    return wheel, meta
 
 
 def _parse_metadata(filename: str, text: str):
