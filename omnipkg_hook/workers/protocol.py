@@ -54,8 +54,10 @@ empty body::
                         owner -> cell zygote    cell spec and its fds (see runner)  R (pid,) | X
     26  D     EXITED    cell zygote -> owner    (pid, status): a forked cell ended; status < 0
                                                 is the signal that killed it
-    27  c     COMPILE   owner -> cell zygote    [wheel path, ...]: compile their .py files
-                                                ahead for the cells (no answer; see zygote)
+    27  c     COMPILE   owner -> cell zygote    {"wheels": [path, ...], "cells": n} and each
+                                                wheel's file as a descriptor: compile their
+                                                .py files ahead for the cells (no answer;
+                                                see zygote)
     30  O     OPEN      client -> daemon        (pins, python, options)       F | X
     31  F     FD        daemon -> client        worker info dict and 1 fd: the client's
                                                 end of a socketpair whose other end the

@@ -28,14 +28,14 @@ ends the process as ``python`` ends, minus the teardown (``runner._end_cell``: t
 ``atexit``, files flushed, ``SystemExit``'s status, then ``os._exit``). The zygote reports every child's end as EXITED ``(pid, status)``
 (status < 0: killed by that signal), sent from its loop, never from a signal handler.
 While it waits for FORKs a cell zygote also compiles ahead (COMPILE ``{"wheels": [path, ...],
-"cells": n}``, no answer): the ``.py`` files of the wheels its owner is making bubbles of, each
-wheel's read from the archive in one step and compiled one file a step, only while no request
-is waiting, into
+"cells": n}`` with each wheel's file as a descriptor, no answer): the ``.py`` files of the
+wheels its owner is making bubbles of, each wheel read whole when the frame comes (a bubble's
+wheels are removed once it is made), its sources taken from the archive in one step and
+compiled one file a step, only while no request is waiting, into
 :data:`omnipkg_hook.uncompiled.PRECOMPILED` (keyed by each source's sha256), so that cells
 forked after import those sources without compiling them (bubbles ``pip-omni run`` makes
 have no ``.pyc`` yet). It stops once it has forked ``n`` cells for this owner (the owner's
-cells in all), and each new
-owner starts with none. A wheel is untrusted here: a member is read up to
+cells in all), and each new owner starts with none. A wheel is untrusted here: a member is read up to
 :data:`_Ahead.MAX_FILE` bytes, at most :data:`_Ahead.MAX_TOTAL` per owner, an archive or
 source that fails is skipped, nothing is written, and a code object is only ever used for
 source bytes of the same sha256.
@@ -350,6 +350,8 @@ class _Ahead:
 
     MAX_FILE = 1 << 20  # a larger source is left to the cell that imports it (rich's largest: 0.1 MiB)
     MAX_TOTAL = 16 << 20  # source bytes read for one owner
+    MAX_WHEEL = 32 << 20  # a larger archive is left to the cells (rich's: 0.24 MiB)
+    MAX_QUEUED = 64 << 20  # archive bytes held at once, read and not yet taken apart
 
     def __init__(self) -> None:
         self.clear()
@@ -369,20 +371,35 @@ class _Ahead:
         if done is not None:
             done.PRECOMPILED.clear()
 
-    def add(self, body: bytes) -> None:
+    def add(self, body: bytes, fds: list[int] = ()) -> None:
+        """COMPILE: ``body`` names the wheels, ``fds`` are their files, opened by the owner
+        (they may be gone from their directory before this zygote has time to read them).
+        Each is read now, up to :data:`MAX_WHEEL` bytes, and closed."""
         try:
             request = P.loads(body)
             wheels, cells = request["wheels"], request.get("cells")
+            if not isinstance(wheels, list) or len(wheels) != len(fds):
+                wheels = ()
         except Exception:  # the owner's own frame: a wrong one is ignored, as nothing depends on it
-            return
-        if isinstance(cells, int):
-            self.cells = cells
-        if self._all_forked():  # told late: every cell has started already
-            return
-        for path in wheels if isinstance(wheels, list) else ():
-            if isinstance(path, str) and path not in self.seen:
-                self.seen.add(path)
-                self.wheels.append(path)
+            wheels = ()
+            cells = None
+        try:
+            if isinstance(cells, int):
+                self.cells = cells
+            for path, fd in zip(wheels, fds):
+                name = os.path.basename(path) if isinstance(path, str) else None
+                if name is None or name in self.seen or self._all_forked():  # told late: every cell has started
+                    continue
+                with open(fd, "rb", closefd=False) as f:
+                    data = f.read(self.MAX_WHEEL + 1)
+                if len(data) <= self.MAX_WHEEL and len(data) + sum(len(w[1]) for w in self.wheels) <= self.MAX_QUEUED:
+                    self.seen.add(name)
+                    self.wheels.append((name, data))
+        except OSError:  # not a file to read: its cells compile what they import
+            pass
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def forked(self, body: bytes | None = None) -> None:
         """A cell has started (``body``: its FORK request). What only its own wheels hold is
@@ -399,10 +416,10 @@ class _Ahead:
             pins = {_pinned(text) for text in P.loads(body)["pins"]} - {None}
         except Exception:  # the owner's own frame: nothing depends on reading it here
             return
-        gone = {w for w in (*self.seen, *self.wheels) if _wheel_of(w) in pins}
+        gone = {name for name in self.seen if _wheel_of(name) in pins}
         if not gone:
             return
-        self.wheels = type(self.wheels)(w for w in self.wheels if w not in gone)
+        self.wheels = type(self.wheels)(w for w in self.wheels if w[0] not in gone)
         for key in [k for k, item in self.items.items() if not item[2] - gone]:
             del self.items[key]
         for item in self.items.values():
@@ -435,16 +452,16 @@ class _Ahead:
         from omnipkg_hook.uncompiled import PRECOMPILED
 
         if self.wheels:
-            path = self.wheels.popleft()
-            for name, data, package, wanted in self._sources(path):
+            wheel, archive = self.wheels.popleft()
+            for name, data, package, wanted in self._sources(archive):
                 key = sha256(data).digest()
                 if key in PRECOMPILED:
                     continue
                 item = self.items.get(key)
                 if item is None:
-                    self.items[key] = [name, data, {path}, package, wanted]
+                    self.items[key] = [name, data, {wheel}, package, wanted]
                 else:
-                    item[2].add(path)
+                    item[2].add(wheel)
                     item[3] = item[3] or package
                     item[4] = max(item[4], wanted)
             self.order = None
@@ -459,17 +476,18 @@ class _Ahead:
         except Exception:  # a syntax error is the cell's to report, with its real file name
             pass
 
-    def _sources(self, path: str) -> list[tuple[str, bytes, bool, int]]:
+    def _sources(self, archive: bytes) -> list[tuple[str, bytes, bool, int]]:
         """The wheel's sources a cell is likely to import, as ``(member name, bytes, is a
         package, in-degree)``: packages' ``__init__``, and each module some sibling imports
         at its top level (``^import``/``^from ... import`` lines; its in-degree is how many
         do); one no sibling imports there (a leaf such as ``rich.progress``) is left to the
         cell. [] for a bad archive."""
         import zipfile
+        from io import BytesIO
 
         found = {}
         try:
-            with zipfile.ZipFile(path) as zf:
+            with zipfile.ZipFile(BytesIO(archive)) as zf:
                 for info in zf.infolist():
                     module = _module_of(info)
                     if module is None:
@@ -605,7 +623,8 @@ class _Cells:
             if kind == P.QUIT:
                 return "quit", 0
             if kind == P.COMPILE:
-                self.ahead.add(body)
+                fds, control.fds = control.fds, []
+                self.ahead.add(body, fds)
                 continue
             if kind != P.FORK or self.threads != 1:
                 what = "forks nothing: threads were running after its imports" if kind == P.FORK else f"cannot handle {kind!r}"

@@ -478,15 +478,29 @@ class CellZygote:
 
     def compile_ahead(self, wheels: list[str], cells: int) -> None:
         """Ask the zygote to compile the ``.py`` files of ``wheels`` while it waits, for the
-        ``cells`` cells it will fork (see :mod:`omnipkg_hook.workers.zygote`). No answer;
-        nothing is lost if it cannot: the cells compile what they import."""
+        ``cells`` cells it will fork (see :mod:`omnipkg_hook.workers.zygote`). The files go
+        opened, as descriptors: a bubble's wheels are removed once it is made, which may be
+        before the zygote has read them. No answer; nothing is lost if it cannot: the cells
+        compile what they import."""
         if self._error is not None or self._dead:
             return
+        paths, fds = [], []
         try:
-            with self._lock:
-                self.proc.conn.send_obj(P.COMPILE, {"wheels": list(wheels), "cells": cells})
+            for path in wheels:
+                try:
+                    fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+                except OSError:
+                    continue
+                paths.append(path)
+            for i in range(0, len(fds), 4):  # a frame carries a few descriptors (protocol._MAX_FDS)
+                with self._lock:
+                    self.proc.conn.send_fds(P.COMPILE, P.dumps({"wheels": paths[i:i + 4], "cells": cells}),
+                                            fds[i:i + 4])
         except OSError:
             pass
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def program_ended(self, pid: int) -> None:
         """Wait until the program of cell ``pid`` has returned (or raised), before its

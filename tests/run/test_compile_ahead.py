@@ -61,6 +61,13 @@ def _zygote(tmp_path, keep=0):
     return CellZygote(sys.executable, matrix.cell_env(str(tmp_path / "store")), str(tmp_path), [], keep=keep).ready()
 
 
+def _tell(ahead, paths, cells):
+    """A COMPILE as the owner sends it: the wheels' names, and their files as descriptors."""
+    from omnipkg_hook.workers import protocol as P
+
+    ahead.add(P.dumps({"wheels": [str(p) for p in paths], "cells": cells}), [os.open(p, os.O_RDONLY) for p in paths])
+
+
 def _wheel_and_sources(wheel, tmp_path, version="1.0"):
     path = wheel("lib", version, files={"lib/__init__.py": LIB.format(v=version)})
     src = tmp_path / f"src-{version}"
@@ -79,6 +86,23 @@ def test_a_forked_cell_imports_the_code_its_zygote_compiled_ahead(wheel, tmp_pat
         # the module is the one its source makes, and its code names its own file
         assert got["V"] == "1.0" and got["used"] == 1 and got["left"] == 0
         assert got["file"] == got["own"] == os.path.join(src, "lib", "__init__.py")
+    finally:
+        z.close()
+
+
+def test_a_wheel_removed_before_the_zygote_reads_it_is_compiled_all_the_same(wheel, tmp_path):
+    """A bubble's wheels are removed once it is made, and a zygote still importing pytest may
+    read its COMPILE only after that: the wheel goes as an open file, not as a path."""
+    from omnipkg_pip.run import matrix
+    from omnipkg_pip.run.cellfork import CellZygote
+
+    path, src = _wheel_and_sources(wheel, tmp_path)
+    z = CellZygote(sys.executable, matrix.cell_env(str(tmp_path / "store")), str(tmp_path), [], keep=0)
+    try:
+        z.compile_ahead([path], cells=1000)  # sent before the zygote is ready: it reads it later
+        os.unlink(path)
+        got = _until_used(z.ready(), CELL.format(src=src))
+        assert got["V"] == "1.0" and got["used"] == 1
     finally:
         z.close()
 
@@ -203,24 +227,38 @@ def test_a_kept_zygote_forgets_one_clients_code_before_the_next(wheel, tmp_path,
 def test_the_zygote_stops_compiling_once_every_cell_has_started(wheel):
     """``cells``: after that many forks what is still queued is dropped (compiling then would
     only take the cores from the cells)."""
-    from omnipkg_hook.workers import protocol as P
     from omnipkg_hook.workers.zygote import _Ahead
 
     ahead = _Ahead()
-    ahead.add(P.dumps({"wheels": [str(wheel("lib", "1.0")), str(wheel("lib", "2.0"))], "cells": 2}))
+    _tell(ahead, [str(wheel("lib", "1.0")), str(wheel("lib", "2.0"))], 2)
     assert ahead.busy()
     ahead.forked()
     assert ahead.busy()  # one cell is still to come
     ahead.forked()
     assert not ahead.busy()
-    ahead.add(P.dumps({"wheels": [str(wheel("lib", "3.0"))], "cells": 2}))  # told after the last fork
+    _tell(ahead, [str(wheel("lib", "3.0"))], 2)  # told after the last fork
+    assert not ahead.busy()
+
+
+def test_a_compile_frame_whose_files_do_not_match_its_names_is_ignored_and_its_files_closed(wheel):
+    from omnipkg_hook.workers import protocol as P
+    from omnipkg_hook.workers.zygote import _Ahead
+
+    path = wheel("lib", "1.0")
+    fds = [os.open(path, os.O_RDONLY), os.open(path, os.O_RDONLY)]
+    ahead = _Ahead()
+    ahead.add(P.dumps({"wheels": [str(path)], "cells": 2}), fds)  # one name, two files
+    assert not ahead.busy()
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    ahead.add(b"not a frame", [os.open(path, os.O_RDONLY)])
     assert not ahead.busy()
 
 
 def test_what_a_zygote_compiles_first_is_what_a_cell_imports_first(wheel):
     """Packages first, then modules by how many siblings import them at their top level; a
     module only a function imports (a leaf, as ``rich.progress``) is left to the cell."""
-    from omnipkg_hook.workers import protocol as P
     from omnipkg_hook.workers.zygote import _Ahead
 
     path = wheel("pkg", "1.0", files={
@@ -233,7 +271,7 @@ def test_what_a_zygote_compiles_first_is_what_a_cell_imports_first(wheel):
         "pkg/data.txt": "not a source",
     })
     ahead = _Ahead()
-    ahead.add(P.dumps({"wheels": [str(path)], "cells": 5}))
+    _tell(ahead, [str(path)], 5)
     ahead.step()  # reads the wheel
     assert ahead.pending() == ["pkg/__init__.py", "pkg/sub/__init__.py", "pkg/a.py", "pkg/b.py", "pkg/c.py"]
 
@@ -241,7 +279,6 @@ def test_what_a_zygote_compiles_first_is_what_a_cell_imports_first(wheel):
 def test_a_source_several_wheels_share_is_compiled_before_one_only_a_wheel_has(wheel):
     """Compiled once in the zygote, a source two versions share spares a compile in each of
     their cells: it comes first, whatever the order the wheels came in."""
-    from omnipkg_hook.workers import protocol as P
     from omnipkg_hook.workers.zygote import _Ahead
 
     shared = "from . import util\nX = 1\n"
@@ -250,7 +287,7 @@ def test_a_source_several_wheels_share_is_compiled_before_one_only_a_wheel_has(w
     two = wheel("pkg", "2.0", files={"pkg/__init__.py": "from . import core\n", "pkg/core.py": shared,
                                      "pkg/util.py": "U = 2\n"})
     ahead = _Ahead()
-    ahead.add(P.dumps({"wheels": [str(one), str(two)], "cells": 2}))
+    _tell(ahead, [str(one), str(two)], 2)
     ahead.step()
     ahead.step()  # both read before anything is compiled
     assert ahead.pending() == ["pkg/__init__.py", "pkg/core.py", "pkg/util.py", "pkg/util.py"]
@@ -272,7 +309,7 @@ def test_once_a_cell_has_started_what_only_its_own_wheel_holds_is_dropped(wheel)
     two = wheel("pkg", "2.0", files={"pkg/__init__.py": "from . import util\n", "pkg/util.py": "U = 2\n"})
     three = wheel("pkg", "3.0", files={"pkg/__init__.py": "from . import util\n", "pkg/util.py": "U = 3\n"})
     ahead = _Ahead()
-    ahead.add(P.dumps({"wheels": [str(one), str(two), str(three)], "cells": 3}))
+    _tell(ahead, [str(one), str(two), str(three)], 3)
     ahead.step()
     ahead.step()  # 1.0 and 2.0 read; 3.0 still queued
     ahead.forked(P.dumps({"pins": ["Pkg==1.0"], "env": {}}))
