@@ -27,7 +27,8 @@ def run(store: Store, *, repair: bool = False, full: bool = True, log=None) -> d
         counts = dict.fromkeys(("objects", "dists", "bubbles", "files", "hashed_bytes"), 0)
         found = [Problem("main-env", path, detail).to_dict() for path, detail in problems]
         return {"store": store.root, "mode": "full" if full else "quick", "clean": not found, "counts": counts,
-                "problems": found, "actions": [], "remaining": found, "notes": notes + ["the store is empty"], "sources": [],
+                "problems": found, "actions": [], "remaining": found, "waiting": {}, "notes": notes + ["the store is empty"],
+                "sources": [],
                 "seconds": round(time.perf_counter() - t0, 4)}
     # Checking needs no lock where the store cannot be written (a read-only mount, another
     # user's store): optional=True goes on without it there. Repairing does need it.
@@ -35,10 +36,11 @@ def run(store: Store, *, repair: bool = False, full: bool = True, log=None) -> d
                    optional=not repair):
         scanner = Scanner(store, full)
         report = check(store, full=full, scanner=scanner)
-        actions, remaining = [], report.problems
-        if repair and (report.problems or report.leftovers):
+        actions, final = [], report
+        if repair and (report.problems or report.leftovers or report.waiting):
             actions = healing.repair(store, report, scanner, log=log)
-            remaining = check(store, full=full, scanner=scanner).problems
+            final = check(store, full=full, scanner=scanner)
+        remaining = final.problems
     sources = [{"path": rel, "wheel": d.manifest.get("wheel"), "wheel_sha256": d.manifest.get("wheel_sha256"),
                 "origin": d.manifest.get("origin")} for rel, d in sorted(report.dists.items()) if d.manifest]
     return {
@@ -51,6 +53,7 @@ def run(store: Store, *, repair: bool = False, full: bool = True, log=None) -> d
         "leftovers": [p.to_dict() for p in report.leftovers],
         "actions": actions,
         "remaining": [p.to_dict() for p in remaining],
+        "waiting": final.waiting,
         "notes": report.notes,
         "seconds": round(time.perf_counter() - t0, 4),
     }

@@ -24,6 +24,12 @@ kind                 meaning
 ``bubble-damaged``   a bubble manifest that cannot be read, or names a path outside ``dists/``.
 ``bubble-dist``      a bubble names a dist that is missing or has another version, or (this
                      interpreter's bubbles) one not compiled for this interpreter.
+``bubble-deferred``  a bubble ``pip-omni run`` made waits for a dist to be stored (one the
+                     main environment has at that version, :mod:`omnipkg_pip.writers.deferred`)
+                     and cannot wait any more: its kept wheel is gone or has other bytes, or
+                     (this interpreter's bubbles) main no longer has that version, so the pin
+                     fails until it is stored. ``--repair`` stores it. A bubble that merely
+                     waits is no problem: a note counts them.
 ``tmp-leftover``     staging left in ``tmp/`` by an interrupted writer (doctor holds the
                      writer lock, so nothing in ``tmp/`` is in use). Not a problem: no
                      reader ever looks there, so a store after ``kill -9`` of an install
@@ -47,6 +53,7 @@ Everything runs under the store's writer lock; readers (pinned processes) never 
      "leftovers": [problem, ...],       # tmp-leftover entries: harmless, not counted in "clean"
      "actions": [{"action": str, "path": str, "detail": str}],     # --repair only, else []
      "remaining": [problem, ...],       # after --repair; without it the same as "problems"
+     "waiting": {bubble path: [dist name, ...]},   # stored later (pip-omni run), not yet stored
      "notes": [str], "seconds": float,
      "sources": [{"path": str, "wheel": str | null, "wheel_sha256": str | null, "origin": str | null}]}
 
@@ -153,6 +160,7 @@ class Report:
     bubbles: list = field(default_factory=list)  # (rel, manifest or None)
     refs: dict = field(default_factory=dict)  # object path -> [(dist rel, file, manifest mtime, size)]
     leftovers: list = field(default_factory=list)  # tmp-leftover: harmless, cleared by --repair
+    waiting: dict = field(default_factory=dict)  # bubble rel -> the dists it waits for (stored later)
 
     def by_kind(self, *kinds) -> list:
         return [p for p in self.problems + self.leftovers if p.kind in kinds]
@@ -382,6 +390,37 @@ class Scanner:
                     PYC_PREFIX + tag + PYC_SUFFIX) not in d.bad_pyc and not self.main_serves(dname, entry.get("version")):
                     # (a dist main has at this version is compiled only once main stops serving it)
                     report.problems.append(Problem("bubble-dist", rel, f"{dname}: {entry['path']} is not compiled for {tag}"))
+            if m.get("deferred") is not None:
+                self._waiting(report, rel, m, k == key)
+
+    def _waiting(self, report: Report, rel: str, m: dict, ours: bool) -> None:
+        """The dists a bubble waits for to be stored (``"deferred"``): a problem only where
+        they cannot wait (see ``bubble-deferred``)."""
+        from ..writers import deferred
+
+        waiting = m["deferred"]
+        if not isinstance(waiting, dict) or not all(deferred.sound(n, r) for n, r in waiting.items()):
+            report.problems.append(Problem("bubble-damaged", rel, "its record of the dists it waits for is damaged; "
+                                           "uninstall that version and make the bubble again"))
+            return
+        report.waiting[rel] = sorted(waiting)
+        for dname, rec in sorted(waiting.items()):
+            if os.path.isfile(os.path.join(self.store.dist_path(dname, rec["version"], rec["tag"]), DIST_MANIFEST)):
+                continue  # stored meanwhile (another bubble): completing it takes that dist
+            kept = deferred.kept_wheel(self.store, rec)
+            what = f"{dname} {rec['version']}, waiting to be stored"
+            if not os.path.isfile(kept):
+                report.problems.append(Problem("bubble-deferred", rel, f"{what}: its kept wheel "
+                                               f"{os.path.relpath(kept, self.store.root)} is gone; uninstall that "
+                                               "version and make the bubble again", rec["wheel"]))
+            elif self.full and (found := file_sha256(kept)) != rec["wheel_sha256"]:
+                self.hashed += os.path.getsize(kept)
+                report.problems.append(Problem("bubble-deferred", rel, f"{what}: its kept wheel has sha256 {found}, "
+                                               f"not the {rec['wheel_sha256']} recorded; not trusted", rec["wheel"]))
+            elif ours and not self.main_serves(dname, rec["version"]):
+                report.problems.append(Problem("bubble-deferred", rel, f"{what}: the main environment no longer has "
+                                               "that version, so the pin fails until it is stored (`--repair` or "
+                                               "`pip-omni store compile`)", rec["wheel"]))
 
 
 def tampered_with(d: Dist, entry: dict, cache_tag: str | None) -> tuple[str, str, str] | None:
@@ -457,6 +496,12 @@ def check(store: Store, *, full: bool = True, scanner: Scanner | None = None, ma
         if tmp_in_use(os.path.join(store.tmp, entry)):
             continue  # a download in progress (omnipkg_hook.store.DownloadDir), not a leftover
         report.leftovers.append(Problem("tmp-leftover", f"tmp/{entry}", "left by an interrupted writer"))
+    if report.waiting:
+        n = sum(len(v) for v in report.waiting.values())
+        waits = "waits" if len(report.waiting) == 1 else "wait"
+        report.notes.append(f"{plural(len(report.waiting), 'bubble')} of `pip-omni run` {waits} for {plural(n, 'dist')} "
+                            "the main environment has at that version to be stored; its background step, "
+                            "`pip-omni store compile` or `doctor --repair` stores them")
     if report.leftovers:
         report.notes.append(f"{plural(len(report.leftovers), 'staging leftover')} in tmp/ from interrupted writers: "
                             "harmless; `pip-omni gc` or `doctor --repair` removes them")

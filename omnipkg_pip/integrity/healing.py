@@ -25,8 +25,11 @@ moment leaves a store that the next ``doctor --repair`` finishes. In order:
    when the bubble was made, never a list found in the store. Every file it makes is
    new (a link to an object, or an object linked): nothing is opened for writing in a
    dist, so nothing is written through a hard link;
-4. a damaged bubble manifest is made again from the dists in the store (bubbles of
-   this interpreter), else set aside with the command that reinstalls it.
+4. what this interpreter's bubbles wait for is stored (``pip-omni run``'s bubbles, for a
+   dist the main environment has at that version: :mod:`omnipkg_pip.writers.deferred`);
+5. a damaged bubble manifest is made again from the dists in the store (bubbles of
+   this interpreter), else set aside with the command that reinstalls it, and what this
+   interpreter's bubbles name is compiled for it.
 
 The main environment is never changed: its problems are reported with what to do.
 """
@@ -51,6 +54,7 @@ from omnipkg_hook.store import (
     materialize,
     normalize,
     put_object,
+    read_manifest,
 )
 
 from ..writers.layout import (
@@ -74,6 +78,7 @@ def repair(store: Store, report: Report, scanner: Scanner, log=None) -> list[dic
         h.links()
         h.objects()
         h.dists()
+        h.waiting()
         h.bubbles()
     finally:
         for work in h.work:
@@ -521,6 +526,37 @@ class _Healer:
                     except (OmnipkgError, OSError) as e:
                         self.act("could not repair", entry["path"], f"compiling failed ({getattr(e, 'message', e)})")
         self._record_recompiled()
+
+    def waiting(self) -> None:
+        """Store what this interpreter's bubbles wait for (``writers.deferred``), each marked
+        again first (a mark is lost if a crash came between it and the manifest's rename)."""
+        ours = [rel for rel in self.report.waiting if rel.endswith(f"/{self.key}.json")]
+        if not ours:
+            return
+        from ..pythons import interp
+        from ..writers import deferred
+
+        for rel in ours:
+            _, name, version, _fname = rel.split("/")
+            deferred.note(self.store, self.key, name, version)
+        failed: list = []
+        done = set(deferred.complete(self.store, interp.current(), failed=failed))
+        why = dict(failed)
+        for rel in ours:
+            _, name, version, _fname = rel.split("/")
+            if f"{name}=={version}" in done:
+                self.act("stored", rel, f"what it waited for: {', '.join(self.report.waiting[rel])}")
+                self._reread(rel)  # compiled next, as every bubble of this interpreter
+            elif f"{name}=={version}" in why:
+                self.act("could not repair", rel, why[f"{name}=={version}"])
+
+    def _reread(self, rel: str) -> None:
+        for i, (r, _m) in enumerate(self.report.bubbles):
+            if r == rel:
+                try:
+                    self.report.bubbles[i] = (rel, read_manifest(self.store.abspath(rel)))
+                except (OSError, OmnipkgError):
+                    pass
 
     def _record_recompiled(self) -> None:
         """The bubbles of this interpreter record the ``.pyc`` manifests compiled here.

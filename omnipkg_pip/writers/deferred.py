@@ -40,7 +40,8 @@ from omnipkg_hook.store import (
 
 # Imported by every install (deferred.complete: a listdir when nothing waits): nothing beyond
 # what the warm path has, shutil included (tests/cli/test_warm_path.py).
-__all__ = ["light_manifest", "note", "marks", "complete", "kept_wheels_in_use", "MARKS", "WHEELS"]
+__all__ = ["light_manifest", "note", "marks", "complete", "sound", "kept_wheel", "kept_wheels_in_use", "MARKS",
+           "WHEELS"]
 
 MARKS = ("cache", "deferred")
 WHEELS = ("cache", "deferred-wheels")
@@ -135,11 +136,12 @@ def _clear(store: Store, key: str, root: str, version: str) -> None:
         pass
 
 
-def complete(store: Store, interpreter, *, quiet: bool = False) -> list[str]:
+def complete(store: Store, interpreter, *, quiet: bool = False, failed: list | None = None) -> list[str]:
     """Store the deferred dists of ``interpreter``'s marked bubbles and rewrite those bubbles
     complete. Returns the bubbles completed (``root==version``). A listdir when there is
-    nothing to do; the lock is taken per bubble. A wheel that fails is one line on stderr,
-    and its bubble and mark stay as they were."""
+    nothing to do; the lock is taken per bubble. A wheel that fails is one line on stderr
+    (or ``(root==version, why)`` appended to ``failed``), and its bubble and mark stay as
+    they were."""
     todo = marks(store, interpreter.key)
     if not todo:
         return []
@@ -165,11 +167,11 @@ def complete(store: Store, interpreter, *, quiet: bool = False) -> list[str]:
                                        f"`pip-omni uninstall {root}=={version}` and make the bubble again")
                 added = {}
                 for name, rec in sorted(waiting.items()):
-                    if not _sound(name, rec):
+                    if not sound(name, rec):
                         raise OmnipkgError(f"its record of the deferred {name!r} is damaged",
                                            f"`pip-omni uninstall {root}=={version}` and make the bubble again")
                     dist_dir = store.dist_path(name, rec["version"], rec["tag"])
-                    kept = os.path.join(_dir(store, WHEELS), rec["wheel_sha256"], rec["wheel"])
+                    kept = kept_wheel(store, rec)
                     stored = os.path.join(dist_dir, DIST_MANIFEST)
                     if os.path.isfile(kept):
                         found = file_sha256(kept)
@@ -200,15 +202,17 @@ def complete(store: Store, interpreter, *, quiet: bool = False) -> list[str]:
                 _clear(store, interpreter.key, root, version)
                 done.append(f"{root}=={version}")
         except (OmnipkgError, OSError, ValueError, KeyError, TypeError) as e:
-            if not quiet:
-                text = getattr(e, "message", None) or str(e)
+            text = getattr(e, "message", None) or str(e)
+            if failed is not None:
+                failed.append((f"{root}=={version}", text))
+            elif not quiet:
                 print(f"pip-omni: could not store what the bubble {root}=={version} deferred: {text}",
                       file=sys.stderr)
     _sweep(store)
     return done
 
 
-def _sound(name: str, rec) -> bool:
+def sound(name: str, rec) -> bool:
     """A deferred record names a plain wheel file and a sha256 (they become a path)."""
     plain = lambda v: isinstance(v, str) and v and "/" not in v and "\\" not in v and not v.startswith(".")  # noqa: E731
     sha = rec.get("wheel_sha256") if isinstance(rec, dict) else None
@@ -216,6 +220,11 @@ def _sound(name: str, rec) -> bool:
             and plain(rec.get("wheel")) and rec["wheel"].endswith(".whl")
             and isinstance(sha, str) and len(sha) == 64 and set(sha) <= set("0123456789abcdef")
             and isinstance(rec.get("requires", {}), dict))
+
+
+def kept_wheel(store: Store, rec: dict) -> str:
+    """Where the wheel of a :func:`sound` deferred record is kept."""
+    return os.path.join(_dir(store, WHEELS), rec["wheel_sha256"], rec["wheel"])
 
 
 def kept_wheels_in_use(store: Store) -> set[str] | None:
@@ -230,7 +239,7 @@ def kept_wheels_in_use(store: Store) -> set[str] | None:
             try:
                 with open(store.bubble_path(root, version, key), encoding="utf-8") as f:
                     waiting = json.load(f).get("deferred") or {}
-                if not all(_sound(name, rec) for name, rec in waiting.items()):
+                if not all(sound(name, rec) for name, rec in waiting.items()):
                     return None
                 used.update(rec["wheel_sha256"] for rec in waiting.values())
             except FileNotFoundError:

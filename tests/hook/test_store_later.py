@@ -26,12 +26,12 @@ def _wheels(wheel):
     return app, lib
 
 
-def _made(store, wheel, main_site=None):
+def _made(store, wheel, main_site=None, compile=False):
     app, lib = _wheels(wheel)
     if main_site is not None:
         main_site.install(lib)
     return bubbles.bubble_from_wheels(store, [app, lib], "omt-app==1.0", CURRENT, {"omt-lib": "1.0"},
-                                      compile=False, defer=True), lib
+                                      compile=compile, defer=True), lib
 
 
 def _kept(store) -> list[str]:
@@ -169,3 +169,47 @@ def test_export_refuses_a_bubble_that_still_leans_on_main(store, wheel, tmp_path
         archive.export(store, str(tmp_path / "out.tar"), ["omt-app==1.0"], CURRENT.key)
     deferred.complete(store, CURRENT)
     archive.export(store, str(tmp_path / "out.tar"), ["omt-app==1.0"], CURRENT.key)
+
+
+def test_doctor_counts_a_waiting_bubble_and_repair_stores_it_once_main_has_moved_on(store, wheel, main_site):
+    """A bubble that waits is no problem (a note says so); once main no longer has the version
+    it waits for, it is one (the pin fails), and ``--repair`` stores what it waits for."""
+    from omnipkg_pip.integrity import checkup
+
+    _made(store, wheel, main_site, compile=True)  # as the background step leaves it: not yet stored
+    rel = os.path.relpath(store.bubble_path("omt-app", "1.0", CURRENT.key), store.root)
+    result = checkup.run(store)
+    assert result["clean"] and result["waiting"] == {rel: ["omt-lib"]}, result["problems"]
+    assert any("1 bubble of `pip-omni run` waits for 1 dist" in note for note in result["notes"])
+
+    _remove_lib(main_site)
+    result = checkup.run(store)
+    [problem] = result["problems"]
+    assert problem["kind"] == "bubble-deferred" and problem["path"] == rel
+    assert "no longer has that version" in problem["detail"]
+
+    repaired = checkup.run(store, repair=True)
+    assert repaired["clean"] and repaired["waiting"] == {} and repaired["remaining"] == [], (repaired["actions"], repaired["remaining"])
+    assert [(a["action"], a["path"]) for a in repaired["actions"]] == [
+        ("stored", rel), ("compiled", "dists/omt-lib/1.0/py3-none-any")]  # stored, then compiled: main no longer has it
+    assert "deferred" not in _bubble(store) and sorted(_bubble(store)["dists"]) == ["omt-app", "omt-lib"]
+
+
+def test_doctor_names_a_kept_wheel_that_is_gone_or_has_other_bytes(store, wheel, main_site):
+    from omnipkg_pip.integrity import checkup
+
+    manifest, _lib = _made(store, wheel, main_site, compile=True)
+    rec = manifest["deferred"]["omt-lib"]
+    kept = deferred.kept_wheel(store, rec)
+    with open(kept, "ab") as f:
+        f.write(b"tampered")
+    [problem] = checkup.run(store)["problems"]
+    assert problem["kind"] == "bubble-deferred" and f"not the {rec['wheel_sha256']} recorded" in problem["detail"]
+    assert checkup.run(store, full=False)["clean"]  # --quick hashes nothing
+    failed = checkup.run(store, repair=True)
+    assert [a["action"] for a in failed["actions"]] == ["could not repair"] and not failed["clean"]
+    assert "deferred" in _bubble(store)  # left as it was
+
+    os.unlink(kept)
+    [problem] = checkup.run(store)["problems"]
+    assert problem["kind"] == "bubble-deferred" and "is gone" in problem["detail"]

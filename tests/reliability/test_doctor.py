@@ -246,8 +246,8 @@ def test_cli_exit_codes_and_json(stored, capsys, monkeypatch):
     data = json.loads(out)
     assert code == 1
     assert set(data) == {"store", "mode", "clean", "counts", "problems", "leftovers", "actions", "remaining",
-                         "notes", "seconds", "sources"}
-    assert data["mode"] == "full" and data["clean"] is False and data["actions"] == []
+                         "waiting", "notes", "seconds", "sources"}
+    assert data["mode"] == "full" and data["clean"] is False and data["actions"] == [] and data["waiting"] == {}
     assert {s["path"]: s["wheel"] for s in data["sources"]}["dists/omt-app/1.0/py3-none-any"] == \
         "omt_app-1.0-py3-none-any.whl"
     assert data["remaining"] == data["problems"]
