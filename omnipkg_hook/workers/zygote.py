@@ -35,7 +35,8 @@ compiled one file a step, only while no request is waiting, into
 :data:`omnipkg_hook.uncompiled.PRECOMPILED` (keyed by each source's sha256), so that cells
 forked after import those sources without compiling them (bubbles ``pip-omni run`` makes
 have no ``.pyc`` yet). It stops once it has forked ``n`` cells for this owner (the owner's
-cells in all), and each new owner starts with none. A wheel is untrusted here: a member is read up to
+cells in all), pauses while only the last is to come and its siblings take every core
+(:meth:`_Ahead.worth`), and each new owner starts with none. A wheel is untrusted here: a member is read up to
 :data:`_Ahead.MAX_FILE` bytes, at most :data:`_Ahead.MAX_TOTAL` per owner, an archive or
 source that fails is skipped, nothing is written, and a code object is only ever used for
 source bytes of the same sha256.
@@ -432,6 +433,18 @@ class _Ahead:
     def busy(self) -> bool:
         return bool(self.items) or bool(self.wheels)
 
+    def worth(self, live: int) -> bool:
+        """Whether to compile now, with ``live`` cells running: while two cells or more are
+        still to come (a source they share, compiled here once, spares a compile in each), or
+        while a core is free of cells. For the last cell alone, on cores its running siblings
+        keep busy, compiling here only moves the work to a worse time: the cell would do it
+        itself later, when the others have ended and a core is idle."""
+        if not self.busy():
+            return False
+        if self.cells is None or self.cells - self.forks >= 2:
+            return True
+        return live < (os.cpu_count() or 1)
+
     def pending(self) -> list[str]:
         """The member names still to compile, the next first."""
         return [self.items[k][0] for k in reversed(self._order())]
@@ -607,7 +620,7 @@ class _Cells:
             if control.pending():
                 ready = [control.sock]
             else:  # nothing waits: compile ahead, one file between two looks
-                ready = select.select([control.sock, self.wake_r], [], [], 0 if self.ahead.busy() else None)[0]
+                ready = select.select([control.sock, self.wake_r], [], [], 0 if self.ahead.worth(len(self.live)) else None)[0]
                 if not ready:
                     self.ahead.step()
                     continue

@@ -240,6 +240,23 @@ def test_the_zygote_stops_compiling_once_every_cell_has_started(wheel):
     assert not ahead.busy()
 
 
+def test_the_zygote_pauses_for_the_last_cell_while_its_siblings_take_every_core(wheel):
+    """Two cells or more to come: compiling a source they share once spares a compile in each.
+    Only the last to come: compiling it here merely moves its work onto cores its running
+    siblings need, so it waits until a core is free of cells."""
+    from omnipkg_hook.workers.zygote import _Ahead
+
+    cores = os.cpu_count() or 1
+    ahead = _Ahead()
+    _tell(ahead, [wheel("lib", "1.0"), wheel("lib", "2.0"), wheel("lib", "3.0")], 3)
+    assert ahead.worth(live=cores + 5)  # three to come
+    ahead.forked()
+    assert ahead.worth(live=cores + 5)  # two to come
+    ahead.forked()
+    assert not ahead.worth(live=cores) and ahead.busy()  # the last one: paused, not dropped
+    assert ahead.worth(live=cores - 1)
+
+
 def test_a_compile_frame_whose_files_do_not_match_its_names_is_ignored_and_its_files_closed(wheel):
     from omnipkg_hook.workers import protocol as P
     from omnipkg_hook.workers.zygote import _Ahead
