@@ -329,18 +329,12 @@ def _new_context(cert: str | None):
 
 
 def _user_agent() -> str:
-    global _AGENT
-    if _AGENT is None:
-        try:
-            from importlib.metadata import version
+    """``pip-omni/<version>``, the version ``pip-omni --version`` says: not read through
+    ``importlib.metadata``, whose import and scan of ``sys.path`` (~5-50 ms) would sit between
+    the TLS context and the first request of every cold command."""
+    from .. import __version__
 
-            _AGENT = f"pip-omni/{version('pip-omni')}"
-        except Exception:  # a checkout without metadata
-            _AGENT = "pip-omni"
-    return _AGENT
-
-
-_AGENT = None
+    return f"pip-omni/{__version__}"
 
 
 # Connections kept alive

@@ -48,6 +48,10 @@ def _imported(venv, *argv):
 def test_version_imports_no_command_module_and_list_only_its_own(omni_venv):
     out, mods = _imported(omni_venv, "--version")
     assert re.match(r"pip-omni \d+\.\d+\.\d+ from .* \(python 3\.\d+\)$", out.strip())
+    # the version it says (and sends as its User-Agent) is the installed distribution's
+    meta = subprocess.run([str(omni_venv.python), "-c", "import importlib.metadata as m; print(m.version('pip-omni'))"],
+                          capture_output=True, text=True, env=omni_venv.env, check=True).stdout.strip()
+    assert out.split()[1] == meta
     assert not {m for m in mods if m.startswith("omnipkg_pip.commands")}
     assert "argparse" not in mods and "packaging" not in mods
     assert _imported(omni_venv, "-V")[0] == out
