@@ -365,6 +365,7 @@ class _Ahead:
         self.items: dict[bytes, list] = {}
         self.order: list[bytes] | None = None  # the items' keys, the next to compile last
         self.seen: set[str] = set()
+        self.scanned: dict = {}  # (module, is a package, source bytes) -> what it imports (_imported_by_siblings)
         self.read = 0
         self.cells = None  # the owner's cells in all: once that many are forked, compiling helps none
         self.forks = 0
@@ -515,7 +516,7 @@ class _Ahead:
                         found[module[0]] = (info.filename, data, module[1])
         except Exception:  # not a readable zip, a damaged member: the ingest says what is wrong with it
             return []
-        wanted = _imported_by_siblings(found)
+        wanted = _imported_by_siblings(found, self.scanned)
         return [(name, data, package, wanted[m]) for m, (name, data, package) in found.items()
                 if package or wanted[m]]
 
@@ -560,41 +561,55 @@ def _module_of(info) -> tuple[str, bool] | None:
 _IMPORT_LINE = None  # re.Pattern, compiled on first use
 
 
-def _imported_by_siblings(found: dict) -> dict[str, int]:
-    """``{module: how many other modules of ``found`` import it on a line of their own top level}``."""
-    global _IMPORT_LINE
-    import re
+def _imported_by_siblings(found: dict, seen: dict | None = None) -> dict[str, int]:
+    """``{module: how many other modules of ``found`` import it on a line of their own top level}``.
+    ``seen``: what a module of the same name and bytes imports, from an earlier call (the
+    versions of a project share most of their sources: each is scanned once)."""
     from collections import Counter
 
-    if _IMPORT_LINE is None:
-        _IMPORT_LINE = re.compile(
-            rb"^(?:from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+\(?([\w, \t]*)|import[ \t]+([\w., \t]+))", re.M)
     count: Counter = Counter()
     for module, (_name, data, package) in found.items():
-        here = module.split(".") if package else module.split(".")[:-1]
-        targets: set[str] = set()
-        for dots, name, names, plain in _IMPORT_LINE.findall(data):
-            if plain:  # import a.b.c, d as e
-                for item in plain.split(b","):
-                    words = item.split()
-                    if words:
-                        path = words[0].decode("ascii", "replace").split(".")
-                        targets.update(".".join(path[:k]) for k in range(1, len(path) + 1))
-                continue
-            level = len(dots)
-            if level - 1 > len(here):
-                continue
-            base = here[:len(here) - level + 1] if level else []
-            target = base + (name.decode("ascii", "replace").split(".") if name else [])
-            targets.add(".".join(target))
-            for item in names.split(b","):  # from . import submodule
-                words = item.split()
-                if words:
-                    targets.add(".".join([*target, words[0].decode("ascii", "replace")]))
+        key = (module, package, data)
+        targets = seen.get(key) if seen is not None else None
+        if targets is None:
+            targets = _imports_of(module, package, data)
+            if seen is not None:
+                seen[key] = targets
         for target in targets:
             if target != module and target in found:
                 count[target] += 1
     return count
+
+
+def _imports_of(module: str, package: bool, data: bytes) -> set[str]:
+    """The modules ``data`` (module ``module``) imports on a line of its own top level."""
+    global _IMPORT_LINE
+    import re
+
+    if _IMPORT_LINE is None:
+        _IMPORT_LINE = re.compile(
+            rb"^(?:from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+\(?([\w, \t]*)|import[ \t]+([\w., \t]+))", re.M)
+    here = module.split(".") if package else module.split(".")[:-1]
+    targets: set[str] = set()
+    for dots, name, names, plain in _IMPORT_LINE.findall(data):
+        if plain:  # import a.b.c, d as e
+            for item in plain.split(b","):
+                words = item.split()
+                if words:
+                    path = words[0].decode("ascii", "replace").split(".")
+                    targets.update(".".join(path[:k]) for k in range(1, len(path) + 1))
+            continue
+        level = len(dots)
+        if level - 1 > len(here):
+            continue
+        base = here[:len(here) - level + 1] if level else []
+        target = base + (name.decode("ascii", "replace").split(".") if name else [])
+        targets.add(".".join(target))
+        for item in names.split(b","):  # from . import submodule
+            words = item.split()
+            if words:
+                targets.add(".".join([*target, words[0].decode("ascii", "replace")]))
+    return targets
 
 
 class _Cells:

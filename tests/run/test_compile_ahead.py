@@ -293,6 +293,24 @@ def test_what_a_zygote_compiles_first_is_what_a_cell_imports_first(wheel):
     assert ahead.pending() == ["pkg/__init__.py", "pkg/sub/__init__.py", "pkg/a.py", "pkg/b.py", "pkg/c.py"]
 
 
+def test_a_source_two_wheels_share_is_scanned_for_its_imports_once(wheel, monkeypatch):
+    """The versions of a project share most of their sources: what one imports is read once."""
+    from omnipkg_hook.workers import zygote
+
+    files = {"pkg/__init__.py": "from . import core\n", "pkg/core.py": "from . import util\n", "pkg/util.py": "U = 1\n"}
+    one = wheel("pkg", "1.0", files=files)
+    two = wheel("pkg", "2.0", files={**files, "pkg/util.py": "U = 2\n"})
+    scanned = []
+    real = zygote._imports_of
+    monkeypatch.setattr(zygote, "_imports_of", lambda m, p, d: scanned.append(m) or real(m, p, d))
+    ahead = zygote._Ahead()
+    _tell(ahead, [one, two], 2)
+    ahead.step()
+    ahead.step()
+    assert sorted(scanned) == ["pkg", "pkg.core", "pkg.util", "pkg.util"]  # util differs; the rest once
+    assert ahead.pending() == ["pkg/__init__.py", "pkg/core.py", "pkg/util.py", "pkg/util.py"]
+
+
 def test_a_source_several_wheels_share_is_compiled_before_one_only_a_wheel_has(wheel):
     """Compiled once in the zygote, a source two versions share spares a compile in each of
     their cells: it comes first, whatever the order the wheels came in."""
