@@ -9,10 +9,27 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["step", "say", "set_quiet"]
+__all__ = ["step", "say", "set_quiet", "above"]
 
 _quiet = False
 _spinning = False  # a spinner runs (a step inside one, or in another thread, shows none)
+_drawn = [False]  # the spinner's line is on the terminal now (under _LOCK, made with the spinner)
+_LOCK = None  # threading.Lock of the spinner's writes, made with the first spinner
+
+
+def above(write) -> None:
+    """Call ``write()`` (it writes whole lines to the terminal, as ``run --stream`` does) with
+    the spinner's line cleared first: the spinner draws itself again below on its next tick."""
+    lock = _LOCK
+    if lock is None:
+        write()
+        return
+    with lock:
+        if _drawn[0]:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            _drawn[0] = False
+        write()
 
 
 def set_quiet(quiet: bool) -> None:
@@ -39,7 +56,7 @@ class step:
         self.stop = self.thread = None
 
     def __enter__(self) -> None:
-        global _spinning
+        global _spinning, _LOCK
         if _quiet:
             return
         if self.verbose or not _tty():
@@ -51,6 +68,9 @@ class step:
         import threading
         import time
 
+        if _LOCK is None:
+            _LOCK = threading.Lock()
+        lock = _LOCK
         stop = self.stop = threading.Event()
         start = time.monotonic()
         what = self.what
@@ -59,8 +79,10 @@ class step:
             frames = "|/-\\"
             i = 0
             while not stop.wait(0.1):
-                sys.stderr.write(f"\r{frames[i % 4]} {what} ({time.monotonic() - start:.0f}s)")
-                sys.stderr.flush()
+                with lock:
+                    sys.stderr.write(f"\r{frames[i % 4]} {what} ({time.monotonic() - start:.0f}s)")
+                    sys.stderr.flush()
+                    _drawn[0] = True
                 i += 1
 
         self.thread = threading.Thread(target=spin, daemon=True)
@@ -74,5 +96,7 @@ class step:
         self.stop.set()
         self.thread.join()
         self.thread = None
-        sys.stderr.write("\r\033[K")
-        sys.stderr.flush()
+        with _LOCK:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            _drawn[0] = False

@@ -154,11 +154,18 @@ def _is_pytest(target: list[str]) -> bool:
 
 
 def _pump(stream, prefix: str, sink, lock) -> None:
+    from .. import progress
+
     for line in iter(stream.readline, b""):
-        text = line.decode("utf-8", "replace")
-        with lock:
-            sink.write(f"{prefix} {text}" if text.endswith("\n") else f"{prefix} {text}\n")
+        text = f"{prefix} {line.decode('utf-8', 'replace')}"
+        text = text if text.endswith("\n") else text + "\n"
+
+        def write(text=text) -> None:
+            sink.write(text)
             sink.flush()
+
+        with lock:  # a spinner still making bubbles for later cells is cleared first, drawn again below
+            progress.above(write)
     stream.close()
 
 

@@ -138,6 +138,34 @@ def test_atomic_write_never_writes_through_what_is_in_tmp(tmp_path, monkeypatch)
     assert sorted(os.listdir(store.tmp)) == [f"w-{os.getpid()}-{'01' * 6}", f"w-{os.getpid()}-{'02' * 6}"]
 
 
+def test_a_line_streamed_while_a_spinner_runs_starts_on_a_cleared_line(monkeypatch, capsys):
+    """`run --matrix --stream` prints cells' lines while bubbles for later cells are still
+    being made under a spinner: each line first clears the spinner's, never lands after it."""
+    import io
+    import sys
+    import threading
+    import time
+
+    from omnipkg_pip.run.matrix import _pump
+
+    monkeypatch.setattr(progress, "_quiet", False)
+    monkeypatch.setattr(progress, "_tty", lambda: True)
+    with progress.step("make 3 bubbles"):
+        for n in range(3):
+            deadline = time.monotonic() + 5
+            while not progress._drawn[0] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert progress._drawn[0]  # the spinner's line is on the terminal
+            _pump(io.BytesIO(f"line {n}".encode()), "[rich=13.4.2]", sys.stderr, threading.Lock())
+            assert not progress._drawn[0]
+    err = capsys.readouterr().err
+    for n in range(3):
+        before = err[:err.index(f"[rich=13.4.2] line {n}\n")]
+        assert before.endswith("\r\033[K"), repr(before[-40:])
+    progress.above(lambda: sys.stderr.write("after\n"))  # no spinner: written as it is
+    assert capsys.readouterr().err == "after\n"
+
+
 def test_progress_steps_on_a_terminal_and_off_it(monkeypatch, capsys):
     monkeypatch.setattr(progress, "_quiet", False)
     with progress.step("fetch x"):
