@@ -49,6 +49,8 @@ options:
   -h, --help            show this help
 """
 
+RAN_HERE = False  # a program ran in this process (_run_here): cli.console then exits as python does
+
 _VALUE = {"--with": "with_", "--pin": "with_", "--python": "python", "--matrix": "matrix", "--jobs": "jobs",
           "-j": "jobs", "-f": "find_links", "--find-links": "find_links", "-i": "index_url",
           "--index-url": "index_url", "--extra-index-url": "extra_index_url"}
@@ -334,6 +336,8 @@ def _run_here(root: str, texts: tuple[list[str], list[str]], target: list[str], 
             ondemand.make_bubbles(sys.executable, _here_version(), missing, offline=opts.offline,
                                   index=opts.index())
             runner.apply_pins(value, again=True)
+    global RAN_HERE
+    RAN_HERE = True  # the process ends as python's does (cli.console)
     return runner.execute(target, source)  # a missing script: python's own one-line error
 
 

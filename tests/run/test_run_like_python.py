@@ -163,3 +163,34 @@ def test_install_makes_the_missing_bubble_with_progress(omni_venv, wheel, wheelh
     assert proc.stdout == "1.0\n"
     assert "pip-omni: fetch tinydep==1.0" in proc.stderr  # the install's progress, on stderr
     assert not list(omni_venv.site.glob("tinydep*"))  # a bubble, never main
+
+
+FINALIZED = """\
+import atexit, gc, sys
+
+class Cycle:
+    def __del__(self):
+        sys.stdout.write("cycle finalized\\n")
+
+c = Cycle()
+c.me = c  # cyclic garbage once dropped: only the interpreter's last collection finalizes it
+del c
+gc.disable()
+atexit.register(lambda: sys.stdout.write(f"frozen at exit: {gc.get_freeze_count() > 0}\\n"))
+"""
+
+
+def test_a_program_run_here_ends_as_under_python_and_a_command_skips_the_last_collection(omni_venv, tmp_path):
+    """`pip-omni run` in its own process exits as `python` does (cyclic garbage finalized by the
+    last collection); a command that runs no program of the user's puts the heap out of that
+    last collection's reach (cli.console: gc.freeze), which only saves time."""
+    (tmp_path / "fin.py").write_text(FINALIZED)
+    ours, theirs = _both(omni_venv, tmp_path, "fin.py")
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout == "frozen at exit: False\ncycle finalized\n"
+    probe = ("import atexit, gc, sys; atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0)); "
+             "sys.argv = ['pip-omni', 'list']; from omnipkg_pip.cli import console; console()")
+    proc = subprocess.run([str(omni_venv.python), "-c", probe], capture_output=True, text=True, cwd=tmp_path,
+                          env=omni_venv.env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "frozen at exit: True"
