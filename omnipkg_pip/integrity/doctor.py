@@ -413,11 +413,16 @@ class Scanner:
                 report.problems.append(Problem("bubble-deferred", rel, f"{what}: its kept wheel "
                                                f"{os.path.relpath(kept, self.store.root)} is gone; uninstall that "
                                                "version and make the bubble again", rec["wheel"]))
-            elif self.full and (found := file_sha256(kept)) != rec["wheel_sha256"]:
+                continue
+            if self.full:
+                found = file_sha256(kept)
                 self.hashed += os.path.getsize(kept)
-                report.problems.append(Problem("bubble-deferred", rel, f"{what}: its kept wheel has sha256 {found}, "
-                                               f"not the {rec['wheel_sha256']} recorded; not trusted", rec["wheel"]))
-            elif ours and not self.main_serves(dname, rec["version"]):
+                if found != rec["wheel_sha256"]:
+                    report.problems.append(Problem("bubble-deferred", rel, f"{what}: its kept wheel has sha256 "
+                                                   f"{found}, not the {rec['wheel_sha256']} recorded; not trusted",
+                                                   rec["wheel"]))
+                    continue
+            if ours and not self.main_serves(dname, rec["version"]):
                 report.problems.append(Problem("bubble-deferred", rel, f"{what}: the main environment no longer has "
                                                "that version, so the pin fails until it is stored (`--repair` or "
                                                "`pip-omni store compile`)", rec["wheel"]))
