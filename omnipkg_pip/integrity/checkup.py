@@ -14,7 +14,7 @@ from omnipkg_hook.store import Store, WriteLock
 
 from ..text import plural
 from . import healing, mainenv
-from .doctor import Problem, Scanner, check
+from .doctor import Problem, Scanner, check, waiting_notes
 
 __all__ = ["format_result", "format_sources", "run"]
 
@@ -54,7 +54,7 @@ def run(store: Store, *, repair: bool = False, full: bool = True, log=None) -> d
         "actions": actions,
         "remaining": [p.to_dict() for p in remaining],
         "waiting": final.waiting,
-        "notes": report.notes,
+        "notes": report.notes + waiting_notes(final.waiting),  # after --repair: what still waits
         "seconds": round(time.perf_counter() - t0, 4),
     }
 

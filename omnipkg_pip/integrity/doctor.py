@@ -428,6 +428,17 @@ class Scanner:
                                                "`pip-omni store compile`)", rec["wheel"]))
 
 
+def waiting_notes(waiting: dict) -> list[str]:
+    """The note on the bubbles that wait for a dist to be stored (``Report.waiting``), if any."""
+    if not waiting:
+        return []
+    n = sum(len(v) for v in waiting.values())
+    waits = "waits" if len(waiting) == 1 else "wait"
+    return [f"{plural(len(waiting), 'bubble')} of `pip-omni run` {waits} for {plural(n, 'dist')} the main "
+            "environment has at that version to be stored; its background step, `pip-omni store compile` or "
+            "`doctor --repair` stores them"]
+
+
 def tampered_with(d: Dist, entry: dict, cache_tag: str | None) -> tuple[str, str, str] | None:
     """``(file name, sha256 found, sha256 recorded)`` of the first of ``d``'s manifests that is
     not what the bubble ``entry`` recorded (its ``.pyc`` manifest only for ``cache_tag``, the
@@ -501,12 +512,6 @@ def check(store: Store, *, full: bool = True, scanner: Scanner | None = None, ma
         if tmp_in_use(os.path.join(store.tmp, entry)):
             continue  # a download in progress (omnipkg_hook.store.DownloadDir), not a leftover
         report.leftovers.append(Problem("tmp-leftover", f"tmp/{entry}", "left by an interrupted writer"))
-    if report.waiting:
-        n = sum(len(v) for v in report.waiting.values())
-        waits = "waits" if len(report.waiting) == 1 else "wait"
-        report.notes.append(f"{plural(len(report.waiting), 'bubble')} of `pip-omni run` {waits} for {plural(n, 'dist')} "
-                            "the main environment has at that version to be stored; its background step, "
-                            "`pip-omni store compile` or `doctor --repair` stores them")
     if report.leftovers:
         report.notes.append(f"{plural(len(report.leftovers), 'staging leftover')} in tmp/ from interrupted writers: "
                             "harmless; `pip-omni gc` or `doctor --repair` removes them")

@@ -190,6 +190,7 @@ def test_doctor_counts_a_waiting_bubble_and_repair_stores_it_once_main_has_moved
 
     repaired = checkup.run(store, repair=True)
     assert repaired["clean"] and repaired["waiting"] == {} and repaired["remaining"] == [], (repaired["actions"], repaired["remaining"])
+    assert not any("waits for" in note for note in repaired["notes"])  # it was stored: no note says it waits
     assert [(a["action"], a["path"]) for a in repaired["actions"]] == [
         ("stored", rel), ("compiled", "dists/omt-lib/1.0/py3-none-any")]  # stored, then compiled: main no longer has it
     assert "deferred" not in _bubble(store) and sorted(_bubble(store)["dists"]) == ["omt-app", "omt-lib"]
